@@ -1,0 +1,3 @@
+from fiscobridge.cli import main
+
+main()

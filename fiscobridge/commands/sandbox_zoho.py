@@ -1,0 +1,5 @@
+"""Placeholder: replaced by the module's owner."""
+
+import click
+
+COMMANDS: list[click.Command] = []

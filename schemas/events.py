@@ -1,0 +1,155 @@
+"""Events on the topics. Every event carries the envelope fields of `Event`.
+
+`schema_version` is bumped only on incompatible changes; adding an optional field is
+compatible because every contract ignores fields it does not know.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import Field, StringConstraints
+
+from schemas.invoice import Contract, Invoice
+from schemas.money import AwareDatetime
+
+IntegrationUid = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _event_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Event(Contract):
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    event_id: str = Field(default_factory=_event_id)
+    schema_version: int = 1
+    occurred_at: AwareDatetime = Field(default_factory=_now)
+    integration_uid: IntegrationUid
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Self:
+        return cls.model_validate_json(data)
+
+    @property
+    def key(self) -> bytes:
+        """Every topic is keyed by integration uid (one business's invoices in order)."""
+        return self.integration_uid.encode()
+
+
+class Channel(StrEnum):
+    WEBHOOK = "webhook"
+    POLL = "poll"
+    MANUAL = "manual"
+    REPLAY = "replay"
+
+
+class InvoiceReceived(Event):
+    invoice: Invoice
+    channel: Channel
+
+
+class InvoiceRef(Contract):
+    """Identifies one invoice (and the edit of it) across events."""
+
+    source_id: str
+    number: str
+    version: str
+
+    @classmethod
+    def of(cls, invoice: Invoice) -> InvoiceRef:
+        return cls(source_id=invoice.source_id, number=invoice.number, version=invoice.version)
+
+
+class InvoiceSigned(Event):
+    invoice: Invoice = Field(description="kept so that a retry can re-sign without the source")
+    profile: str = Field(description="tax-authority profile, e.g. 'hr-cis'")
+    message_id: str = Field(description="the authority message id (CIS IdPoruke)")
+    protection_code: str = Field(description="the issuer's protection code (CIS ZKI)")
+    document: str = Field(description="the signed XML document, ready to submit")
+    subsequent_delivery: bool = False
+    attempt: int = 1
+    first_attempt_at: AwareDatetime = Field(default_factory=_now)
+
+    @property
+    def ref(self) -> InvoiceRef:
+        return InvoiceRef.of(self.invoice)
+
+
+class InvoiceRetry(Event):
+    invoice: Invoice
+    profile: str
+    protection_code: str
+    attempt: int = Field(description="the attempt that failed")
+    first_attempt_at: AwareDatetime
+    not_before: AwareDatetime = Field(description="earliest time the next attempt may be sent")
+    reason_code: str
+    message: str
+
+
+class InvoiceState(StrEnum):
+    FISCALIZED = "fiscalized"
+    REJECTED = "rejected"
+    BLOCKED = "blocked"
+    DUPLICATE = "duplicate"
+    RETRYING = "retrying"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not InvoiceState.RETRYING
+
+
+class InvoiceStatus(Event):
+    invoice: InvoiceRef
+    state: InvoiceState
+    reason_code: str = Field(description="machine-readable, e.g. 's005' or 'license_limit'")
+    message: str = Field(description="what happened and what a person can do about it")
+    receipt_id: str | None = Field(default=None, description="CIS JIR when fiscalized")
+    protection_code: str | None = None
+    message_id: str | None = None
+    attempt: int = 0
+    signed_request: str | None = None
+    signed_answer: str | None = None
+
+
+class IntegrationEventKind(StrEnum):
+    CREATED = "created"
+    CONNECTED = "connected"
+    RECONNECTED = "reconnected"
+    TOKEN_INVALID = "token_invalid"
+    CERTIFICATE_REPLACED = "certificate_replaced"
+    TIER_CHANGED = "tier_changed"
+    SETTINGS_CHANGED = "settings_changed"
+    DEACTIVATED = "deactivated"
+    REMOVED = "removed"
+
+
+Tier = Literal["trial", "starter", "growth", "scale"]
+
+
+class IntegrationEvent(Event):
+    kind: IntegrationEventKind
+    tier: Tier | None = None
+    reason: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    InvoiceReceived,
+    InvoiceSigned,
+    InvoiceRetry,
+    InvoiceStatus,
+    IntegrationEvent,
+)
