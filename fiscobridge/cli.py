@@ -19,6 +19,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("integrations", "integrations"),
     ("secrets", "secrets"),
     ("state", "rebuild_state"),
+    ("schemas", "schemas"),
 )
 
 
