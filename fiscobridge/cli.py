@@ -20,6 +20,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("secrets", "secrets"),
     ("state", "rebuild_state"),
     ("schemas", "schemas"),
+    ("run", "run"),
+    ("dev", "dev"),
 )
 
 

@@ -1,0 +1,291 @@
+"""fiscalizer: a faust app that decides, signs and hands invoices to the reporter.
+
+Three agents, all on topics keyed by integration uid with the same partition count,
+so the per-invoice table (`invoice-state`) and the license counter (`license-usage`)
+are co-partitioned with every stream that touches them:
+- `invoices.received` -> sign (InvoiceSigned) or report (InvoiceStatus);
+- `invoices.retry`    -> re-sign with a new IdPoruke and NakDost=true after the backoff;
+- `invoices.status`   -> learn the reporter's final outcomes (fiscalized/rejected/failed).
+Agents run at concurrency=1 (faust-streaming #606 loses messages above 1); parallelism
+comes from partitions and from `stream.take` batches. Offsets are committed by faust
+after the producer is flushed, so every output of a batch is on the broker first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import faust
+from prometheus_client import Counter, Histogram
+
+from fiscal.hr_cis.certificate import CertificateError
+from fiscal.hr_cis.profile import HrCisProfile, InvoiceRejected
+from runtime.kafka.dlq import headers_for
+from runtime.logging import log_context
+from runtime.settings import KafkaSettings
+from schemas.events import (
+    InvoiceReceived,
+    InvoiceRef,
+    InvoiceRetry,
+    InvoiceSigned,
+    InvoiceState,
+    InvoiceStatus,
+)
+from schemas.invoice import Invoice
+from schemas.topics import (
+    INTEGRATIONS_EVENTS,
+    INVOICES_RECEIVED,
+    INVOICES_RETRY,
+    INVOICES_SIGNED,
+    INVOICES_STATUS,
+)
+from services.fiscalizer.directory import (
+    IntegrationDirectory,
+    IntegrationUnusable,
+    IntegrationView,
+)
+from services.fiscalizer.rules import (
+    Entry,
+    Phase,
+    Report,
+    Sign,
+    Skip,
+    on_received,
+    on_retry,
+    on_status,
+)
+from services.fiscalizer.settings import FiscalizerSettings
+
+log = logging.getLogger("fiscobridge.fiscalizer")
+
+PROCESSED = Counter(
+    "fiscobridge_fiscalizer_processed_total", "Events handled, by input and outcome",
+    ["input", "outcome"],
+)
+SIGN_SECONDS = Histogram(
+    "fiscobridge_fiscalizer_sign_seconds", "Build + protection code + XML signature per invoice",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
+
+
+def _broker_urls(kafka: KafkaSettings) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in kafka.bootstrap_servers.split(",")]
+
+
+class Fiscalizer:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        settings: FiscalizerSettings,
+        directory: IntegrationDirectory,
+        profile: HrCisProfile | None = None,
+    ) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.profile = profile or HrCisProfile()
+        self.zone = ZoneInfo(settings.timezone)
+        self.app = faust.App(
+            settings.app_id,
+            broker=_broker_urls(kafka),
+            store="memory://",
+            processing_guarantee="at_least_once",
+            topic_partitions=kafka.partitions,
+            topic_replication_factor=1,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            web_enabled=False,
+            stream_wait_empty=False,
+            broker_commit_interval=1.0,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.states = self.app.Table("invoice-state", default=None, partitions=kafka.partitions)
+        self.usage = self.app.Table("license-usage", default=int, partitions=kafka.partitions)
+        self.received_topic = self.app.topic(INVOICES_RECEIVED.name)
+        self.retry_topic = self.app.topic(INVOICES_RETRY.name)
+        self.status_topic = self.app.topic(INVOICES_STATUS.name)
+        self.integrations_topic = self.app.topic(INTEGRATIONS_EVENTS.name)
+        self._outputs: dict[str, Any] = {}
+        self._register_agents()
+
+    # -- wiring -------------------------------------------------------------------
+
+    def _register_agents(self) -> None:
+        batch, within = self.settings.batch_size, self.settings.batch_seconds
+
+        @self.app.agent(self.received_topic, concurrency=1, name="received")
+        async def received(stream: Any) -> None:
+            async for events in stream.take_events(batch, within):
+                await self._batch(events, "received", self._on_received)
+
+        @self.app.agent(self.retry_topic, concurrency=1, name="retry")
+        async def retry(stream: Any) -> None:
+            async for events in stream.take_events(batch, within):
+                await self._batch(events, "retry", self._on_retry)
+
+        @self.app.agent(self.status_topic, concurrency=1, name="status")
+        async def status(stream: Any) -> None:
+            async for events in stream.take_events(batch, within):
+                await self._batch(events, "status", self._on_status)
+
+        @self.app.agent(self.integrations_topic, concurrency=1, name="integrations")
+        async def integrations(stream: Any) -> None:
+            async for key in stream.keys():
+                # Status, tier, certificate or settings may have changed: read again.
+                self.directory.invalidate(key.decode())
+
+    async def _batch(
+        self,
+        events: list[Any],
+        kind: str,
+        handler: Callable[[bytes], Awaitable[list[tuple[str, bytes, bytes]]]],
+    ) -> None:
+        sends = []
+        for event in events:
+            message = event.message
+            try:
+                outputs = await handler(event.value)
+            except Exception as exc:  # never acknowledge silently: park it for an operator
+                log.exception("cannot process; sent to DLQ", extra={"topic": message.topic})
+                PROCESSED.labels(kind, "dead_letter").inc()
+                outputs = [(
+                    f"{message.topic}.dlq", message.key, message.value,
+                    headers_for(message.topic, message.partition, message.offset, exc),
+                )]
+            for output in outputs:
+                topic, key, value, *headers = output
+                if topic not in self._outputs:
+                    self._outputs[topic] = self.app.topic(topic)
+                sends.append(
+                    await self._outputs[topic].send(
+                        key=key, value=value, headers=headers[0] if headers else None
+                    )
+                )
+        # The batch's events are acknowledged when the next batch is taken; faust
+        # flushes the producer before it commits those offsets.
+        if sends:
+            await asyncio.gather(*sends)
+
+    # -- handlers -----------------------------------------------------------------
+
+    def _entry(self, uid: str, source_id: str) -> Entry | None:
+        raw = self.states[f"{uid}:{source_id}"]
+        return Entry.from_json(raw) if raw else None
+
+    def _month_key(self, uid: str, now: datetime) -> str:
+        return f"{uid}:{now.astimezone(self.zone):%Y-%m}"
+
+    async def _on_received(self, value: bytes) -> list[Any]:
+        event = InvoiceReceived.from_json(value)
+        uid, invoice = event.integration_uid, event.invoice
+        with log_context(integration_uid=uid, event_id=event.event_id):
+            now = datetime.now(UTC)
+            integration = await self.directory.get(uid)
+            month = self._month_key(uid, now)
+            decision = on_received(
+                invoice,
+                self._entry(uid, invoice.source_id),
+                integration_status=integration.status if integration else None,
+                trigger=integration.trigger if integration else self.directory.default_trigger,
+                used_this_month=self.usage[month],
+                monthly_limit=self.settings.monthly_limit(integration.tier) if integration else None,
+                now=now,
+            )
+            if isinstance(decision, Skip):
+                PROCESSED.labels("received", decision.reason).inc()
+                return []
+            if isinstance(decision, Report):
+                PROCESSED.labels("received", decision.state.value).inc()
+                return [self._status(uid, invoice, decision)]
+            assert integration is not None and isinstance(decision, Sign)
+            outputs = self._sign(integration, invoice, decision, now)
+            if decision.counts_toward_license and outputs[0][0] == INVOICES_SIGNED.name:
+                self.usage[month] += 1
+            return outputs
+
+    async def _on_retry(self, value: bytes) -> list[Any]:
+        retry = InvoiceRetry.from_json(value)
+        uid = retry.integration_uid
+        with log_context(integration_uid=uid, event_id=retry.event_id):
+            decision = on_retry(retry, self._entry(uid, retry.invoice.source_id))
+            if isinstance(decision, Skip):
+                PROCESSED.labels("retry", decision.reason).inc()
+                return []
+            assert isinstance(decision, Sign)
+            integration = await self.directory.get(uid)
+            if integration is None:
+                raise IntegrationUnusable(f"integration {uid} no longer exists in the store")
+            wait = (retry.not_before - datetime.now(UTC)).total_seconds()
+            if wait > 0:
+                # Retries of one partition arrive roughly in not_before order; waiting here
+                # delays only this partition's retries, never new invoices.
+                await asyncio.sleep(wait)
+            return self._sign(integration, retry.invoice, decision, datetime.now(UTC))
+
+    async def _on_status(self, value: bytes) -> list[Any]:
+        status = InvoiceStatus.from_json(value)
+        key = f"{status.integration_uid}:{status.invoice.source_id}"
+        raw = self.states[key]
+        updated = on_status(status, Entry.from_json(raw) if raw else None)
+        if updated is not None:
+            self.states[key] = updated.to_json()
+            PROCESSED.labels("status", updated.phase.value).inc()
+        return []
+
+    # -- outputs ------------------------------------------------------------------
+
+    def _status(self, uid: str, invoice: Invoice, report: Report) -> tuple[str, bytes, bytes]:
+        status = InvoiceStatus(
+            integration_uid=uid,
+            invoice=InvoiceRef.of(invoice),
+            state=report.state,
+            reason_code=report.reason_code,
+            message=report.message,
+        )
+        log.info("reported", extra={"state": report.state.value, "reason_code": report.reason_code})
+        return (INVOICES_STATUS.name, status.key, status.to_json())
+
+    def _sign(
+        self, integration: IntegrationView, invoice: Invoice, sign: Sign, now: datetime
+    ) -> list[Any]:
+        uid = integration.uid
+        started = time.perf_counter()
+        try:
+            signed = self.profile.sign(
+                invoice,
+                integration.fiscal_settings,
+                integration.certificate(),
+                subsequent_delivery=sign.subsequent_delivery,
+                now=now,
+            )
+        except InvoiceRejected as exc:
+            PROCESSED.labels("sign", "rejected").inc()
+            return [self._status(uid, invoice, Report(InvoiceState.REJECTED, exc.code, str(exc)))]
+        except CertificateError as exc:
+            PROCESSED.labels("sign", "blocked").inc()
+            return [self._status(uid, invoice, Report(InvoiceState.BLOCKED, exc.code, str(exc)))]
+        finally:
+            SIGN_SECONDS.observe(time.perf_counter() - started)
+        self.states[f"{uid}:{invoice.source_id}"] = Entry(
+            Phase.SIGNED, invoice.version, sign.attempt, sign.first_attempt_at
+        ).to_json()
+        event = InvoiceSigned(
+            integration_uid=uid,
+            invoice=invoice,
+            profile=self.profile.name,
+            message_id=signed.message_id,
+            protection_code=signed.protection_code,
+            document=signed.document.decode(),
+            subsequent_delivery=sign.subsequent_delivery,
+            attempt=sign.attempt,
+            first_attempt_at=sign.first_attempt_at,
+        )
+        PROCESSED.labels("sign", "signed").inc()
+        log.info("signed", extra={"attempt": sign.attempt, "subsequent": sign.subsequent_delivery})
+        return [(INVOICES_SIGNED.name, event.key, event.to_json())]

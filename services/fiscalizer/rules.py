@@ -1,0 +1,152 @@
+"""What the fiscalizer does with an invoice event, decided without any I/O.
+
+The per-invoice entry (kept in a faust table) makes every input idempotent:
+webhook + poll + replays deliver the same invoice many times, and only the first
+one that is due gets signed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from schemas.events import InvoiceRetry, InvoiceState, InvoiceStatus
+from schemas.invoice import Invoice, SourceStatus
+
+
+class Phase(StrEnum):
+    """Where an invoice is, as far as the fiscalizer knows."""
+
+    SIGNED = "signed"  # handed to the reporter (first or later attempt)
+    FISCALIZED = "fiscalized"
+    REJECTED = "rejected"  # permanently refused: a fixed configuration may try again
+    FAILED = "failed"  # gave up retrying: the next delivery is a subsequent delivery
+
+
+@dataclass(frozen=True)
+class Entry:
+    phase: Phase
+    version: str
+    attempt: int
+    first_attempt_at: datetime
+    receipt_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["first_attempt_at"] = self.first_attempt_at.isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Entry:
+        return cls(
+            phase=Phase(data["phase"]),
+            version=data["version"],
+            attempt=int(data["attempt"]),
+            first_attempt_at=datetime.fromisoformat(data["first_attempt_at"]),
+            receipt_id=data.get("receipt_id"),
+        )
+
+
+class Trigger(StrEnum):
+    """When an invoice becomes due for fiscalization (per integration)."""
+
+    ISSUED = "issued"  # as soon as it leaves draft (the default)
+    PAID = "paid"  # only once paid in full
+
+    def due(self, status: SourceStatus) -> bool:
+        if status in (SourceStatus.DRAFT, SourceStatus.VOID):
+            return False
+        return self is Trigger.ISSUED or status is SourceStatus.PAID
+
+
+@dataclass(frozen=True)
+class Sign:
+    subsequent_delivery: bool
+    attempt: int
+    first_attempt_at: datetime
+    counts_toward_license: bool
+
+
+@dataclass(frozen=True)
+class Report:
+    state: InvoiceState
+    reason_code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: Literal["not_due", "stale_retry", "already_fiscalized"]
+
+
+Decision = Sign | Report | Skip
+
+
+def on_received(
+    invoice: Invoice,
+    entry: Entry | None,
+    *,
+    integration_status: str | None,
+    trigger: Trigger,
+    used_this_month: int,
+    monthly_limit: int | None,
+    now: datetime,
+) -> Decision:
+    if not trigger.due(invoice.status):
+        return Skip("not_due")
+    if entry is not None and entry.phase in (Phase.SIGNED, Phase.FISCALIZED):
+        what = "fiscalized" if entry.phase is Phase.FISCALIZED else "being fiscalized"
+        message = f"Invoice {invoice.number} is already {what}"
+        if entry.version != invoice.version:
+            message += (
+                "; it was edited afterwards, and a fiscalized invoice cannot be changed: "
+                "issue a cancelling invoice and a new one instead"
+            )
+        return Report(InvoiceState.DUPLICATE, "already_" + entry.phase.value, message + ".")
+    if integration_status is None:
+        return Report(
+            InvoiceState.BLOCKED, "unknown_integration",
+            "No such integration; the invoice was not signed. Check the webhook URL.",
+        )
+    if integration_status != "active":
+        return Report(
+            InvoiceState.BLOCKED, "integration_inactive",
+            f"The integration is {integration_status}; invoices are fiscalized only while it "
+            "is active. Reconnect it in the Client Portal; invoices are picked up again then.",
+        )
+    if monthly_limit is not None and used_this_month >= monthly_limit:
+        return Report(
+            InvoiceState.BLOCKED, "license_limit",
+            f"This month's limit of {monthly_limit} fiscalized invoices is reached; upgrade "
+            "the plan in the Client Portal and the invoice will be fiscalized.",
+        )
+    if entry is not None and entry.phase in (Phase.FAILED, Phase.REJECTED):
+        # Issued to the customer but never fiscalized: from now on, a late delivery.
+        return Sign(True, entry.attempt + 1, entry.first_attempt_at, counts_toward_license=False)
+    return Sign(False, 1, now, counts_toward_license=entry is None)
+
+
+def on_retry(retry: InvoiceRetry, entry: Entry | None) -> Decision:
+    if entry is None or entry.phase is not Phase.SIGNED:
+        # Fiscalized meanwhile (a late answer), or failed/rejected: nothing to resend.
+        return Skip("already_fiscalized" if entry and entry.phase is Phase.FISCALIZED
+                    else "stale_retry")
+    if retry.attempt < entry.attempt:
+        return Skip("stale_retry")  # a replay of a retry that was already re-signed
+    return Sign(True, retry.attempt + 1, retry.first_attempt_at, counts_toward_license=False)
+
+
+def on_status(status: InvoiceStatus, entry: Entry | None) -> Entry | None:
+    """The entry after the reporter's outcome (None: leave the table alone)."""
+    if entry is None or status.message_id is None:
+        return None
+    phase = {
+        InvoiceState.FISCALIZED: Phase.FISCALIZED,
+        InvoiceState.REJECTED: Phase.REJECTED,
+        InvoiceState.FAILED: Phase.FAILED,
+    }.get(status.state)
+    if phase is None or entry.phase is Phase.FISCALIZED or status.attempt < entry.attempt:
+        return None
+    return Entry(phase, entry.version, entry.attempt, entry.first_attempt_at, status.receipt_id)

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FiscalizerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FISCOBRIDGE_FISCALIZER_", env_file=".env", extra="ignore"
+    )
+
+    app_id: str = "fiscobridge-fiscalizer"
+    limit_trial: int | None = 50
+    limit_starter: int | None = 500
+    limit_growth: int | None = 5_000
+    limit_scale: int | None = Field(default=None, description="None: unlimited")
+    batch_size: int = Field(default=200, ge=1)
+    batch_seconds: float = Field(default=0.05, gt=0)
+    integration_cache_seconds: float = 30.0
+    timezone: str = Field(default="Europe/Zagreb", description="months for the license count")
+    ops_host: str = "127.0.0.1"
+    ops_port: int = 0
+
+    def monthly_limit(self, tier: str) -> int | None:
+        limit: int | None = getattr(self, f"limit_{tier}", None)
+        return limit

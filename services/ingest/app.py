@@ -1,0 +1,124 @@
+"""ingest: Zoho webhooks in, `InvoiceReceived` out — 202 only once the broker has it.
+
+Every refusal says why in a JSON body and publishes nothing. Checks go cheapest and
+least revealing first: size, then the integration, then the signature, then content,
+so a forged request never reaches the payload parser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter, Histogram
+
+from connectors.zoho.webhook import PayloadInvalid, parse_webhook, verify_signature
+from runtime.logging import log_context
+from runtime.ops import ReadinessCheck, routes
+from schemas.events import Channel, InvoiceReceived
+from schemas.topics import INVOICES_RECEIVED
+from services.ingest.directory import WebhookDirectory
+from services.ingest.settings import IngestSettings
+
+log = logging.getLogger("fiscobridge.ingest")
+
+RECEIVED = Counter(
+    "fiscobridge_ingest_webhooks_total", "Webhooks answered, by HTTP status", ["status"]
+)
+PUBLISHED = Counter("fiscobridge_ingest_published_total", "InvoiceReceived events acked")
+SECONDS = Histogram(
+    "fiscobridge_ingest_request_seconds", "Webhook handling time including the broker ack",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)
+
+Publish = Callable[[bytes, bytes], Awaitable[Any]]
+SIGNATURE_HEADER = "X-Zoho-Webhook-Signature"
+
+
+def _refuse(status: int, error: str, detail: str) -> JSONResponse:
+    RECEIVED.labels(str(status)).inc()
+    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(
+    settings: IngestSettings,
+    directory: WebhookDirectory,
+    publish: Publish,
+    ready: ReadinessCheck,
+) -> FastAPI:
+    app = FastAPI(title="FiscoBridge ingest", docs_url=None, redoc_url=None)
+    for route in routes(ready):
+        app.router.routes.append(route)
+
+    @app.post("/webhook/zoho/{integration_uid}", status_code=202)
+    async def zoho_webhook(integration_uid: str, request: Request) -> JSONResponse:
+        with SECONDS.time(), log_context(integration_uid=integration_uid):
+            try:
+                body = await _read_body(request, settings.max_body_bytes)
+            except BodyTooLarge:
+                return _refuse(413, "payload_too_large",
+                               f"webhook bodies are limited to {settings.max_body_bytes} bytes")
+            target = await directory.get(integration_uid)
+            if target is None:
+                return _refuse(404, "unknown_integration",
+                               f"no integration {integration_uid!r}; check the webhook URL")
+            if target.status == "removed":
+                return _refuse(410, "integration_removed",
+                               "this integration was removed; delete the webhook in Zoho Books")
+            header = request.headers.get(SIGNATURE_HEADER)
+            if not header:
+                return _refuse(401, "missing_signature",
+                               f"the {SIGNATURE_HEADER} header is required; enable "
+                               "'I want to secure this webhook' with the integration's secret")
+            params = dict(request.query_params)
+            if not verify_signature(target.secret.get_secret_value(), body, header, params):
+                log.warning("webhook signature mismatch")
+                return _refuse(401, "bad_signature",
+                               "the signature does not match the body and the integration's "
+                               "secret; copy the secret again from the Webhook Setup panel")
+            try:
+                invoice = parse_webhook(body)
+            except PayloadInvalid as exc:
+                return _refuse(400, "malformed_payload", str(exc))
+            event = InvoiceReceived(
+                integration_uid=integration_uid, invoice=invoice, channel=Channel.WEBHOOK
+            )
+            with log_context(event_id=event.event_id):
+                try:
+                    await asyncio.wait_for(
+                        publish(event.key, event.to_json()), settings.publish_timeout_seconds
+                    )
+                except Exception as exc:  # noqa: BLE001 - any broker failure: let Zoho retry
+                    log.error("broker did not ack; answering 503", extra={"error": repr(exc)})
+                    return _refuse(503, "broker_unavailable",
+                                   "the invoice could not be queued; retry later")
+                PUBLISHED.inc()
+                RECEIVED.labels("202").inc()
+                log.info("accepted", extra={"invoice_id": invoice.source_id})
+                return JSONResponse(
+                    {"event_id": event.event_id, "invoice_id": invoice.source_id},
+                    status_code=202,
+                )
+
+    return app

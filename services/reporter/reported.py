@@ -1,0 +1,76 @@
+"""Which signed messages already have a published outcome.
+
+The reporter commits offsets a little after it publishes outcomes, so after a crash
+or rebalance it re-reads a few signed messages whose outcome is already on
+`invoices.status`. Submitting them again would report an invoice twice, so on
+assignment it reads the status partition from the time of the first uncommitted
+signed message on, and skips every message id found there. Both topics are keyed
+by integration uid with the same partition count, so partition p of one holds the
+outcomes of partition p of the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.events import InvoiceState, InvoiceStatus
+
+# Clock skew between producers and the broker's log-append time.
+MARGIN = timedelta(minutes=1)
+# Outcomes the reporter publishes; the fiscalizer's statuses never carry a message id
+# of a submission, but filter anyway so a future change there cannot hide a submission.
+OUTCOMES = frozenset(
+    {InvoiceState.FISCALIZED, InvoiceState.REJECTED, InvoiceState.RETRYING, InvoiceState.FAILED}
+)
+
+
+async def reported_message_ids(
+    lookup: AIOKafkaConsumer,
+    signed: Iterable[TopicPartition],
+    committed: dict[TopicPartition, int | None],
+    status_topic: str,
+) -> dict[TopicPartition, set[str]]:
+    """For each signed partition, the message ids with an outcome since its committed offset.
+
+    `lookup` is a started consumer without a group, used only for these reads.
+    """
+    out: dict[TopicPartition, set[str]] = {}
+    for tp in signed:
+        out[tp] = set()
+        start = committed.get(tp)
+        if start is None:
+            start = (await lookup.beginning_offsets([tp]))[tp]
+        end = (await lookup.end_offsets([tp]))[tp]
+        if start >= end:
+            continue
+        lookup.assign([tp])
+        lookup.seek(tp, start)
+        first = await lookup.getone(tp)
+        status_tp = TopicPartition(status_topic, tp.partition)
+        found = await lookup.offsets_for_times(
+            {status_tp: max(0, first.timestamp - int(MARGIN.total_seconds() * 1000))}
+        )
+        begin = found.get(status_tp)
+        if begin is None:
+            continue
+        stop = (await lookup.end_offsets([status_tp]))[status_tp]
+        lookup.assign([status_tp])
+        lookup.seek(status_tp, begin.offset)
+        idle = 0
+        while (await lookup.position(status_tp)) < stop and idle < 3:
+            batch = await lookup.getmany(status_tp, timeout_ms=1000)
+            idle = 0 if batch else idle + 1
+            for record in batch.get(status_tp, []):
+                if record.offset >= stop:
+                    break
+                try:
+                    status = InvoiceStatus.from_json(record.value)
+                except ValueError:
+                    continue
+                if status.message_id and status.state in OUTCOMES:
+                    out[tp].add(status.message_id)
+    lookup.assign([])
+    return out

@@ -1,0 +1,241 @@
+"""reporter: invoices.signed -> CIS -> invoices.status (+ invoices.retry).
+
+Why aiokafka rather than a faust agent: submissions are I/O-bound and slow (50 ms to
+seconds each), so throughput needs many in flight per partition; a faust agent at
+concurrency=1 would need batching that stalls a whole batch on its slowest request.
+Here records of every partition are submitted concurrently (bounded by a semaphore)
+and the contiguous completed prefix of each partition is committed, so a slow or
+hanging request delays commits but never loses or reorders outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from cryptography import x509
+from prometheus_client import Counter, Gauge
+
+from fiscal.hr_cis.soap import AnswerVerifier
+from runtime import metrics
+from runtime.kafka.clients import consumer as make_consumer
+from runtime.kafka.clients import producer as make_producer
+from runtime.kafka.dlq import send_to_dlq
+from runtime.logging import log_context
+from runtime.ops import OpsServer
+from runtime.settings import KafkaSettings
+from schemas.events import InvoiceSigned
+from schemas.topics import INVOICES_RETRY, INVOICES_SIGNED, INVOICES_STATUS
+from services.reporter.backoff import Backoff
+from services.reporter.cis import CisSubmitter
+from services.reporter.offsets import OffsetTracker
+from services.reporter.outcome import decide
+from services.reporter.reported import reported_message_ids
+from services.reporter.settings import ReporterSettings
+
+log = logging.getLogger("fiscobridge.reporter")
+
+PROCESSED = Counter(
+    "fiscobridge_reporter_processed_total", "Signed invoices handled, by outcome", ["outcome"]
+)
+PUBLISHED = Counter("fiscobridge_reporter_published_total", "Events published", ["topic"])
+IN_FLIGHT = Gauge("fiscobridge_reporter_in_flight", "Submissions in flight")
+
+
+def load_trust(settings: ReporterSettings) -> list[x509.Certificate]:
+    path = settings.cis_trust
+    if path is None:
+        from sandbox.cis.ca import default_ca_dir
+
+        path = default_ca_dir() / "ca.cert.pem"
+    if not Path(path).exists():
+        raise SystemExit(
+            f"CIS trust anchor {path} not found: set FISCOBRIDGE_REPORTER_CIS_TRUST to the PEM "
+            "of the CIS answer-signing certificate or its CA"
+        )
+    return x509.load_pem_x509_certificates(Path(path).read_bytes())
+
+
+class Reporter:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        settings: ReporterSettings,
+        submitter: CisSubmitter,
+    ) -> None:
+        self.kafka = kafka
+        self.settings = settings
+        self.submitter = submitter
+        self.backoff = Backoff(
+            base=timedelta(seconds=settings.retry_base_seconds),
+            cap=timedelta(seconds=settings.retry_cap_seconds),
+            deadline=timedelta(seconds=settings.retry_deadline_seconds),
+        )
+        self.tracker = OffsetTracker()
+        self.reported: dict[TopicPartition, set[str]] = {}
+        self.slots = asyncio.Semaphore(settings.concurrency)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.lookup: AIOKafkaConsumer | None = None
+        self.running = False
+
+    # -- rebalance --------------------------------------------------------------
+
+    class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+        def __init__(self, reporter: Reporter) -> None:
+            self.reporter = reporter
+
+        async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+            await self.reporter.drain(revoked)
+
+        async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+            await self.reporter.prepare(assigned)
+
+    async def drain(self, tps: list[TopicPartition]) -> None:
+        """Finish what is in flight for partitions we are losing, and commit it."""
+        while self.tracker.in_flight(tps):
+            await asyncio.sleep(0.01)
+        await self.commit()
+        self.tracker.forget(tps)
+        for tp in tps:
+            self.reported.pop(tp, None)
+
+    async def prepare(self, tps: list[TopicPartition]) -> None:
+        assert self.consumer is not None and self.lookup is not None
+        committed = {tp: await self.consumer.committed(tp) for tp in tps}
+        found = await reported_message_ids(self.lookup, tps, committed, INVOICES_STATUS.name)
+        self.reported.update(found)
+        skipped = sum(len(v) for v in found.values())
+        if skipped:
+            log.info("outcomes already published for re-read messages", extra={"count": skipped})
+
+    # -- main loop --------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.producer = make_producer(self.kafka)
+        self.lookup = make_consumer(self.kafka, group_id=None)
+        self.consumer = make_consumer(
+            self.kafka,
+            group_id=self.settings.group_id,
+            max_poll_records=self.settings.concurrency * 4,
+        )
+        await self.producer.start()
+        await self.lookup.start()
+        self.consumer.subscribe([INVOICES_SIGNED.name], listener=self._Listener(self))
+        await self.consumer.start()
+        self.running = True
+        lag = asyncio.create_task(metrics.track_lag(self.consumer, self.settings.group_id))
+        last_commit = time.monotonic()
+        try:
+            while not stop.is_set():
+                batch = await self.consumer.getmany(timeout_ms=100)
+                for tp, records in batch.items():
+                    for record in records:
+                        await self.slots.acquire()
+                        self.tracker.started(tp, record.offset)
+                        task = asyncio.create_task(self.handle(tp, record))
+                        self.tasks.add(task)
+                        task.add_done_callback(self.tasks.discard)
+                if time.monotonic() - last_commit >= self.settings.commit_interval_seconds:
+                    await self.commit()
+                    last_commit = time.monotonic()
+            log.info("draining", extra={"in_flight": len(self.tasks)})
+            if self.tasks:
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+            await self.commit()
+        finally:
+            self.running = False
+            lag.cancel()
+            await self.consumer.stop()
+            await self.lookup.stop()
+            await self.producer.stop()
+
+    async def commit(self) -> None:
+        assert self.consumer is not None
+        offsets = self.tracker.committable()
+        if offsets:
+            await self.consumer.commit(offsets)
+            self.tracker.committed(offsets)
+
+    async def handle(self, tp: TopicPartition, record: ConsumerRecord) -> None:
+        IN_FLIGHT.inc()
+        try:
+            await self._handle(tp, record)
+            self.tracker.finished(tp, record.offset)
+        finally:
+            IN_FLIGHT.dec()
+            self.slots.release()
+
+    async def _handle(self, tp: TopicPartition, record: ConsumerRecord) -> None:
+        assert self.producer is not None
+        try:
+            signed = InvoiceSigned.from_json(record.value)
+        except ValueError as exc:
+            await send_to_dlq(self.producer, record, exc)
+            PROCESSED.labels("dead_letter").inc()
+            return
+        with log_context(integration_uid=signed.integration_uid, event_id=signed.event_id):
+            if signed.message_id in self.reported.get(tp, ()):
+                PROCESSED.labels("already_reported").inc()
+                log.info("outcome already published; not submitting again")
+                return
+            result = await self.submitter.submit(signed)
+            status, retry = decide(signed, result, datetime.now(UTC), self.backoff)
+            # The retry first: were we to die between the two, the status (which makes a
+            # restarted reporter skip this message) must not exist without the retry.
+            if retry is not None:
+                await self.publish(INVOICES_RETRY.name, retry.key, retry.to_json())
+            await self.publish(INVOICES_STATUS.name, status.key, status.to_json())
+            PROCESSED.labels(status.state.value).inc()
+            log.info(
+                "reported",
+                extra={"state": status.state.value, "reason_code": status.reason_code,
+                       "attempt": signed.attempt},
+            )
+
+    async def publish(self, topic: str, key: bytes, value: bytes) -> None:
+        """Publish, retrying until acked: an outcome we cannot record must not be committed."""
+        assert self.producer is not None
+        delay = 0.1
+        while True:
+            try:
+                await self.producer.send_and_wait(topic, value, key=key)
+                PUBLISHED.labels(topic).inc()
+                return
+            except Exception as exc:  # broker unavailable: hold the offset, keep trying
+                log.warning("publish failed; retrying", extra={"topic": topic, "error": repr(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def readiness(self) -> dict[str, bool]:
+        return {"kafka": self.running and self.consumer is not None
+                and not self.consumer._closed}
+
+
+async def main(stop: asyncio.Event) -> None:
+    kafka = KafkaSettings()
+    settings = ReporterSettings()
+    verifier = AnswerVerifier(load_trust(settings))
+    limits = httpx.Limits(
+        max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
+    )
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.timeout_seconds), limits=limits
+    ) as http:
+        reporter = Reporter(kafka, settings, CisSubmitter(http, settings.cis_url, verifier))
+        ops = OpsServer(reporter.readiness, settings.ops_host, settings.ops_port)
+        await ops.start()
+        log.info("reporter started", extra={"ops_port": ops.port, "cis_url": settings.cis_url})
+        try:
+            await reporter.run(stop)
+        finally:
+            with contextlib.suppress(Exception):
+                await ops.stop()

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ReporterSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FISCOBRIDGE_REPORTER_", env_file=".env", extra="ignore"
+    )
+
+    cis_url: str = "http://127.0.0.1:8449/FiskalizacijaServiceTest"
+    cis_trust: Path | None = Field(
+        default=None,
+        description="PEM with the CIS answer-signing certificate or its CA; "
+        "default: the local sandbox's CA",
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    concurrency: int = Field(default=64, ge=1, description="submissions in flight at once")
+    retry_base_seconds: float = 1.0
+    retry_cap_seconds: float = 300.0
+    retry_deadline_seconds: float = 24 * 3600.0
+    commit_interval_seconds: float = 0.2
+    ops_host: str = "127.0.0.1"
+    ops_port: int = 0
+    group_id: str = "fiscobridge-reporter"

@@ -1,0 +1,142 @@
+"""The fiscalizer's decisions: due or not, duplicate, blocked, re-signed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from schemas.events import InvoiceRef, InvoiceRetry, InvoiceState, InvoiceStatus
+from schemas.invoice import Customer, Invoice, InvoiceLine, SourceStatus, TaxLine
+from services.fiscalizer.rules import (
+    Entry,
+    Phase,
+    Report,
+    Sign,
+    Skip,
+    Trigger,
+    on_received,
+    on_retry,
+    on_status,
+)
+
+NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+
+
+def invoice(status: SourceStatus = SourceStatus.SENT, minute: int = 0) -> Invoice:
+    return Invoice(
+        source="zoho_books", source_id="42", number="INV-42", issued_at=NOW, currency="EUR",
+        customer=Customer(name="c"),
+        lines=(InvoiceLine(description="x", quantity=Decimal(1), unit_price=Decimal(10),
+                           tax_rate=Decimal(25), amount=Decimal(10)),),
+        taxes=(TaxLine(rate=Decimal(25), base=Decimal(10), amount=Decimal("2.50")),),
+        subtotal=Decimal(10), tax_total=Decimal("2.50"), total=Decimal("12.50"),
+        status=status, last_modified_at=NOW + timedelta(minutes=minute),
+    )
+
+
+def decide(inv: Invoice, entry: Entry | None = None, **kw: object) -> object:
+    args: dict[str, object] = dict(
+        integration_status="active", trigger=Trigger.ISSUED, used_this_month=0,
+        monthly_limit=50, now=NOW,
+    )
+    args.update(kw)
+    return on_received(inv, entry, **args)  # type: ignore[arg-type]
+
+
+def entry(phase: Phase, attempt: int = 1, version: str | None = None) -> Entry:
+    return Entry(phase, version or invoice().version, attempt, NOW)
+
+
+@pytest.mark.parametrize("status", [SourceStatus.DRAFT, SourceStatus.VOID])
+def test_draft_and_void_are_never_fiscalized(status: SourceStatus) -> None:
+    assert decide(invoice(status)) == Skip("not_due")
+
+
+def test_paid_trigger_waits_for_payment() -> None:
+    assert decide(invoice(SourceStatus.SENT), trigger=Trigger.PAID) == Skip("not_due")
+    assert isinstance(decide(invoice(SourceStatus.PAID), trigger=Trigger.PAID), Sign)
+
+
+def test_first_delivery_is_signed_and_counted() -> None:
+    assert decide(invoice()) == Sign(False, 1, NOW, counts_toward_license=True)
+
+
+@pytest.mark.parametrize("phase", [Phase.SIGNED, Phase.FISCALIZED])
+def test_second_delivery_is_a_duplicate(phase: Phase) -> None:
+    result = decide(invoice(), entry(phase))
+    assert isinstance(result, Report) and result.state is InvoiceState.DUPLICATE
+    assert "edited" not in result.message
+
+
+def test_edit_after_fiscalization_explains_what_to_do() -> None:
+    result = decide(invoice(minute=5), entry(Phase.FISCALIZED))
+    assert isinstance(result, Report) and "cancelling invoice" in result.message
+
+
+def test_inactive_and_unknown_integrations_block() -> None:
+    inactive = decide(invoice(), integration_status="inactive")
+    unknown = decide(invoice(), integration_status=None)
+    assert isinstance(inactive, Report) and inactive.reason_code == "integration_inactive"
+    assert isinstance(unknown, Report) and unknown.state is InvoiceState.BLOCKED
+
+
+def test_license_limit_blocks_with_reason() -> None:
+    result = decide(invoice(), used_this_month=50, monthly_limit=50)
+    assert isinstance(result, Report) and result.state is InvoiceState.BLOCKED
+    assert result.reason_code == "license_limit" and "50" in result.message
+    assert isinstance(decide(invoice(), used_this_month=49), Sign)
+    assert isinstance(decide(invoice(), used_this_month=10**6, monthly_limit=None), Sign)
+
+
+@pytest.mark.parametrize("phase", [Phase.FAILED, Phase.REJECTED])
+def test_after_failure_the_next_delivery_is_subsequent_and_not_counted_again(phase: Phase) -> None:
+    assert decide(invoice(), entry(phase, attempt=3)) == Sign(True, 4, NOW, False)
+
+
+def retry(attempt: int) -> InvoiceRetry:
+    return InvoiceRetry(
+        integration_uid="acme", invoice=invoice(), profile="hr-cis", protection_code="z",
+        attempt=attempt, first_attempt_at=NOW, not_before=NOW, reason_code="s006", message="m",
+    )
+
+
+def test_retry_resigns_as_subsequent_delivery() -> None:
+    assert on_retry(retry(1), entry(Phase.SIGNED, 1)) == Sign(True, 2, NOW, False)
+
+
+def test_replayed_retry_is_skipped() -> None:
+    assert on_retry(retry(1), entry(Phase.SIGNED, 2)) == Skip("stale_retry")
+
+
+def test_retry_after_fiscalization_is_skipped() -> None:
+    assert on_retry(retry(1), entry(Phase.FISCALIZED, 1)) == Skip("already_fiscalized")
+    assert on_retry(retry(1), None) == Skip("stale_retry")
+
+
+def status(state: InvoiceState, attempt: int = 1, message_id: str | None = "m1") -> InvoiceStatus:
+    return InvoiceStatus(
+        integration_uid="acme", invoice=InvoiceRef.of(invoice()), state=state,
+        reason_code="x", message="m", message_id=message_id, attempt=attempt,
+        receipt_id="jir" if state is InvoiceState.FISCALIZED else None,
+    )
+
+
+def test_status_outcomes_update_the_entry() -> None:
+    signed = entry(Phase.SIGNED)
+    done = on_status(status(InvoiceState.FISCALIZED), signed)
+    assert done is not None and done.phase is Phase.FISCALIZED and done.receipt_id == "jir"
+    assert on_status(status(InvoiceState.REJECTED), signed).phase is Phase.REJECTED  # type: ignore[union-attr]
+    assert on_status(status(InvoiceState.RETRYING), signed) is None
+
+
+def test_status_never_moves_backwards_or_follows_stale_attempts() -> None:
+    assert on_status(status(InvoiceState.FAILED), entry(Phase.FISCALIZED)) is None
+    assert on_status(status(InvoiceState.FAILED, attempt=1), entry(Phase.SIGNED, 2)) is None
+    assert on_status(status(InvoiceState.DUPLICATE, message_id=None), entry(Phase.SIGNED)) is None
+
+
+def test_entry_round_trips_through_the_table() -> None:
+    e = Entry(Phase.FISCALIZED, "v", 2, NOW, "jir")
+    assert Entry.from_json(e.to_json()) == e
