@@ -1,0 +1,1 @@
+"""Accounting systems: each connector maps its source's invoices to the canonical Invoice."""

@@ -1,0 +1,1 @@
+"""Tax-authority profiles: pure, synchronous document building, protection codes and signatures."""

@@ -22,6 +22,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("schemas", "schemas"),
     ("run", "run"),
     ("dev", "dev"),
+    ("demo", "demo"),
 )
 
 

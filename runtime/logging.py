@@ -61,5 +61,5 @@ def configure(service: str, level: str | int = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Library chatter at INFO (every rebalance, every request) drowns the lines that matter.
-    for noisy in ("aiokafka", "faust", "mode", "uvicorn.access", "httpx"):
+    for noisy in ("aiokafka", "faust", "mode", "uvicorn.access", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

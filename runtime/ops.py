@@ -45,7 +45,7 @@ def routes(ready: ReadinessCheck) -> list[BaseRoute]:
     ]
 
 
-class _QuietServer(uvicorn.Server):
+class QuietServer(uvicorn.Server):
     """A uvicorn server that leaves signal handling to the service that embeds it."""
 
     @contextlib.contextmanager
@@ -56,7 +56,7 @@ class _QuietServer(uvicorn.Server):
 class OpsServer:
     def __init__(self, ready: ReadinessCheck, host: str = "127.0.0.1", port: int = 0) -> None:
         app = Starlette(routes=routes(ready))
-        self._server = _QuietServer(
+        self._server = QuietServer(
             uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                            lifespan="off")
         )

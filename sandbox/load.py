@@ -13,13 +13,14 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from connectors.zoho.webhook import signature_of
 from runtime.kafka.clients import consumer as make_consumer
+from runtime.kafka.clients import partitions_of
 from runtime.settings import KafkaSettings
 from schemas.events import InvoiceState, InvoiceStatus
 from schemas.topics import INVOICES_STATUS
@@ -27,9 +28,19 @@ from schemas.topics import INVOICES_STATUS
 ZAGREB_OFFSET = "+0100"
 
 
-def zoho_invoice(n: int, *, prefix: str = "INV", status: str = "sent",
-                 lines: int = 2, modified_minute: int = 0) -> dict[str, object]:
-    """A Zoho Books invoice as its webhook's default payload carries it."""
+def zoho_invoice(
+    n: int,
+    *,
+    run: int = 0,
+    prefix: str = "INV",
+    status: str = "sent",
+    lines: int = 2,
+    modified_minute: int = 0,
+) -> dict[str, object]:
+    """A Zoho Books invoice as its webhook's default payload carries it.
+
+    `run` keeps ids of different runs apart (ids are 18-19 digit strings, as Zoho's).
+    """
     now = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=modified_minute)
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S") + "+0000"
     items, sub_total, tax_total = [], Decimal(0), Decimal(0)
@@ -37,17 +48,24 @@ def zoho_invoice(n: int, *, prefix: str = "INV", status: str = "sent",
         rate, qty = Decimal("12.50") + i, Decimal(1 + i)
         percent = Decimal(25) if i % 2 == 0 else Decimal(13)
         total = rate * qty
-        items.append({
-            "line_item_id": f"{n}{i:03d}", "name": f"Item {i}", "description": f"Item {i}",
-            "rate": str(rate), "quantity": str(qty), "discount": 0,
-            "tax_percentage": int(percent), "tax_name": f"PDV {percent}",
-            "item_total": str(total),
-        })
+        items.append(
+            {
+                "line_item_id": f"{n}{i:03d}",
+                "name": f"Item {i}",
+                "description": f"Item {i}",
+                "rate": str(rate),
+                "quantity": str(qty),
+                "discount": 0,
+                "tax_percentage": int(percent),
+                "tax_name": f"PDV {percent}",
+                "item_total": str(total),
+            }
+        )
         sub_total += total
-        tax_total += (total * percent / 100).quantize(Decimal("0.01"))
+        tax_total += (total * percent / 100).quantize(Decimal("0.01"), ROUND_HALF_UP)
     return {
         "invoice": {
-            "invoice_id": str(460000000000000000 + n),
+            "invoice_id": str(460000000000000000 + run * 10**7 + n),
             "invoice_number": f"{prefix}-{n:06d}",
             "date": now.date().isoformat(),
             "status": status,
@@ -79,8 +97,10 @@ async def send_webhook(
     return await http.post(
         f"{ingest_url}/webhook/zoho/{uid}",
         content=body,
-        headers={"Content-Type": "application/json",
-                 "X-Zoho-Webhook-Signature": signature_of(secret, body)},
+        headers={
+            "Content-Type": "application/json",
+            "X-Zoho-Webhook-Signature": signature_of(secret, body),
+        },
     )
 
 
@@ -107,8 +127,7 @@ class StatusWatcher:
     async def start(self, since_ms: int | None = None) -> None:
         consumer = make_consumer(self.kafka, group_id=None)
         await consumer.start()
-        parts = consumer.partitions_for_topic(INVOICES_STATUS.name) or set()
-        tps = [TopicPartition(INVOICES_STATUS.name, p) for p in sorted(parts)]
+        tps = await partitions_of(consumer, INVOICES_STATUS.name)
         consumer.assign(tps)
         if since_ms is None:
             await consumer.seek_to_end(*tps)
@@ -134,7 +153,9 @@ class StatusWatcher:
                     if status.state.is_final and status.state is not InvoiceState.DUPLICATE:
                         self.outcomes.final.setdefault(key, (status, now))
 
-    async def wait_for(self, keys: Iterable[tuple[str, str]], timeout: float) -> set[tuple[str, str]]:
+    async def wait_for(
+        self, keys: Iterable[tuple[str, str]], timeout: float
+    ) -> set[tuple[str, str]]:
         """Wait until every key has a final state; returns the keys still missing."""
         wanted = set(keys)
         deadline = time.monotonic() + timeout
@@ -157,3 +178,95 @@ def percentiles(values: list[float], points: Iterable[int] = (50, 95, 99)) -> di
         return {p: float("nan") for p in points}
     ordered = sorted(values)
     return {p: ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] for p in points}
+
+
+@dataclass
+class LoadReport:
+    sent: int
+    accepted: int
+    refused: dict[int, int]
+    states: dict[str, int]
+    missing: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def throughput(self) -> float:
+        done = sum(self.states.values())
+        return done / self.seconds if self.seconds else 0.0
+
+    def lines(self) -> list[str]:
+        p = percentiles(self.latencies)
+        return [
+            f"webhooks sent      {self.sent} (accepted {self.accepted}"
+            + (f", refused {self.refused}" if self.refused else "")
+            + ")",
+            "outcomes           "
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.states.items()))
+            + (f", no outcome yet {self.missing}" if self.missing else ""),
+            f"throughput         {self.throughput:.1f} invoices/s over {self.seconds:.1f} s",
+            f"webhook->final     p50 {p[50] * 1000:.0f} ms, p95 {p[95] * 1000:.0f} ms, "
+            f"p99 {p[99] * 1000:.0f} ms",
+        ]
+
+
+async def drive(
+    kafka: KafkaSettings,
+    ingest_url: str,
+    targets: list[tuple[str, str]],
+    invoices: int,
+    *,
+    concurrency: int = 32,
+    rate: float | None = None,
+    timeout: float = 300.0,
+    run: int | None = None,
+) -> LoadReport:
+    """Send `invoices` webhooks spread over `targets` ((uid, secret) pairs) and wait for
+    every one to reach a final state. `rate` (per second) paces sending; None: flat out."""
+    import random
+
+    run = run if run is not None else random.randrange(1, 10**11)
+    watcher = StatusWatcher(kafka)
+    await watcher.start(since_ms=int(time.time() * 1000) - 1000)
+    sent_at: dict[tuple[str, str], float] = {}
+    refused: dict[int, int] = {}
+    slots = asyncio.Semaphore(concurrency)
+    started = time.monotonic()
+
+    async def one(n: int, http: httpx.AsyncClient) -> None:
+        uid, secret = targets[n % len(targets)]
+        payload = zoho_invoice(n + 1, run=run)
+        source_id = payload["invoice"]["invoice_id"]  # type: ignore[index]
+        try:
+            sent_at[(uid, source_id)] = time.monotonic()
+            response = await send_webhook(http, ingest_url, uid, secret, payload)
+            code = response.status_code
+        except httpx.HTTPError:
+            code = 0
+        if code != 202:
+            refused[code] = refused.get(code, 0) + 1
+            sent_at.pop((uid, source_id), None)
+        slots.release()
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        tasks = []
+        for n in range(invoices):
+            await slots.acquire()
+            if rate:
+                delay = started + n / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(n, http)))
+        await asyncio.gather(*tasks)
+    missing = await watcher.wait_for(sent_at.keys(), timeout)
+    seconds = time.monotonic() - started
+    await watcher.stop()
+    states: dict[str, int] = {}
+    latencies = []
+    for key, at in sent_at.items():
+        hit = watcher.outcomes.final.get(key)
+        if hit:
+            states[hit[0].state.value] = states.get(hit[0].state.value, 0) + 1
+            latencies.append(hit[1] - at)
+    return LoadReport(invoices, len(sent_at), refused, states, len(missing), seconds, latencies)

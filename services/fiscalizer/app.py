@@ -21,7 +21,10 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import weakref
+
 import faust
+from faust.streams import _current_event
 from prometheus_client import Counter, Histogram
 
 from fiscal.hr_cis.certificate import CertificateError
@@ -136,9 +139,9 @@ class Fiscalizer:
 
         @self.app.agent(self.integrations_topic, concurrency=1, name="integrations")
         async def integrations(stream: Any) -> None:
-            async for key in stream.keys():
+            async for event in stream.events():
                 # Status, tier, certificate or settings may have changed: read again.
-                self.directory.invalidate(key.decode())
+                self.directory.invalidate(event.key.decode())
 
     async def _batch(
         self,
@@ -149,6 +152,9 @@ class Fiscalizer:
         sends = []
         for event in events:
             message = event.message
+            # Table writes go to the changelog partition of the event being handled;
+            # faust knows it only while iterating one event at a time, so tell it.
+            _current_event.set(weakref.ref(event))
             try:
                 outputs = await handler(event.value)
             except Exception as exc:  # never acknowledge silently: park it for an operator
@@ -175,7 +181,7 @@ class Fiscalizer:
     # -- handlers -----------------------------------------------------------------
 
     def _entry(self, uid: str, source_id: str) -> Entry | None:
-        raw = self.states[f"{uid}:{source_id}"]
+        raw = self.states.get(f"{uid}:{source_id}")
         return Entry.from_json(raw) if raw else None
 
     def _month_key(self, uid: str, now: datetime) -> str:
@@ -231,7 +237,7 @@ class Fiscalizer:
     async def _on_status(self, value: bytes) -> list[Any]:
         status = InvoiceStatus.from_json(value)
         key = f"{status.integration_uid}:{status.invoice.source_id}"
-        raw = self.states[key]
+        raw = self.states.get(key)
         updated = on_status(status, Entry.from_json(raw) if raw else None)
         if updated is not None:
             self.states[key] = updated.to_json()

@@ -1,0 +1,98 @@
+"""Zoho Books webhooks (Workflow Rules): signature check and payload parsing. Pure.
+
+The signature covers the query-string/form parameters sorted by key, each written as
+key then value with no separator, followed by the raw body. Zoho does not document
+the digest's encoding for Books (its Billing docs show hex); both lowercase hex and
+base64 are accepted, always compared in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+import string
+from collections.abc import Mapping
+from decimal import Decimal
+
+from connectors.zoho.mapping import InvoiceMappingError, map_invoice
+from schemas.invoice import Invoice, PaymentMethod
+
+SIGNATURE_HEADER = "X-Zoho-Webhook-Signature"
+_ALPHANUMERIC = string.ascii_letters + string.digits
+
+
+class PayloadInvalid(ValueError):
+    """The webhook body is not an invoice we can map; `reason` is a stable code."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _digest(secret: str, body: bytes, params: Mapping[str, str] | None) -> bytes:
+    prefix = "".join(key + value for key, value in sorted((params or {}).items()))
+    return hmac.new(secret.encode(), prefix.encode() + body, hashlib.sha256).digest()
+
+
+def signature_of(secret: str, body: bytes, params: Mapping[str, str] | None = None) -> str:
+    """The lowercase hex HMAC-SHA256 Zoho sends in `X-Zoho-Webhook-Signature`."""
+    return _digest(secret, body, params).hex()
+
+
+def verify_signature(
+    secret: str, body: bytes, header: str | None, params: Mapping[str, str] | None = None
+) -> bool:
+    if not secret or not header:
+        return False
+    given = _decode_signature(header.strip())
+    expected = _digest(secret, body, params)
+    # compare_digest on equal-length bytes: timing reveals nothing about the expected value.
+    return given is not None and hmac.compare_digest(given, expected)
+
+
+def _decode_signature(text: str) -> bytes | None:
+    if len(text) == 64 and all(c in string.hexdigits for c in text):
+        return bytes.fromhex(text)
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            raw = decode(text.encode())
+        except (binascii.Error, ValueError):
+            continue
+        if len(raw) == hashlib.sha256().digest_size:
+            return raw
+    return None
+
+
+def parse_webhook(
+    body: bytes, *, default_payment_method: PaymentMethod = PaymentMethod.OTHER
+) -> Invoice:
+    """`{"invoice": {...}}` (Zoho's default payload) -> the canonical invoice."""
+    try:
+        # Exact numbers: amounts as Decimal, 19-digit ids as int, never through float.
+        document = json.loads(body, parse_float=Decimal)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise PayloadInvalid("not_json", f"body is not JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise PayloadInvalid("not_an_object", "body must be a JSON object")
+    if "invoice" not in document:
+        keys = ", ".join(sorted(document)) or "none"
+        raise PayloadInvalid(
+            "no_invoice",
+            f'body has no "invoice" key (keys: {keys}); the workflow rule must be on the '
+            "Invoice module with the default payload",
+        )
+    try:
+        return map_invoice(document["invoice"], default_payment_method=default_payment_method)
+    except InvoiceMappingError as error:
+        raise PayloadInvalid(
+            f"mapping:{error.code}", f"invoice cannot be mapped: {error}"
+        ) from error
+
+
+def generate_webhook_secret() -> str:
+    """32 alphanumerics: inside Zoho's 12-50 range, about 190 bits."""
+    return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(32))

@@ -1,0 +1,62 @@
+"""Text formats of the CIS messages (FiskalizacijaSchema.xsd simple types).
+
+The ZKI is computed over the same strings the message carries, so both use these.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
+
+from fiscal.hr_cis.rejection import InvoiceRejected
+
+# The spec's date-times are those printed on the receipt and checked against "today"
+# (an invoice is fiscalized on its issue date), i.e. Croatian civil time.
+ZAGREB = ZoneInfo("Europe/Zagreb")
+CENT = Decimal("0.01")
+_MAX_AMOUNT = Decimal("1e15")  # IznosType: at most 15 integer digits
+_MAX_RATE = Decimal("1000")  # StopaType: at most 3 integer digits
+
+
+def cents(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def amount_text(value: Decimal) -> str:
+    """IznosType: "-12.50"; rounds half up to cents (and never writes "-0.00")."""
+    rounded = cents(value)
+    if rounded == 0:
+        rounded = rounded.copy_abs()
+    if abs(rounded) >= _MAX_AMOUNT:
+        raise InvoiceRejected(
+            "amount_out_of_range",
+            f"the amount {value} has more than 15 digits before the decimal point,"
+            " more than the tax authority accepts",
+        )
+    return format(rounded, "f")
+
+
+def rate_text(rate: Decimal) -> str:
+    """StopaType: 25 -> "25.00"."""
+    if rate < 0 or rate >= _MAX_RATE or rate != rate.quantize(CENT):
+        raise InvoiceRejected(
+            "unsupported_tax_rate",
+            f"the VAT rate {rate} % cannot be reported: rates are 0 to 999.99 with at most"
+            " two decimals; correct the tax on the invoice",
+        )
+    return format(rate.quantize(CENT), "f")
+
+
+def local(moment: datetime) -> datetime:
+    return moment.astimezone(ZAGREB)
+
+
+def message_datetime(moment: datetime) -> str:
+    """DatumVrijemeType: dd.MM.yyyyTHH:mm:ss in Croatian time."""
+    return local(moment).strftime("%d.%m.%YT%H:%M:%S")
+
+
+def zki_datetime(moment: datetime) -> str:
+    """The ZKI input's date-time: like the message's but with a space (spec §12)."""
+    return local(moment).strftime("%d.%m.%Y %H:%M:%S")

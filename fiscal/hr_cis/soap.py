@@ -1,0 +1,348 @@
+"""The CIS SOAP layer: envelopes around signed requests, reading and verifying answers.
+
+SOAP 1.1 document/literal (spec §6, WSDL `FiskalizacijaService`). Requests carry an
+enveloped signature made with exclusive c14n, so wrapping them in an envelope leaves
+the signature intact as long as the element is inserted byte for byte. Answers are
+signed by the service's own certificate with *inclusive* c14n, so they verify only
+in the context of the envelope they arrived in, and may still use RSA-SHA1.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import signxml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509 import verification
+from lxml import etree
+from signxml.algorithms import DigestAlgorithm, SignatureMethod
+
+SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+F73_NS = "http://www.apis-it.hr/fin/2012/types/f73"
+DS_NS = "http://www.w3.org/2000/09/xmldsig#"
+SOAP_ACTION_BASE = (
+    "http://e-porezna.porezna-uprava.hr/fiskalizacija/2012/services/FiskalizacijaService/"
+)
+RACUNI_ACTION = SOAP_ACTION_BASE + "racuni"
+ECHO_ACTION = SOAP_ACTION_BASE + "echo"
+
+RACUN_ZAHTJEV = f"{{{F73_NS}}}RacunZahtjev"
+RACUN_ODGOVOR = f"{{{F73_NS}}}RacunOdgovor"
+ECHO_REQUEST = f"{{{F73_NS}}}EchoRequest"
+ECHO_RESPONSE = f"{{{F73_NS}}}EchoResponse"
+SIGNATURE = f"{{{DS_NS}}}Signature"
+_BODY = f"{{{SOAP_NS}}}Body"
+_ENVELOPE = f"{{{SOAP_NS}}}Envelope"
+_FAULT = f"{{{SOAP_NS}}}Fault"
+
+_ENVELOPE_OPEN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<soapenv:Envelope xmlns:soapenv="' + SOAP_NS.encode() + b'"><soapenv:Body>'
+)
+_ENVELOPE_CLOSE = b"</soapenv:Body></soapenv:Envelope>"
+_XML_DECLARATION = re.compile(rb"^\s*<\?xml[^>]*\?>\s*")
+_UUID = re.compile(r"^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$")
+
+_parsers = threading.local()
+
+
+def parse_xml(data: bytes) -> etree._Element:
+    """Parse untrusted XML: no entity expansion, no network, no DTD loading.
+
+    lxml parsers must not be shared between threads, hence one per thread.
+    """
+    parser = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+        _parsers.parser = parser
+    return etree.fromstring(data, parser)
+
+
+def _strip_declaration(document: bytes) -> bytes:
+    if document.startswith(b"\xef\xbb\xbf"):
+        document = document[3:]
+    return _XML_DECLARATION.sub(b"", document, count=1)
+
+
+def racuni_envelope(signed_document: bytes) -> bytes:
+    """The SOAP request for `racuni`: the signed RacunZahtjev inserted as-is.
+
+    Re-serializing the element could change bytes its signature covers (attribute
+    quoting, namespace placement), so only the XML declaration is dropped. The envelope
+    declares no default namespace, so nothing in the document changes meaning.
+    """
+    try:
+        root = parse_xml(signed_document)
+    except etree.XMLSyntaxError as exc:
+        raise ValueError(f"the signed document is not well-formed XML: {exc}") from exc
+    if root.tag != RACUN_ZAHTJEV:
+        raise ValueError(f"expected a RacunZahtjev element, got {root.tag}")
+    encoding = (root.getroottree().docinfo.encoding or "UTF-8").upper().replace("_", "-")
+    if encoding not in ("UTF-8", "UTF8"):
+        raise ValueError(f"the signed document must be UTF-8, not {encoding}")
+    return _ENVELOPE_OPEN + _strip_declaration(signed_document) + _ENVELOPE_CLOSE
+
+
+def echo_envelope(text: str) -> bytes:
+    envelope = etree.Element(_ENVELOPE, nsmap={"soapenv": SOAP_NS})
+    body = etree.SubElement(envelope, _BODY)
+    echo = etree.SubElement(body, ECHO_REQUEST, nsmap={"tns": F73_NS})
+    echo.text = text
+    return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+
+
+class AnswerInvalid(ValueError):
+    """The answer cannot be trusted or understood: not SOAP, a SOAP fault, a missing,
+    broken or untrusted signature, or an answer to another message."""
+
+
+def open_envelope(body: bytes) -> etree._Element:
+    """The element inside a SOAP 1.1 Body; a Fault raises AnswerInvalid with its text."""
+    try:
+        root = parse_xml(body)
+    except etree.XMLSyntaxError as exc:
+        raise AnswerInvalid(f"the answer is not XML: {exc}") from exc
+    if root.tag != _ENVELOPE:
+        raise AnswerInvalid(f"the answer is not a SOAP 1.1 envelope (root {root.tag})")
+    soap_body = root.find(_BODY)
+    if soap_body is None:
+        raise AnswerInvalid("the SOAP envelope has no Body")
+    content = next((child for child in soap_body if isinstance(child.tag, str)), None)
+    if content is None:
+        raise AnswerInvalid("the SOAP Body is empty")
+    if content.tag == _FAULT:
+        code = (content.findtext("faultcode") or "").strip()
+        text = (content.findtext("faultstring") or "").strip()
+        raise AnswerInvalid(f"SOAP fault {code}: {text}")
+    return content
+
+
+class UntrustedCertificate(ValueError):
+    pass
+
+
+class CertificateTrust:
+    """Whether a certificate chains to one of `trusted` and is valid now.
+
+    A trusted certificate may be a CA or the very certificate that signs (pinned).
+    A successful chain check is cached per certificate with the window in which the
+    whole chain is valid, so later checks of the same certificate compare two times.
+    """
+
+    def __init__(self, trusted: Sequence[x509.Certificate], *, max_entries: int = 4096) -> None:
+        if not trusted:
+            raise ValueError("at least one trusted certificate is needed")
+        self._store = verification.Store(list(trusted))
+        self._max_entries = max_entries
+        self._windows: dict[bytes, tuple[datetime, datetime]] = {}
+        self._lock = threading.Lock()
+
+    def check(
+        self,
+        certificate: x509.Certificate,
+        intermediates: Sequence[x509.Certificate] = (),
+        *,
+        now: datetime | None = None,
+    ) -> None:
+        moment = now or datetime.now(UTC)
+        key = certificate.fingerprint(hashes.SHA256())
+        window = self._windows.get(key)
+        if window is None:
+            window = self._verify_chain(certificate, intermediates, moment)
+            with self._lock:
+                if len(self._windows) >= self._max_entries:
+                    self._windows.pop(next(iter(self._windows)))
+                self._windows[key] = window
+        valid_from, valid_until = window
+        if not valid_from <= moment <= valid_until:
+            raise UntrustedCertificate(
+                f"certificate {certificate.subject.rfc4514_string()} (or its issuer) is valid"
+                f" only from {valid_from:%Y-%m-%d %H:%M} to {valid_until:%Y-%m-%d %H:%M} UTC"
+            )
+
+    def _verify_chain(
+        self,
+        certificate: x509.Certificate,
+        intermediates: Sequence[x509.Certificate],
+        moment: datetime,
+    ) -> tuple[datetime, datetime]:
+        # The signer's certificate is an application certificate, not a TLS one: its
+        # key usages are the issuer's business, so only CAs get web-PKI extension checks.
+        verifier = (
+            verification.PolicyBuilder()
+            .store(self._store)
+            .time(moment)
+            .extension_policies(
+                ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
+                ee_policy=verification.ExtensionPolicy.permit_all(),
+            )
+            .build_client_verifier()
+        )
+        try:
+            chain = verifier.verify(certificate, list(intermediates)).chain
+        except verification.VerificationError as exc:
+            raise UntrustedCertificate(
+                f"certificate {certificate.subject.rfc4514_string()} issued by"
+                f" {certificate.issuer.rfc4514_string()} is not trusted: {exc}"
+            ) from exc
+        return (
+            max(c.not_valid_before_utc for c in chain),
+            min(c.not_valid_after_utc for c in chain),
+        )
+
+
+def signature_certificates(
+    signature: etree._Element,
+) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    """The signing certificate in KeyInfo/X509Data and any others sent along with it."""
+    ds = f"{{{DS_NS}}}"
+    certificates = []
+    for element in signature.iterfind(f"{ds}KeyInfo/{ds}X509Data/{ds}X509Certificate"):
+        try:
+            der = base64.b64decode("".join((element.text or "").split()), validate=True)
+            certificates.append(x509.load_der_x509_certificate(der))
+        except ValueError as exc:
+            raise signxml.InvalidInput(f"X509Certificate is not a certificate: {exc}") from exc
+    if not certificates:
+        raise signxml.InvalidInput("the signature carries no X509Certificate")
+    issuers = {c.issuer for c in certificates}
+    # The signer is the one certificate that issued none of the others.
+    leaf = next((c for c in certificates if c.subject not in issuers), certificates[0])
+    return leaf, [c for c in certificates if c is not leaf]
+
+
+_RSA = frozenset(
+    {SignatureMethod.RSA_SHA256, SignatureMethod.RSA_SHA384, SignatureMethod.RSA_SHA512}
+)
+_DIGESTS = frozenset({DigestAlgorithm.SHA256, DigestAlgorithm.SHA384, DigestAlgorithm.SHA512})
+# location "./": the signature must be a child of the signed element (enveloped).
+SHA2_ONLY = signxml.SignatureConfiguration(
+    location="./", expect_references=1, signature_methods=_RSA, digest_algorithms=_DIGESTS
+)
+WITH_SHA1 = signxml.SignatureConfiguration(
+    location="./",
+    expect_references=1,
+    signature_methods=_RSA | {SignatureMethod.RSA_SHA1},
+    digest_algorithms=_DIGESTS | {DigestAlgorithm.SHA1},
+)
+
+
+def verify_signature(
+    element: etree._Element,
+    config: signxml.SignatureConfiguration,
+    *,
+    validate_schema: bool = True,
+) -> tuple[etree._Element, x509.Certificate, list[x509.Certificate]]:
+    """Verify the signature enveloped in `element` with the certificate it carries.
+
+    Returns what the signature covers (never the unsigned input: see what is signed),
+    the signer's certificate and any others sent along. Whether that certificate is
+    trusted is the caller's next question (`CertificateTrust.check`): the CIS answers
+    the two failures with different codes (s004, s002). Raises signxml's exceptions.
+    """
+    signature = element.find(SIGNATURE)
+    if signature is None:
+        raise signxml.InvalidInput(f"{etree.QName(element).localname} is not signed")
+    leaf, others = signature_certificates(signature)
+    # lxml serializes a sub-element with every namespace declared on its ancestors,
+    # which is exactly the namespace context inclusive c14n sees in the document.
+    try:
+        result = signxml.XMLVerifier().verify(
+            element, x509_cert=leaf, expect_config=config, validate_schema=validate_schema
+        )
+    except signxml.exceptions.SignXMLException:
+        raise
+    except (ValueError, TypeError, etree.LxmlError) as exc:
+        # signxml lets some malformed input through as plain errors: an algorithm URI
+        # it does not know (ValueError), a key that does not fit the method (TypeError).
+        raise signxml.InvalidInput(f"unusable signature: {exc!r}") from exc
+    assert isinstance(result, signxml.VerifyResult)  # expect_references=1
+    # The reference must name this very element: another one with the same name could
+    # sit inside ds:Object, signed, while the unsigned outer element says something else.
+    # signxml refuses an Id that resolves to more than one element.
+    reference = result.signature_xml.find(f"{{{DS_NS}}}SignedInfo/{{{DS_NS}}}Reference")
+    uri = reference.get("URI") if reference is not None else None
+    own_id = element.get("Id")
+    covers_element = uri == "" or (own_id is not None and uri == f"#{own_id}")
+    if not covers_element or result.signed_xml is None:
+        raise signxml.InvalidSignature(
+            f"the signature does not cover the {etree.QName(element).localname} element"
+        )
+    return result.signed_xml, leaf, others
+
+
+class AnswerVerifier:
+    """Checks the CIS answer's enveloped signature against the CIS certificate or its CA.
+
+    Accepts RSA-SHA1 as well as SHA-2: the service still signs some answers the old way.
+    """
+
+    def __init__(self, trusted: Sequence[x509.Certificate]) -> None:
+        self._trust = CertificateTrust(trusted)
+
+    def verify(self, answer: bytes) -> etree._Element:
+        content = open_envelope(answer)
+        try:
+            signed, signer, others = verify_signature(content, WITH_SHA1)
+            self._trust.check(signer, others)
+        except signxml.exceptions.SignXMLException as exc:
+            raise AnswerInvalid(f"the answer's signature is invalid: {exc}") from exc
+        except UntrustedCertificate as exc:
+            raise AnswerInvalid(f"the answer is signed by an untrusted certificate: {exc}") from exc
+        return signed
+
+
+@dataclass(frozen=True)
+class CisAnswer:
+    message_id: str | None
+    jir: str | None
+    errors: tuple[tuple[str, str], ...]
+    document: bytes
+
+
+def _text(element: etree._Element, path: str) -> str | None:
+    found = element.find(path)
+    if found is None:
+        return None
+    return " ".join((found.text or "").split())
+
+
+def parse_racun_answer(
+    body: bytes, verifier: AnswerVerifier | None, *, expected_message_id: str | None = None
+) -> CisAnswer:
+    """Read a `racuni` answer; with a verifier, only from what its signature covers."""
+    answer = verifier.verify(body) if verifier is not None else open_envelope(body)
+    if answer.tag != RACUN_ODGOVOR:
+        raise AnswerInvalid(f"expected RacunOdgovor, got {etree.QName(answer).localname}")
+    ns = f"{{{F73_NS}}}"
+    message_id = _text(answer, f"{ns}Zaglavlje/{ns}IdPoruke") or None
+    jir = _text(answer, f"{ns}Jir") or None
+    errors = tuple(
+        (_text(greska, f"{ns}SifraGreske") or "", _text(greska, f"{ns}PorukaGreske") or "")
+        for greska in answer.iterfind(f"{ns}Greske/{ns}Greska")
+    )
+    if jir is None and not errors:
+        raise AnswerInvalid("the answer has neither a JIR nor errors")
+    if jir is not None and not _UUID.match(jir):
+        raise AnswerInvalid(f"the JIR {jir!r} is not a UUID")
+    if expected_message_id is not None and message_id != expected_message_id:
+        # A refusal of a request the service could not read carries an empty IdPoruke
+        # (the schema allows it there): it cannot name our message, but it is ours.
+        if not (message_id is None and jir is None):
+            raise AnswerInvalid(
+                f"the answer is for message {message_id}, not {expected_message_id}"
+            )
+    return CisAnswer(message_id=message_id, jir=jir, errors=errors, document=body)
+
+
+def parse_echo_answer(body: bytes) -> str:
+    answer = open_envelope(body)
+    if answer.tag != ECHO_RESPONSE:
+        raise AnswerInvalid(f"expected EchoResponse, got {etree.QName(answer).localname}")
+    return answer.text or ""

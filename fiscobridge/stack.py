@@ -1,0 +1,145 @@
+"""The whole pipeline as child processes, on free ports, in a directory of its own.
+
+`fiscobridge dev` runs the same services on fixed ports; this is the variant for the
+end-to-end tests, the demo and the benchmark, which need a private stack they can
+start, kill with SIGKILL, restart and stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from runtime.supervisor import Child
+
+PIPELINE = ("portal", "reporter", "fiscalizer", "ingest")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LocalStack:
+    home: Path
+    kafka_bootstrap: str
+    master_key: str
+    database_url: str = ""
+    cis_latency_ms: int = 0
+    cis_jitter_ms: int = 0
+    services: tuple[str, ...] = PIPELINE
+    extra_env: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    children: dict[str, Child] = field(default_factory=dict)
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['ingest']}"
+
+    @property
+    def cis_base_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['cis']}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "FISCOBRIDGE_HOME": str(self.home),
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "FISCOBRIDGE_MASTER_KEY": self.master_key,
+            "FISCOBRIDGE_DATABASE_URL": self.database_url,
+            "FISCOBRIDGE_REPORTER_CIS_URL": f"{self.cis_base_url}/FiskalizacijaServiceTest",
+            "FISCOBRIDGE_REPORTER_CIS_TRUST": str(self.home / "sandbox-ca" / "ca.cert.pem"),
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+
+    def _child(self, name: str) -> Child:
+        exe = [sys.executable, "-m", "fiscobridge"]
+        logs = self.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        if name == "cis":
+            argv = [*exe, "sandbox", "cis", "--port", str(self.ports["cis"]),
+                    "--ca-dir", str(self.home / "sandbox-ca"),
+                    "--latency-ms", str(self.cis_latency_ms), "--jitter-ms", str(self.cis_jitter_ms)]
+            env = {}
+        else:
+            argv = [*exe, "run", name]
+            key = "FISCOBRIDGE_INGEST_PORT" if name == "ingest" else f"FISCOBRIDGE_{name.upper()}_OPS_PORT"
+            env = {key: str(self.ports[name])}
+        return Child(name, argv, {**self.env, **env}, logs / f"{name}.log")
+
+    async def start(self) -> None:
+        for name in ("cis", *self.services):
+            self.ports.setdefault(name, free_port())
+        try:
+            await self.start_service("cis")
+            await self._wait_http(f"{self.cis_base_url}/_sandbox/faults")
+            for name in self.services:
+                await self.start_service(name)
+            for name in self.services:
+                await self.wait_ready(name)
+        except BaseException:
+            await self.stop()  # never leave half a stack behind
+            raise
+
+    async def start_service(self, name: str) -> None:
+        child = self._child(name)
+        await child.start()
+        self.children[name] = child
+
+    def ops_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    async def wait_ready(self, name: str, timeout: float = 120.0) -> None:
+        await self._wait_http(f"{self.ops_url(name)}/readyz", timeout, name)
+
+    async def _wait_http(self, url: str, timeout: float = 60.0, name: str | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=2) as http:
+            while time.monotonic() < deadline:
+                child = self.children.get(name or "cis")
+                if child and child.process and child.process.returncode is not None:
+                    raise RuntimeError(f"{child.name} exited with {child.process.returncode}; "
+                                       f"see {child.log_path}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(url)).status_code == 200:
+                        return
+                await asyncio.sleep(0.2)
+        raise TimeoutError(f"{url} not ready after {timeout}s; logs in {self.home / 'logs'}")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.children[name].process
+        assert process is not None
+        os.killpg(process.pid, sig)
+
+    async def wait_exit(self, name: str, timeout: float = 60.0) -> int:
+        process = self.children[name].process
+        assert process is not None
+        return await asyncio.wait_for(process.wait(), timeout)
+
+    async def stop(self, grace: float = 30.0) -> None:
+        for name in reversed(list(self.children)):
+            child = self.children[name]
+            if child.process and child.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(signal.SIGTERM)
+        for child in self.children.values():
+            if child.process is None:
+                continue
+            try:
+                await asyncio.wait_for(child.process.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.process.pid, signal.SIGKILL)
+                await child.process.wait()

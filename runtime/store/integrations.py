@@ -1,0 +1,305 @@
+"""Integrations: one business's link between an accounting system and a tax authority.
+
+The store keeps fiscal settings as the profile's JSON and does not interpret them, so a
+new tax-authority profile needs no store change; the profile validates them when used.
+Status is not written here: it changes only through integration events (projection).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+from sqlalchemy import func, select, update
+
+from runtime.store.models import (
+    TIERS,
+    Certificate,
+    Integration,
+    IntegrationStatus,
+    PollState,
+    secret_context,
+)
+from runtime.store.repository import InvalidInput, NotFound, Repository, new_id
+
+UID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+INTEGRATION_TYPES = ("zoho_books",)
+# Zoho accepts 12-50 alphanumerics; 32 gives ~190 bits.
+WEBHOOK_SECRET_LENGTH = 32
+_ALPHANUMERIC = string.ascii_letters + string.digits
+
+
+def new_webhook_secret() -> str:
+    return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(WEBHOOK_SECRET_LENGTH))
+
+
+class CertificateFacts(Protocol):
+    """What the store keeps in clear about a certificate (e.g. a FiscalCertificate)."""
+
+    @property
+    def subject(self) -> str: ...
+    @property
+    def issuer(self) -> str: ...
+    @property
+    def serial(self) -> Any: ...
+    @property
+    def oib(self) -> str: ...
+    @property
+    def fingerprint_sha256(self) -> str: ...
+    @property
+    def not_before(self) -> datetime: ...
+    @property
+    def not_after(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class IntegrationRecord:
+    uid: str
+    account_id: str
+    type: str
+    status: IntegrationStatus
+    tier: str
+    created_at: datetime
+    fiscal_profile: str
+    fiscal_settings: dict[str, Any] = field(hash=False)
+    zoho_organization_id: str | None
+    zoho_accounts_server: str | None
+    zoho_api_domain: str | None
+    status_reason: str | None
+    status_changed_at: datetime | None
+
+    @property
+    def webhook_path(self) -> str:
+        return f"/webhook/zoho/{self.uid}"
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    id: str
+    integration_uid: str
+    subject: str
+    issuer: str
+    serial: str
+    oib: str
+    fingerprint_sha256: str
+    not_before: datetime
+    not_after: datetime
+    uploaded_at: datetime
+    is_current: bool
+    replaced_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CreatedIntegration:
+    record: IntegrationRecord
+    webhook_secret: str = field(repr=False)
+
+
+class Integrations(Repository):
+    async def create(
+        self,
+        *,
+        account_id: str,
+        fiscal_settings: Mapping[str, Any] | BaseModel,
+        pfx: bytes,
+        password: str,
+        certificate: CertificateFacts,
+        tier: str = "trial",
+        type: str = "zoho_books",
+        fiscal_profile: str = "hr-cis",
+        uid: str | None = None,
+    ) -> CreatedIntegration:
+        """A new integration in status pending, with its certificate and webhook secret.
+
+        The caller validates the certificate (the profile knows how); the store only
+        keeps it, encrypted.
+        """
+        uid = uid or new_id()
+        if not UID_PATTERN.match(uid):
+            raise InvalidInput(f"integration uid {uid!r} does not match {UID_PATTERN.pattern}")
+        if tier not in TIERS:
+            raise InvalidInput(f"tier {tier!r} is not one of {', '.join(TIERS)}")
+        if type not in INTEGRATION_TYPES:
+            raise InvalidInput(f"integration type {type!r} is not one of {INTEGRATION_TYPES}")
+        settings = (
+            fiscal_settings.model_dump(mode="json")
+            if isinstance(fiscal_settings, BaseModel)
+            else dict(fiscal_settings)
+        )
+        secret = new_webhook_secret()
+        now = datetime.now(UTC)
+        row = Integration(
+            uid=uid,
+            account_id=account_id,
+            type=type,
+            status=IntegrationStatus.PENDING.value,
+            tier=tier,
+            created_at=now,
+            fiscal_profile=fiscal_profile,
+            fiscal_settings=settings,
+        )
+        row.webhook_secret = self._vault.encrypt(
+            secret.encode(), secret_context(row, "webhook_secret")
+        )
+        async with self._tx() as session:
+            session.add(row)
+            await session.flush()
+            session.add(self._certificate_row(uid, pfx, password, certificate, now))
+            session.add(PollState(integration_uid=uid))
+        return CreatedIntegration(_record(row), secret)
+
+    async def replace_certificate(
+        self, uid: str, *, pfx: bytes, password: str, certificate: CertificateFacts
+    ) -> CertificateInfo:
+        """Make a new certificate current; the old one stays as history."""
+        now = datetime.now(UTC)
+        async with self._tx() as session:
+            await self._require(session, uid)
+            await session.execute(
+                update(Certificate)
+                .where(Certificate.integration_uid == uid, Certificate.is_current)
+                .values(is_current=False, replaced_at=now)
+            )
+            row = self._certificate_row(uid, pfx, password, certificate, now)
+            session.add(row)
+        return _certificate_info(row)
+
+    async def set_zoho_connection(
+        self, uid: str, *, organization_id: str, accounts_server: str, api_domain: str
+    ) -> None:
+        async with self._tx() as session:
+            row = await self._require(session, uid)
+            row.zoho_organization_id = organization_id
+            row.zoho_accounts_server = accounts_server
+            row.zoho_api_domain = api_domain
+
+    async def get(self, uid: str) -> IntegrationRecord | None:
+        async with self._tx() as session:
+            row = await session.get(Integration, uid)
+            return _record(row) if row else None
+
+    async def find(
+        self,
+        *,
+        account_id: str | None = None,
+        statuses: Sequence[IntegrationStatus] | None = None,
+    ) -> list[IntegrationRecord]:
+        query = select(Integration).order_by(Integration.created_at, Integration.uid)
+        if account_id is not None:
+            query = query.where(Integration.account_id == account_id)
+        if statuses is not None:
+            query = query.where(Integration.status.in_([s.value for s in statuses]))
+        async with self._tx() as session:
+            return [_record(row) for row in await session.scalars(query)]
+
+    async def list_active(self) -> list[IntegrationRecord]:
+        return await self.find(statuses=[IntegrationStatus.ACTIVE])
+
+    async def count_by_status(self) -> dict[str, int]:
+        query = select(Integration.status, func.count()).group_by(Integration.status)
+        async with self._tx() as session:
+            return {status: n for status, n in (await session.execute(query)).tuples()}
+
+    async def webhook_secret(self, uid: str) -> str:
+        async with self._tx() as session:
+            row = await self._require(session, uid)
+            context = secret_context(row, "webhook_secret")
+            return self._vault.decrypt(row.webhook_secret, context).decode()
+
+    async def certificate(self, uid: str) -> tuple[bytes, str]:
+        """The current certificate: (PFX bytes, PFX password), decrypted."""
+        async with self._tx() as session:
+            row = await self._current_certificate(session, uid)
+            pfx = self._vault.decrypt(row.pfx, secret_context(row, "pfx"))
+            password = self._vault.decrypt(row.password, secret_context(row, "password"))
+            return pfx, password.decode()
+
+    async def certificate_info(self, uid: str) -> CertificateInfo:
+        async with self._tx() as session:
+            return _certificate_info(await self._current_certificate(session, uid))
+
+    async def certificate_history(self, uid: str) -> list[CertificateInfo]:
+        query = (
+            select(Certificate)
+            .where(Certificate.integration_uid == uid)
+            .order_by(Certificate.uploaded_at, Certificate.id)
+        )
+        async with self._tx() as session:
+            return [_certificate_info(row) for row in await session.scalars(query)]
+
+    def _certificate_row(
+        self, uid: str, pfx: bytes, password: str, facts: CertificateFacts, now: datetime
+    ) -> Certificate:
+        row = Certificate(
+            id=new_id(),
+            integration_uid=uid,
+            subject=facts.subject,
+            issuer=facts.issuer,
+            serial=str(facts.serial),
+            oib=facts.oib,
+            fingerprint_sha256=facts.fingerprint_sha256,
+            not_before=facts.not_before,
+            not_after=facts.not_after,
+            uploaded_at=now,
+            is_current=True,
+        )
+        row.pfx = self._vault.encrypt(pfx, secret_context(row, "pfx"))
+        row.password = self._vault.encrypt(password.encode(), secret_context(row, "password"))
+        return row
+
+    @staticmethod
+    async def _require(session: Any, uid: str) -> Integration:
+        row: Integration | None = await session.get(Integration, uid)
+        if row is None:
+            raise NotFound(f"no integration {uid!r}")
+        return row
+
+    @staticmethod
+    async def _current_certificate(session: Any, uid: str) -> Certificate:
+        row: Certificate | None = await session.scalar(
+            select(Certificate).where(Certificate.integration_uid == uid, Certificate.is_current)
+        )
+        if row is None:
+            raise NotFound(f"integration {uid!r} has no certificate")
+        return row
+
+
+def _record(row: Integration) -> IntegrationRecord:
+    return IntegrationRecord(
+        uid=row.uid,
+        account_id=row.account_id,
+        type=row.type,
+        status=IntegrationStatus(row.status),
+        tier=row.tier,
+        created_at=row.created_at,
+        fiscal_profile=row.fiscal_profile,
+        fiscal_settings=dict(row.fiscal_settings),
+        zoho_organization_id=row.zoho_organization_id,
+        zoho_accounts_server=row.zoho_accounts_server,
+        zoho_api_domain=row.zoho_api_domain,
+        status_reason=row.status_reason,
+        status_changed_at=row.status_event_at,
+    )
+
+
+def _certificate_info(row: Certificate) -> CertificateInfo:
+    return CertificateInfo(
+        id=row.id,
+        integration_uid=row.integration_uid,
+        subject=row.subject,
+        issuer=row.issuer,
+        serial=row.serial,
+        oib=row.oib,
+        fingerprint_sha256=row.fingerprint_sha256,
+        not_before=row.not_before,
+        not_after=row.not_after,
+        uploaded_at=row.uploaded_at,
+        is_current=row.is_current,
+        replaced_at=row.replaced_at,
+    )

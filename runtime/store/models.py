@@ -1,0 +1,224 @@
+"""The store's tables. Migrations in `runtime/store/migrations/versions/` create them.
+
+Columns holding secrets are `LargeBinary` vault ciphertexts (see `runtime.vault`); the
+`ENCRYPTED` registry below names every one of them, so rotation and the "nothing in
+clear" test cannot miss a column added later.
+
+The fiscal journal and license usage carry the integration uid without a foreign key:
+they are the legal archive and billing record, fed from events that may reach the
+projector before (or long after) the integration row they belong to.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from runtime.store.types import UtcDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class IntegrationStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    REMOVED = "removed"
+
+
+TIERS = ("trial", "starter", "growth", "scale")
+INVOICE_STATES = ("fiscalized", "rejected", "blocked", "duplicate", "retrying", "failed")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    # argon2id PHC string; None until the user sets a password in the portal
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Integration(Base):
+    __tablename__ = "integrations"
+    __table_args__ = (
+        CheckConstraint(_in("status", tuple(IntegrationStatus)), name="status"),
+        CheckConstraint(_in("tier", TIERS), name="tier"),
+    )
+
+    uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    tier: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    fiscal_profile: Mapped[str] = mapped_column(String(32))
+    fiscal_settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    zoho_organization_id: Mapped[str | None] = mapped_column(String(64))
+    zoho_accounts_server: Mapped[str | None] = mapped_column(String(200))
+    zoho_api_domain: Mapped[str | None] = mapped_column(String(200))
+    webhook_secret: Mapped[bytes] = mapped_column(LargeBinary)
+    # Projection bookkeeping: which integration event decided status and tier, so an
+    # older event delivered late never moves them backwards.
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    status_event_id: Mapped[str | None] = mapped_column(String(128))
+    status_event_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    tier_event_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Certificate(Base):
+    __tablename__ = "certificates"
+    __table_args__ = (
+        Index(
+            "uq_certificates_current",
+            "integration_uid",
+            unique=True,
+            sqlite_where=text("is_current"),
+            postgresql_where=text("is_current"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    integration_uid: Mapped[str] = mapped_column(ForeignKey("integrations.uid"), index=True)
+    pfx: Mapped[bytes] = mapped_column(LargeBinary)
+    password: Mapped[bytes] = mapped_column(LargeBinary)
+    subject: Mapped[str] = mapped_column(Text)
+    issuer: Mapped[str] = mapped_column(Text)
+    serial: Mapped[str] = mapped_column(String(128))
+    oib: Mapped[str] = mapped_column(String(11))
+    fingerprint_sha256: Mapped[str] = mapped_column(String(64))
+    not_before: Mapped[datetime] = mapped_column(UtcDateTime())
+    not_after: Mapped[datetime] = mapped_column(UtcDateTime())
+    uploaded_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    is_current: Mapped[bool] = mapped_column(Boolean)
+    replaced_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class OAuthToken(Base):
+    __tablename__ = "oauth_tokens"
+
+    integration_uid: Mapped[str] = mapped_column(
+        ForeignKey("integrations.uid"), primary_key=True
+    )
+    refresh_token: Mapped[bytes] = mapped_column(LargeBinary)
+    access_token: Mapped[bytes | None] = mapped_column(LargeBinary)
+    access_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class PollState(Base):
+    __tablename__ = "poll_state"
+
+    integration_uid: Mapped[str] = mapped_column(
+        ForeignKey("integrations.uid"), primary_key=True
+    )
+    watermark: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    lease_holder: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class JournalEntry(Base):
+    __tablename__ = "fiscal_journal"
+    __table_args__ = (CheckConstraint(_in("state", INVOICE_STATES), name="state"),)
+
+    integration_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source_invoice_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    source_version: Mapped[str] = mapped_column(String(128))
+    invoice_number: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason_code: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    protection_code: Mapped[str | None] = mapped_column(String(64))
+    receipt_id: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    signed_request: Mapped[str | None] = mapped_column(Text)
+    signed_answer: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    fiscalized_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # the event whose state is shown (not necessarily the last one delivered)
+    last_event_id: Mapped[str] = mapped_column(String(128))
+    last_occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class LicenseUsage(Base):
+    __tablename__ = "license_usage"
+
+    integration_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # "2025-03"
+    fiscalized: Mapped[int] = mapped_column(Integer)
+
+
+class ProcessedEvent(Base):
+    __tablename__ = "processed_events"
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    integration_uid: Mapped[str] = mapped_column(String(64))
+    topic: Mapped[str] = mapped_column(String(64))
+    processed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+def _context(table: str, column: str, integration_uid: str, row: str) -> str:
+    return f"{table}.{column}|{integration_uid}|{row}"
+
+
+def secret_context(row: Base, column: str) -> str:
+    """Associated data of a ciphertext: it decrypts only in this row and column."""
+    if isinstance(row, Integration):
+        return _context(Integration.__tablename__, column, row.uid, row.uid)
+    if isinstance(row, Certificate):
+        return _context(Certificate.__tablename__, column, row.integration_uid, row.id)
+    if isinstance(row, OAuthToken):
+        return _context(
+            OAuthToken.__tablename__, column, row.integration_uid, row.integration_uid
+        )
+    raise TypeError(f"{type(row).__name__} holds no secrets")
+
+
+ENCRYPTED: tuple[tuple[type[Base], tuple[str, ...]], ...] = (
+    (Integration, ("webhook_secret",)),
+    (Certificate, ("pfx", "password")),
+    (OAuthToken, ("refresh_token", "access_token")),
+)
+"""Every model and its columns that hold vault ciphertexts."""

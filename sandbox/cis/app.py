@@ -1,0 +1,202 @@
+"""The sandbox CIS as an ASGI app: the SOAP endpoints plus `/_sandbox/*` controls.
+
+Refusals come back as they do from the real service: a signed RacunOdgovor with
+Greske, with HTTP status 500 (the SOAP 1.1 status for an unsuccessful request; clients
+of the real CIS find SifraGreske only in non-200 answers). Requests that are not
+SOAP at all get a SOAP Fault.
+
+    POST /FiskalizacijaServiceTest, /FiskalizacijaService   racuni (RacunZahtjev), echo
+    GET|POST|DELETE /_sandbox/faults   show | change (JSON, partial) | back to start-up
+    GET|DELETE /_sandbox/ledger        accepted invoices | clear
+    GET|DELETE /_sandbox/stats         requests by outcome | clear
+    GET /_sandbox/ca.pem, /_sandbox/service.pem   trust anchor, answer-signing certificate
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from lxml import etree
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from fiscal.hr_cis.soap import (
+    ECHO_REQUEST,
+    RACUN_ZAHTJEV,
+    AnswerInvalid,
+    CertificateTrust,
+    open_envelope,
+)
+from sandbox.cis.answers import AnswerSigner, echo_answer, soap_fault
+from sandbox.cis.ca import TestCA
+from sandbox.cis.checks import MESSAGES, Refusal, RequestChecks, load_schema, message_id_of
+from sandbox.cis.faults import Faults, roll, utcnow
+from sandbox.cis.ledger import Ledger, Stats
+
+SOAP_PATHS = ("/FiskalizacijaServiceTest", "/FiskalizacijaService")
+_XML = "text/xml; charset=utf-8"
+
+
+class CisSandbox:
+    """The service's state and behaviour, apart from any HTTP server."""
+
+    def __init__(
+        self,
+        ca: TestCA,
+        schema: etree.XMLSchema,
+        *,
+        allow_sha1: bool = False,
+        answer_sha1: bool = False,
+        faults: Faults | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ca = ca
+        # Created once: issuing costs an RSA key generation.
+        key, self.service_certificate = ca.issue_service_cert()
+        self.signer = AnswerSigner(key, self.service_certificate, sha1=answer_sha1)
+        self.checks = RequestChecks(
+            schema, CertificateTrust([ca.certificate]), allow_sha1=allow_sha1
+        )
+        self.initial_faults = faults or Faults()
+        self.faults = self.initial_faults
+        self.ledger = Ledger()
+        self.stats = Stats()
+        self.rng = rng or random.Random()
+
+    @classmethod
+    def create(cls, ca: TestCA, spec_dir: Path, **options: Any) -> CisSandbox:
+        return cls(ca, load_schema(spec_dir), **options)
+
+    def set_faults(self, changes: dict[str, Any]) -> Faults:
+        self.faults = self.faults.updated(changes, utcnow())
+        return self.faults
+
+    def reset(self) -> None:
+        self.faults = self.initial_faults
+        self.ledger.clear()
+        self.stats.clear()
+
+    def pem(self, certificate: x509.Certificate) -> bytes:
+        return certificate.public_bytes(serialization.Encoding.PEM)
+
+    async def soap(self, body: bytes) -> tuple[int, bytes]:
+        """Status and body of the answer to one SOAP request, faults included."""
+        faults = self.faults
+        if faults.outage_active(utcnow()):
+            self.stats.count("outage")
+            return 503, b"Service Unavailable"
+        delay = faults.latency_seconds(self.rng)
+        if delay:
+            await asyncio.sleep(delay)
+        if roll(self.rng, faults.http500):
+            self.stats.count("http500")
+            return 500, b"<html><body><h1>500 Internal Server Error</h1></body></html>"
+        if roll(self.rng, faults.hang):
+            self.stats.count("hang")
+            await asyncio.sleep(faults.hang_seconds)
+            return 504, b"Gateway Timeout"
+        try:
+            content = open_envelope(body)
+        except AnswerInvalid as exc:
+            self.stats.count("fault")
+            return 500, soap_fault("Client", f"not a SOAP 1.1 request: {exc}")
+        if content.tag == ECHO_REQUEST:
+            self.stats.count("echo")
+            return 200, echo_answer(content.text or "")
+        if content.tag != RACUN_ZAHTJEV:
+            self.stats.count("fault")
+            name = etree.QName(content).localname if isinstance(content.tag, str) else "?"
+            return 500, soap_fault(
+                "Client", f"operation for {name} is not offered by the sandbox (racuni, echo)"
+            )
+        return await self._racuni(content, faults)
+
+    async def _racuni(self, request: etree._Element, faults: Faults) -> tuple[int, bytes]:
+        now = utcnow()
+        try:
+            invoice = self.checks.check(request, now)
+        except Refusal as refusal:
+            self.stats.count(refusal.code)
+            return 500, self.signer.racun_answer(
+                message_id_of(request), now, errors=[(refusal.code, refusal.message)]
+            )
+        if roll(self.rng, faults.s006):
+            self.stats.count("s006")
+            return 500, self.signer.racun_answer(
+                invoice.message_id, now, errors=[("s006", MESSAGES["s006"])]
+            )
+        jir = str(uuid.uuid4())
+        self.ledger.record(invoice, jir, now)
+        answer = self.signer.racun_answer(invoice.message_id, now, jir=jir)
+        if roll(self.rng, faults.lost_answer):
+            self.stats.count("lost_answer")
+            await asyncio.sleep(faults.hang_seconds)
+            return 504, b"Gateway Timeout"
+        self.stats.count("ok")
+        return 200, answer
+
+
+def create_app(sandbox: CisSandbox) -> Starlette:
+    async def soap(request: Request) -> Response:
+        status, body = await sandbox.soap(await request.body())
+        media_type = _XML if body.startswith(b"<?xml") else "text/plain"
+        return Response(body, status_code=status, media_type=media_type)
+
+    async def faults(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                changes = await request.json()
+                if not isinstance(changes, dict):
+                    raise ValueError("expected a JSON object of fault settings")
+                sandbox.set_faults(changes)
+            except ValidationError as exc:
+                errors = [
+                    {"field": ".".join(str(p) for p in e["loc"]), "error": e["msg"]}
+                    for e in exc.errors(include_url=False)
+                ]
+                return JSONResponse({"error": "invalid fault settings", "details": errors}, 422)
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, 422)
+        elif request.method == "DELETE":
+            sandbox.faults = sandbox.initial_faults
+        return JSONResponse(sandbox.faults.model_dump(mode="json"))
+
+    async def ledger(request: Request) -> Response:
+        if request.method == "DELETE":
+            sandbox.ledger.clear()
+        return JSONResponse(sandbox.ledger.entries())
+
+    async def stats(request: Request) -> Response:
+        if request.method == "DELETE":
+            sandbox.stats.clear()
+        return JSONResponse(sandbox.stats.snapshot(sandbox.ledger))
+
+    async def ca_pem(request: Request) -> Response:
+        return Response(sandbox.pem(sandbox.ca.certificate), media_type="application/x-pem-file")
+
+    async def service_pem(request: Request) -> Response:
+        return Response(
+            sandbox.pem(sandbox.service_certificate), media_type="application/x-pem-file"
+        )
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    routes = [Route(path, soap, methods=["POST"]) for path in SOAP_PATHS] + [
+        Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route("/_sandbox/ledger", ledger, methods=["GET", "DELETE"]),
+        Route("/_sandbox/stats", stats, methods=["GET", "DELETE"]),
+        Route("/_sandbox/ca.pem", ca_pem, methods=["GET"]),
+        Route("/_sandbox/service.pem", service_pem, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)

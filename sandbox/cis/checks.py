@@ -1,0 +1,132 @@
+"""The checks the CIS makes on a RacunZahtjev, in its order, each with its own code.
+
+s001 schema, s004 signature, s002 certificate chain and validity, s003 OIB in the
+certificate, s005 OIB in the message equal to the certificate's (spec §2.1.4).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import signxml
+from lxml import etree
+
+from fiscal.hr_cis.certificate import oib_of
+from fiscal.hr_cis.soap import (
+    F73_NS,
+    SHA2_ONLY,
+    WITH_SHA1,
+    CertificateTrust,
+    UntrustedCertificate,
+    verify_signature,
+)
+
+SCHEMA_FILE = "FiskalizacijaSchema.xsd"
+_TNS = f"{{{F73_NS}}}"
+
+# The service's texts (spec v2.6 §2.1.4); s001's is followed by the schema's complaint.
+MESSAGES = {
+    "s001": "Poruka nije u skladu s XML shemom : ",
+    "s002": "Certifikat nije izdan od strane produkcijskog potpisnika pouzdanog izdavatelja"
+    " certifikata u RH ili je istekao ili je ukinut.",
+    "s003": "Certifikat ne sadrži obvezan podatak 'OIB'.",
+    "s004": "Neispravan digitalni potpis.",
+    "s005": "OIB iz poruke zahtjeva nije jednak OIB-u iz certifikata.",
+    "s006": "Sistemska pogreška prilikom obrade zahtjeva.",
+}
+
+
+def default_spec_dir() -> Path:
+    """The published CIS documents: `../shared/specs/hr-cis/` beside the repository."""
+    explicit = os.environ.get("FISCOBRIDGE_CIS_SPEC_DIR")
+    if explicit:
+        return Path(explicit)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "hr-cis"
+
+
+def load_schema(spec_dir: Path) -> etree.XMLSchema:
+    path = spec_dir / SCHEMA_FILE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} not found: point --spec-dir (or FISCOBRIDGE_CIS_SPEC_DIR) at the folder"
+            " holding the CIS XML schema"
+        )
+    # Parsed from its path so the schema's relative import of the xmldsig schema resolves.
+    return etree.XMLSchema(etree.parse(str(path)))
+
+
+class Refusal(Exception):
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.message = MESSAGES[code] + detail
+
+
+@dataclass(frozen=True)
+class AcceptedInvoice:
+    message_id: str
+    oib: str
+    issued_at: str
+    br_ozn_rac: str
+    ozn_pos_pr: str
+    ozn_nap_ur: str
+    total: str
+    zki: str
+    nak_dost: bool
+
+
+def message_id_of(request: etree._Element) -> str:
+    """IdPoruke as sent, for answering even a request that fails the schema."""
+    return (request.findtext(f"{_TNS}Zaglavlje/{_TNS}IdPoruke") or "").strip()
+
+
+class RequestChecks:
+    def __init__(
+        self, schema: etree.XMLSchema, trust: CertificateTrust, *, allow_sha1: bool = False
+    ) -> None:
+        self._schema = schema
+        self._trust = trust
+        self._signature_config = WITH_SHA1 if allow_sha1 else SHA2_ONLY
+
+    def check(self, request: etree._Element, now: datetime) -> AcceptedInvoice:
+        if not self._schema.validate(request):
+            # lxml-stubs do not describe the error log.
+            error = self._schema.error_log.last_error  # type: ignore[attr-defined]
+            raise Refusal("s001", error.message if error is not None else "")
+        try:
+            # The whole request, ds:Signature included, has just passed the schema.
+            signed, certificate, others = verify_signature(
+                request, self._signature_config, validate_schema=False
+            )
+        except signxml.exceptions.SignXMLException as exc:
+            raise Refusal("s004") from exc
+        try:
+            self._trust.check(certificate, others, now=now)
+        except UntrustedCertificate as exc:
+            raise Refusal("s002") from exc
+        certificate_oib = oib_of(certificate)
+        if certificate_oib is None:
+            raise Refusal("s003")
+        # Read from what the signature covers, not from the document as received.
+        racun = signed.find(f"{_TNS}Racun")
+        assert racun is not None  # the schema requires it
+
+        def text(path: str) -> str:
+            return (racun.findtext(f"{_TNS}{path}") or "").strip()
+
+        if text("Oib") != certificate_oib:
+            raise Refusal("s005")
+        return AcceptedInvoice(
+            message_id=message_id_of(signed),
+            oib=text("Oib"),
+            issued_at=text("DatVrijeme"),
+            br_ozn_rac=text(f"BrRac/{_TNS}BrOznRac"),
+            ozn_pos_pr=text(f"BrRac/{_TNS}OznPosPr"),
+            ozn_nap_ur=text(f"BrRac/{_TNS}OznNapUr"),
+            total=text("IznosUkupno"),
+            zki=text("ZastKod"),
+            nak_dost=text("NakDost") in ("true", "1"),
+        )

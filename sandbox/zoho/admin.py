@@ -1,0 +1,297 @@
+"""`/_sandbox/...`: set the sandbox's world up and look inside it (tests, demo, benchmarks)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from sandbox.zoho import books as zb
+from sandbox.zoho.state import BooksState, Limits, Organization, SandboxError, WebhookConfig
+from sandbox.zoho.webhooks import WebhookSender
+
+router = APIRouter(prefix="/_sandbox")
+
+
+def _books(request: Request) -> BooksState:
+    books: BooksState = request.app.state.books
+    return books
+
+
+def _sender(request: Request) -> WebhookSender:
+    sender: WebhookSender = request.app.state.webhooks
+    return sender
+
+
+def _org(request: Request, organization_id: str) -> Organization:
+    return _books(request).organization(organization_id)
+
+
+class ClientIn(BaseModel):
+    redirect_uris: list[str]
+    client_id: str | None = None
+    client_secret: str | None = None
+
+
+class UserIn(BaseModel):
+    email: str
+    password: str
+    dc: str = "com"
+
+
+class LimitsIn(BaseModel):
+    per_minute: int | None = Field(default=None, ge=1)
+    window_seconds: float | None = Field(default=None, gt=0)
+    daily: int | None = Field(default=None, ge=0)
+    max_in_flight: int | None = Field(default=None, ge=1)
+    latency_seconds: float | None = Field(default=None, ge=0)
+
+
+class OrganizationIn(BaseModel):
+    name: str
+    users: list[str]
+    time_zone: str = "Europe/Zagreb"
+    currency_code: str = "EUR"
+    limits: LimitsIn | None = None
+
+
+class WebhookIn(BaseModel):
+    url: str
+    secret: str = Field(pattern=r"^[A-Za-z0-9]{12,50}$")
+    duplicate_probability: float = Field(default=0.0, ge=0, le=1)
+    drop_probability: float = Field(default=0.0, ge=0, le=1)
+    max_attempts: int = Field(default=4, ge=1)
+    retry_base_seconds: float = Field(default=0.5, ge=0)
+    signature_encoding: str = Field(default="hex", pattern="^(hex|base64)$")
+
+
+class SettingsIn(BaseModel):
+    access_token_ttl: int | None = Field(default=None, ge=1)
+    code_ttl: int | None = Field(default=None, ge=1)
+    max_refresh_tokens: int | None = Field(default=None, ge=1)
+    max_access_tokens_per_window: int | None = Field(default=None, ge=1)
+    access_token_window: int | None = Field(default=None, ge=1)
+
+
+class RevokeIn(BaseModel):
+    client_id: str | None = None
+
+
+class ClockIn(BaseModel):
+    advance_seconds: float
+
+
+def _error(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _organization_out(org: Organization) -> dict[str, Any]:
+    return {
+        "organization_id": org.organization_id,
+        "name": org.name,
+        "dc": org.dc,
+        "time_zone": org.time_zone,
+        "currency_code": org.currency_code,
+        "limits": vars(org.limits),
+    }
+
+
+@router.post("/clients")
+async def add_client(request: Request, body: ClientIn) -> Response:
+    try:
+        client = _books(request).add_client(body.redirect_uris, body.client_id, body.client_secret)
+    except SandboxError as error:
+        return _error(str(error))
+    return JSONResponse(vars(client), status_code=201)
+
+
+@router.post("/users")
+async def add_user(request: Request, body: UserIn) -> Response:
+    try:
+        user = _books(request).add_user(body.email, body.password, body.dc)
+    except SandboxError as error:
+        return _error(str(error))
+    return JSONResponse({"user_id": user.user_id, "email": user.email, "dc": user.dc}, 201)
+
+
+@router.post("/users/{email}/revoke")
+async def revoke_user(request: Request, email: str, body: RevokeIn | None = None) -> Response:
+    books = _books(request)
+    user = books.user_by_email(email)
+    if user is None:
+        return _error(f"no user {email}", 404)
+    revoked = books.revoke_user(user, body.client_id if body else None)
+    return JSONResponse({"revoked": revoked})
+
+
+@router.post("/tokens/expire")
+async def expire_tokens(request: Request, email: str | None = None) -> Response:
+    books = _books(request)
+    user = books.user_by_email(email) if email else None
+    if email and user is None:
+        return _error(f"no user {email}", 404)
+    return JSONResponse({"expired": books.expire_access_tokens(user)})
+
+
+@router.post("/orgs")
+async def add_organization(request: Request, body: OrganizationIn) -> Response:
+    limits = Limits(**(body.limits.model_dump(exclude_none=True) if body.limits else {}))
+    try:
+        org = _books(request).add_organization(
+            body.name, body.users, body.time_zone, body.currency_code, limits
+        )
+    except SandboxError as error:
+        return _error(str(error))
+    return JSONResponse(_organization_out(org), status_code=201)
+
+
+@router.put("/orgs/{organization_id}/limits")
+async def set_limits(request: Request, organization_id: str, body: LimitsIn) -> Response:
+    try:
+        org = _org(request, organization_id)
+    except SandboxError as error:
+        return _error(str(error), 404)
+    for key, value in body.model_dump(exclude_none=True).items():
+        setattr(org.limits, key, value)
+    return JSONResponse(_organization_out(org))
+
+
+@router.post("/orgs/{organization_id}/limits/reset")
+async def reset_usage(request: Request, organization_id: str) -> Response:
+    """Forget the calls made so far (window and day), e.g. between benchmark runs."""
+    try:
+        org = _org(request, organization_id)
+    except SandboxError as error:
+        return _error(str(error), 404)
+    org.accepted.clear()
+    org.day, org.day_calls = None, 0
+    return JSONResponse(_organization_out(org))
+
+
+@router.put("/orgs/{organization_id}/webhook")
+async def set_webhook(request: Request, organization_id: str, body: WebhookIn) -> Response:
+    try:
+        org = _org(request, organization_id)
+    except SandboxError as error:
+        return _error(str(error), 404)
+    org.webhook = WebhookConfig(**body.model_dump())
+    return JSONResponse({"organization_id": organization_id, "url": body.url})
+
+
+@router.delete("/orgs/{organization_id}/webhook")
+async def remove_webhook(request: Request, organization_id: str) -> Response:
+    try:
+        _org(request, organization_id).webhook = None
+    except SandboxError as error:
+        return _error(str(error), 404)
+    return Response(status_code=204)
+
+
+@router.post("/orgs/{organization_id}/invoices")
+async def create_invoices(request: Request, organization_id: str) -> Response:
+    """One invoice object, or {"invoices": [...]} to create many in one call."""
+    books, sender = _books(request), _sender(request)
+    try:
+        org = _org(request, organization_id)
+    except SandboxError as error:
+        return _error(str(error), 404)
+    payload = await request.json()
+    many = isinstance(payload, dict) and isinstance(payload.get("invoices"), list)
+    specs = payload["invoices"] if many else [payload]
+    try:
+        for spec in specs:
+            if not isinstance(spec, dict):
+                raise SandboxError("each invoice must be an object")
+            zb.validate(spec)
+    except SandboxError as error:
+        return _error(str(error))
+    created = []
+    for spec in specs:
+        stored = books.create_invoice(org, dict(spec))
+        document = zb.render(org, stored)
+        sender.notify(org, document)
+        created.append(document)
+    if many:
+        summary = [
+            {k: d[k] for k in ("invoice_id", "invoice_number", "last_modified_time")}
+            for d in created
+        ]
+        return Response(zb.dumps({"invoices": summary}), 201, media_type="application/json")
+    return Response(zb.dumps({"invoice": created[0]}), 201, media_type="application/json")
+
+
+@router.patch("/orgs/{organization_id}/invoices/{invoice_id}")
+async def edit_invoice(request: Request, organization_id: str, invoice_id: str) -> Response:
+    books, sender = _books(request), _sender(request)
+    try:
+        org = _org(request, organization_id)
+        changes = await request.json()
+        if not isinstance(changes, dict):
+            raise SandboxError("changes must be an object")
+        current = org.invoices.get(invoice_id)
+        if current is None:
+            return _error(f"no invoice {invoice_id}", 404)
+        zb.validate({**current.fields, **changes})
+        stored = books.edit_invoice(org, invoice_id, dict(changes))
+    except SandboxError as error:
+        return _error(str(error))
+    document = zb.render(org, stored)
+    sender.notify(org, document)
+    return Response(zb.dumps({"invoice": document}), media_type="application/json")
+
+
+@router.delete("/orgs/{organization_id}/invoices/{invoice_id}")
+async def delete_invoice(request: Request, organization_id: str, invoice_id: str) -> Response:
+    try:
+        org = _org(request, organization_id)
+    except SandboxError as error:
+        return _error(str(error), 404)
+    if org.invoices.pop(invoice_id, None) is None:
+        return _error(f"no invoice {invoice_id}", 404)
+    return Response(status_code=204)
+
+
+@router.put("/settings")
+async def set_settings(request: Request, body: SettingsIn) -> Response:
+    settings = _books(request).settings
+    for key, value in body.model_dump(exclude_none=True).items():
+        setattr(settings, key, value)
+    return JSONResponse(vars(settings))
+
+
+@router.post("/clock")
+async def advance_clock(request: Request, body: ClockIn) -> Response:
+    clock = _books(request).clock
+    clock.offset += timedelta(seconds=body.advance_seconds)
+    return JSONResponse({"now": clock.now().isoformat()})
+
+
+@router.get("/counters")
+async def counters(request: Request) -> Response:
+    return JSONResponse(_books(request).snapshot())
+
+
+@router.post("/counters/reset")
+async def reset_counters(request: Request) -> Response:
+    _books(request).counters.clear()
+    return Response(status_code=204)
+
+
+@router.get("/webhooks/deliveries")
+async def deliveries(request: Request) -> Response:
+    return JSONResponse(_sender(request).log)
+
+
+@router.post("/webhooks/drain")
+async def drain_webhooks(request: Request) -> Response:
+    """Answer once every queued delivery has been attempted (retries included)."""
+    await _sender(request).drain()
+    return JSONResponse({"attempts": len(_sender(request).log)})
+
+
+@router.get("/health")
+async def health(request: Request) -> Response:
+    return JSONResponse({"dc": request.app.state.dc.key, "role": request.app.state.role})

@@ -1,0 +1,67 @@
+"""Wire the ingest app to the store, the broker and an HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import uvicorn
+from pydantic import SecretStr
+
+from runtime.health import kafka_ok, store_ok
+from runtime.kafka.clients import producer as make_producer
+from runtime.ops import QuietServer
+from runtime.settings import KafkaSettings
+from runtime.store.store import Store
+from runtime.vault import Vault
+from schemas.topics import INVOICES_RECEIVED
+from services.ingest.app import create_app
+from services.ingest.directory import WebhookDirectory, WebhookTarget
+from services.ingest.settings import IngestSettings
+
+log = logging.getLogger("fiscobridge.ingest")
+
+
+async def main(stop: asyncio.Event) -> None:
+    settings = IngestSettings()
+    kafka = KafkaSettings()
+    store = Store.open(vault=Vault.from_env(allow_dev_keyfile=True))
+    await store.require_schema()
+
+    async def load(uid: str) -> WebhookTarget | None:
+        record = await store.integrations.get(uid)
+        if record is None:
+            return None
+        secret = await store.integrations.webhook_secret(uid)
+        return WebhookTarget(uid, record.status.value, SecretStr(secret))
+
+    directory = WebhookDirectory(
+        load, settings.integration_cache_seconds, settings.unknown_cache_seconds
+    )
+    # A short linger batches the acks of concurrent webhooks into one produce request.
+    producer = make_producer(kafka, linger_ms=2)
+    await producer.start()
+
+    async def publish(key: bytes, value: bytes) -> None:
+        await producer.send_and_wait(INVOICES_RECEIVED.name, value, key=key)
+
+    async def ready() -> dict[str, bool]:
+        return {"kafka": await kafka_ok(producer), "store": await store_ok(store)}
+
+    app = create_app(settings, directory, publish, ready)
+    server = QuietServer(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                       access_log=False, lifespan="off")
+    )
+    serving = asyncio.create_task(server.serve())
+    log.info("ingest listening", extra={"host": settings.host, "port": settings.port})
+    try:
+        await asyncio.wait(
+            [serving, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        # uvicorn stops accepting, then waits for in-flight requests (each waits for its ack).
+        server.should_exit = True
+        await serving
+    finally:
+        await producer.stop()
+        await store.close()

@@ -1,0 +1,301 @@
+"""The projector: keeps the store's integration status, fiscal journal and license usage
+current from `invoices.status` and `integrations.events`.
+
+Each poll's records are applied in one database transaction, and offsets are committed
+only after it commits; a crash in between re-delivers records the projection already
+holds, which it recognises by event id. So the projector can be killed at any point and
+started again. A record that is not a valid event, or that the database refuses as data
+(not as an outage), goes to `<topic>.dlq` with the reason, and the rest of its batch is
+applied without it.
+
+`rebuild` replays both topics from their beginning into an emptied projection (the
+`fiscobridge rebuild-state` command); `publish_and_apply` is how the CLI and portal make
+a status change take effect at once and still be rebuilt identically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import prometheus_client
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from pydantic import ValidationError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+
+from runtime.kafka import clients
+from runtime.kafka.admin import cluster_topics
+from runtime.kafka.dlq import send_to_dlq
+from runtime.settings import KafkaSettings
+from runtime.store import Outcome, Store, projection
+from schemas.events import Event, IntegrationEvent, InvoiceStatus
+from schemas.topics import INTEGRATIONS_EVENTS, INVOICES_STATUS
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "fiscobridge-projector"
+
+EVENTS = prometheus_client.Counter(
+    "fiscobridge_projector_events_total", "Events applied to the projection", ["outcome"]
+)
+DEAD_LETTERS = prometheus_client.Counter(
+    "fiscobridge_projector_dead_letters_total", "Records sent to a dead-letter topic"
+)
+BATCH_SECONDS = prometheus_client.Histogram(
+    "fiscobridge_projector_batch_seconds", "Time to apply one batch and commit its offsets"
+)
+
+
+
+def refused_as_data(error: BaseException) -> bool:
+    """The database refused the record itself (too long, a constraint): dead-letter it.
+
+    Anything else (database down, disk full) stops the projector instead, so an outage
+    never empties the topic into the DLQ. asyncpg reports data errors with SQLSTATE
+    class 22 (data exception) or 23 (integrity) rather than as DataError.
+    """
+    if isinstance(error, DataError | IntegrityError | ValueError | TypeError):
+        return True
+    sqlstate = str(getattr(getattr(error, "orig", None), "sqlstate", None) or "")
+    return isinstance(error, DBAPIError) and sqlstate[:2] in ("22", "23")
+
+
+@dataclass(frozen=True)
+class Topics:
+    status: str = INVOICES_STATUS.name
+    events: str = INTEGRATIONS_EVENTS.name
+
+    def model_of(self, topic: str) -> type[Event]:
+        if topic == self.status:
+            return InvoiceStatus
+        if topic == self.events:
+            return IntegrationEvent
+        raise KeyError(f"the projector does not read {topic!r}")
+
+    @property
+    def names(self) -> tuple[str, str]:
+        return (self.status, self.events)
+
+
+def decode(topics: Topics, record: ConsumerRecord[bytes, bytes]) -> Event:
+    if record.value is None:
+        raise ValueError("record has no value")
+    return topics.model_of(record.topic).from_json(record.value)
+
+
+class Projector:
+    def __init__(
+        self,
+        store: Store,
+        kafka: KafkaSettings,
+        *,
+        topics: Topics | None = None,
+        group_id: str = GROUP_ID,
+        batch_size: int = 500,
+    ) -> None:
+        self.store = store
+        self.kafka = kafka
+        self.topics = topics or Topics()
+        self.group_id = group_id
+        self.batch_size = batch_size
+        self.ready = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = clients.consumer(self.kafka, *self.topics.names, group_id=self.group_id)
+        producer = clients.producer(self.kafka)
+        await consumer.start()
+        try:
+            await producer.start()
+            try:
+                self.ready = True
+                while not stop.is_set():
+                    batches = await consumer.getmany(
+                        timeout_ms=500, max_records=self.batch_size
+                    )
+                    if batches:
+                        await self._process(consumer, producer, batches)
+            finally:
+                self.ready = False
+                await producer.stop()
+        finally:
+            await consumer.stop()
+
+    async def _process(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    ) -> None:
+        started = time.perf_counter()
+        good: list[tuple[ConsumerRecord[bytes, bytes], Event]] = []
+        for records in batches.values():
+            for record in records:
+                try:
+                    good.append((record, decode(self.topics, record)))
+                except (ValidationError, ValueError) as error:
+                    await self._dead_letter(producer, record, error)
+        try:
+            outcomes = await self.store.apply([event for _, event in good])
+        except Exception as batch_error:
+            if not refused_as_data(batch_error):
+                raise
+            # Find the record the database refuses; apply the others one by one.
+            outcomes = Counter()
+            for record, event in good:
+                try:
+                    outcomes.update(await self.store.apply([event]))
+                except Exception as error:
+                    if not refused_as_data(error):
+                        raise
+                    await self._dead_letter(producer, record, error)
+        for outcome, n in outcomes.items():
+            EVENTS.labels(outcome.value).inc(n)
+        await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def _dead_letter(
+        self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], error: Exception
+    ) -> None:
+        log.error(
+            "record is not an event the projection can apply; sent to the dead-letter topic",
+            extra={
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "error": type(error).__name__,
+            },
+        )
+        await send_to_dlq(producer, record, error)
+        DEAD_LETTERS.inc()
+
+
+async def publish_and_apply(
+    producer: AIOKafkaProducer, store: Store, event: IntegrationEvent, *, topic: str | None = None
+) -> Outcome:
+    """Make a status change durable in the topic first, then visible in the store at once.
+
+    The projector applies the same event again later and finds it processed, so a
+    rebuild from the topic reaches the same state. If the broker does not acknowledge,
+    nothing is applied and the error propagates.
+    """
+    await producer.send_and_wait(
+        topic or INTEGRATIONS_EVENTS.name, event.to_json(), key=event.key
+    )
+    outcomes = await store.apply([event])
+    (outcome,) = outcomes
+    return outcome
+
+
+class RebuildRefused(RuntimeError):
+    pass
+
+
+@dataclass
+class RebuildReport:
+    records: Counter[str] = field(default_factory=Counter)  # per topic
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    undecodable: int = 0
+    journal_entries: int = 0
+    integrations: dict[str, int] = field(default_factory=dict)
+
+
+async def rebuild(
+    store: Store,
+    kafka: KafkaSettings,
+    *,
+    topics: Topics | None = None,
+    allow_truncated: bool = False,
+    batch_size: int = 1000,
+    stall_timeout: float = 60.0,
+) -> RebuildReport:
+    """Drop the projection and replay both topics from their first record.
+
+    Everything happens in one database transaction: if the replay fails half way, the
+    old projection (and with it the fiscal journal) is still there. The replay reads up
+    to the end offsets seen at its start, with a consumer of no group, so the live
+    projector's committed offsets are untouched.
+    """
+    topics = topics or Topics()
+    report = RebuildReport()
+    consumer = clients.consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        partitions = await _partitions(kafka, topics.names)
+        consumer.assign(partitions)
+        beginning = await consumer.beginning_offsets(partitions)
+        end = await consumer.end_offsets(partitions)
+        truncated = sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions if beginning[tp])
+        if truncated and not allow_truncated:
+            raise RebuildRefused(
+                f"{', '.join(truncated)} no longer start at offset 0: records before were "
+                "deleted (retention or manual), so a rebuild would lose fiscal journal "
+                "entries that exist now; refusing (use --allow-truncated to accept that)"
+            )
+        await consumer.seek_to_beginning(*partitions)
+        pending = {tp for tp in partitions if end[tp] > beginning[tp]}
+        consumer.pause(*(tp for tp in partitions if tp not in pending))
+        async with store.transaction() as session:
+            await projection.drop(session)
+            last_progress = time.monotonic()
+            while pending:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=batch_size)
+                events: list[Event] = []
+                for tp, records in batches.items():
+                    for record in records:
+                        if record.offset >= end[tp]:
+                            break
+                        report.records[record.topic] += 1
+                        try:
+                            events.append(decode(topics, record))
+                        except (ValidationError, ValueError):
+                            report.undecodable += 1
+                report.outcomes.update(await projection.apply_batch(session, events))
+                # Flushed already; let go of the objects so memory stays flat.
+                session.expunge_all()
+                for tp in list(pending):
+                    if await consumer.position(tp) >= end[tp]:
+                        pending.discard(tp)
+                        consumer.pause(tp)
+                if batches:
+                    last_progress = time.monotonic()
+                elif time.monotonic() - last_progress > stall_timeout:
+                    raise TimeoutError(
+                        f"no records for {stall_timeout:.0f}s before the end offsets of "
+                        f"{sorted(str(tp) for tp in pending)}; nothing was changed"
+                    )
+    finally:
+        await consumer.stop()
+    report.journal_entries = sum((await store.journal.counts()).values())
+    report.integrations = await store.integrations.count_by_status()
+    return report
+
+
+async def _partitions(kafka: KafkaSettings, names: Sequence[str]) -> list[TopicPartition]:
+    existing = await cluster_topics(kafka)
+    missing = [name for name in names if name not in existing]
+    if missing:
+        raise RebuildRefused(
+            f"topic(s) {', '.join(missing)} do not exist on the cluster; nothing to rebuild "
+            "from (create them with `fiscobridge topics create`)"
+        )
+    return [TopicPartition(name, p) for name in names for p in range(existing[name])]
+
+
+async def main(stop: asyncio.Event) -> None:
+    """Run the projector on its own (the portal normally embeds it)."""
+    store = Store.open()
+    try:
+        await store.require_schema()
+        await Projector(store, KafkaSettings()).run(stop)
+    finally:
+        await store.close()
+
+
+if __name__ == "__main__":
+    from runtime.lifecycle import run
+
+    run(main)
