@@ -20,6 +20,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("secrets", "secrets"),
     ("state", "rebuild_state"),
     ("schemas", "schemas"),
+    ("db", "db"),
     ("run", "run"),
     ("dev", "dev"),
     ("demo", "demo"),

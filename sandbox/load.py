@@ -189,6 +189,7 @@ class LoadReport:
     missing: int
     seconds: float
     latencies: list[float]
+    statuses: list[InvoiceStatus] = field(default_factory=list)
 
     @property
     def throughput(self) -> float:
@@ -269,4 +270,5 @@ async def drive(
         if hit:
             states[hit[0].state.value] = states.get(hit[0].state.value, 0) + 1
             latencies.append(hit[1] - at)
-    return LoadReport(invoices, len(sent_at), refused, states, len(missing), seconds, latencies)
+    return LoadReport(invoices, len(sent_at), refused, states, len(missing), seconds, latencies,
+                      watcher.outcomes.all)

@@ -21,7 +21,7 @@ DAY_MS = 24 * 60 * 60 * 1000
 @dataclass(frozen=True)
 class Topic:
     name: str
-    value: type[Event]
+    value: type[Event] | None  # None: not an event topic (a faust table's changelog)
     partitions: int = DEFAULT_PARTITIONS
     retention_ms: int = 14 * DAY_MS
     cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"
@@ -61,13 +61,35 @@ def dlq_of(topic: Topic) -> Topic:
     return Topic(topic.dlq, topic.value, topic.partitions, 30 * DAY_MS)
 
 
-def registry(partitions: int = DEFAULT_PARTITIONS) -> tuple[Topic, ...]:
-    """Every topic the system needs, primary and dead-letter, at the given partition count."""
+# The fiscalizer's faust tables. Their changelogs are created here, with everything
+# else, rather than by faust on first start: a changelog faust creates while it is
+# already consuming is missing from its metadata, and every table write then fails.
+FISCALIZER_APP_ID = "fiscobridge-fiscalizer"
+FISCALIZER_TABLES = ("invoice-state", "license-usage")
+
+
+def table_changelogs(app_id: str, partitions: int = DEFAULT_PARTITIONS) -> tuple[Topic, ...]:
+    """Changelogs of the fiscalizer's tables: co-partitioned with its input topics."""
+    return tuple(
+        Topic(f"{app_id}-{table}-changelog", None, partitions, -1, "compact")
+        for table in FISCALIZER_TABLES
+    )
+
+
+def registry(
+    partitions: int = DEFAULT_PARTITIONS, fiscalizer_app_id: str = FISCALIZER_APP_ID
+) -> tuple[Topic, ...]:
+    """Every topic the system needs at the given partition count: primary, dead-letter,
+    and the changelogs of the fiscalizer's tables."""
     topics = [
         Topic(t.name, t.value, partitions, t.retention_ms, t.cleanup_policy, t.key, t.extra_config)
         for t in PRIMARY
     ]
-    return (*topics, *(dlq_of(t) for t in topics))
+    return (
+        *topics,
+        *(dlq_of(t) for t in topics),
+        *table_changelogs(fiscalizer_app_id, partitions),
+    )
 
 
 def by_name(name: str) -> Topic:

@@ -81,6 +81,8 @@ class Store:
         Retried when a concurrent applier (the CLI beside the projector) inserted the
         same row first; the retry then sees that work as done.
         """
+        if not events:
+            return Counter()
         for attempt in range(1, _APPLY_ATTEMPTS + 1):
             try:
                 async with self.sessions.begin() as session:

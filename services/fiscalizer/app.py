@@ -42,6 +42,7 @@ from schemas.events import (
 )
 from schemas.invoice import Invoice
 from schemas.topics import (
+    FISCALIZER_TABLES,
     INTEGRATIONS_EVENTS,
     INVOICES_RECEIVED,
     INVOICES_RETRY,
@@ -108,8 +109,9 @@ class Fiscalizer:
             key_serializer="raw",
             value_serializer="raw",
         )
-        self.states = self.app.Table("invoice-state", default=None, partitions=kafka.partitions)
-        self.usage = self.app.Table("license-usage", default=int, partitions=kafka.partitions)
+        state_table, usage_table = FISCALIZER_TABLES
+        self.states = self.app.Table(state_table, default=None, partitions=kafka.partitions)
+        self.usage = self.app.Table(usage_table, default=int, partitions=kafka.partitions)
         self.received_topic = self.app.topic(INVOICES_RECEIVED.name)
         self.retry_topic = self.app.topic(INVOICES_RETRY.name)
         self.status_topic = self.app.topic(INVOICES_STATUS.name)

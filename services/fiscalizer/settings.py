@@ -3,13 +3,15 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.topics import FISCALIZER_APP_ID
+
 
 class FiscalizerSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FISCOBRIDGE_FISCALIZER_", env_file=".env", extra="ignore"
     )
 
-    app_id: str = "fiscobridge-fiscalizer"
+    app_id: str = FISCALIZER_APP_ID
     limit_trial: int | None = 50
     limit_starter: int | None = 500
     limit_growth: int | None = 5_000

@@ -12,7 +12,7 @@ from runtime.health import store_ok
 from runtime.ops import OpsServer
 from runtime.settings import KafkaSettings
 from runtime.store.store import Store
-from services.portal.projector import Projector
+from services.portal.projector import GROUP_ID, Projector
 
 log = logging.getLogger("fiscobridge.portal")
 
@@ -23,13 +23,14 @@ class PortalSettings(BaseSettings):
 
     ops_host: str = "127.0.0.1"
     ops_port: int = Field(default=0)
+    projector_group_id: str = GROUP_ID
 
 
 async def main(stop: asyncio.Event) -> None:
     settings = PortalSettings()
     store = Store.open()
     await store.require_schema()
-    projector = Projector(store, KafkaSettings())
+    projector = Projector(store, KafkaSettings(), group_id=settings.projector_group_id)
 
     async def ready() -> dict[str, bool]:
         return {"kafka": projector.ready, "store": await store_ok(store)}

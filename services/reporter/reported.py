@@ -1,4 +1,4 @@
-"""Which signed messages already have a published outcome.
+"""Which signed messages, and which invoices, already have a published outcome.
 
 The reporter commits offsets a little after it publishes outcomes, so after a crash
 or rebalance it re-reads a few signed messages whose outcome is already on
@@ -7,10 +7,14 @@ assignment it reads the status partition from the time of the first uncommitted
 signed message on, and skips every message id found there. Both topics are keyed
 by integration uid with the same partition count, so partition p of one holds the
 outcomes of partition p of the other.
+
+Fiscalized invoices are remembered too: a fiscalizer that crashed may sign an invoice
+a second time (a new message id), and a fiscalized invoice must never be sent again.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -27,19 +31,44 @@ OUTCOMES = frozenset(
 )
 
 
-async def reported_message_ids(
+class Recent:
+    """The most recent `capacity` keys: a set that forgets its oldest members."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._keys: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, key: str) -> None:
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        if len(self._keys) > self.capacity:
+            self._keys.popitem(last=False)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def invoice_key(integration_uid: str, source_id: str) -> str:
+    return f"invoice:{integration_uid}:{source_id}"
+
+
+async def published_outcomes(
     lookup: AIOKafkaConsumer,
     signed: Iterable[TopicPartition],
     committed: dict[TopicPartition, int | None],
     status_topic: str,
-) -> dict[TopicPartition, set[str]]:
-    """For each signed partition, the message ids with an outcome since its committed offset.
+) -> dict[TopicPartition, Recent]:
+    """For each signed partition, the message ids with an outcome since its committed
+    offset, and the invoices fiscalized since then.
 
     `lookup` is a started consumer without a group, used only for these reads.
     """
-    out: dict[TopicPartition, set[str]] = {}
+    out: dict[TopicPartition, Recent] = {}
     for tp in signed:
-        out[tp] = set()
+        out[tp] = Recent()
         start = committed.get(tp)
         if start is None:
             start = (await lookup.beginning_offsets([tp]))[tp]
@@ -72,5 +101,7 @@ async def reported_message_ids(
                     continue
                 if status.message_id and status.state in OUTCOMES:
                     out[tp].add(status.message_id)
+                if status.state is InvoiceState.FISCALIZED:
+                    out[tp].add(invoice_key(status.integration_uid, status.invoice.source_id))
     lookup.assign([])
     return out

@@ -31,13 +31,13 @@ from runtime.kafka.dlq import send_to_dlq
 from runtime.logging import log_context
 from runtime.ops import OpsServer
 from runtime.settings import KafkaSettings
-from schemas.events import InvoiceSigned
+from schemas.events import InvoiceSigned, InvoiceState
 from schemas.topics import INVOICES_RETRY, INVOICES_SIGNED, INVOICES_STATUS
 from services.reporter.backoff import Backoff
 from services.reporter.cis import CisSubmitter
 from services.reporter.offsets import OffsetTracker
 from services.reporter.outcome import decide
-from services.reporter.reported import reported_message_ids
+from services.reporter.reported import Recent, invoice_key, published_outcomes
 from services.reporter.settings import ReporterSettings
 
 log = logging.getLogger("fiscobridge.reporter")
@@ -79,7 +79,12 @@ class Reporter:
             deadline=timedelta(seconds=settings.retry_deadline_seconds),
         )
         self.tracker = OffsetTracker()
-        self.reported: dict[TopicPartition, set[str]] = {}
+        # Partitions ready to process, with the message ids they must not submit again.
+        # Records of other partitions are fetched during a rebalance and dropped: their
+        # owner (us again, once prepared, or another instance) reads them from the
+        # committed offset.
+        self.reported: dict[TopicPartition, Recent] = {}
+        self.settled = asyncio.Event()
         self.slots = asyncio.Semaphore(settings.concurrency)
         self.tasks: set[asyncio.Task[None]] = set()
         self.consumer: AIOKafkaConsumer | None = None
@@ -101,6 +106,7 @@ class Reporter:
 
     async def drain(self, tps: list[TopicPartition]) -> None:
         """Finish what is in flight for partitions we are losing, and commit it."""
+        self.settled.clear()
         while self.tracker.in_flight(tps):
             await asyncio.sleep(0.01)
         await self.commit()
@@ -111,9 +117,10 @@ class Reporter:
     async def prepare(self, tps: list[TopicPartition]) -> None:
         assert self.consumer is not None and self.lookup is not None
         committed = {tp: await self.consumer.committed(tp) for tp in tps}
-        found = await reported_message_ids(self.lookup, tps, committed, INVOICES_STATUS.name)
+        found = await published_outcomes(self.lookup, tps, committed, INVOICES_STATUS.name)
         self.reported.update(found)
-        skipped = sum(len(v) for v in found.values())
+        self.settled.set()
+        skipped = sum(len(recent) for recent in found.values())
         if skipped:
             log.info("outcomes already published for re-read messages", extra={"count": skipped})
 
@@ -137,7 +144,11 @@ class Reporter:
         try:
             while not stop.is_set():
                 batch = await self.consumer.getmany(timeout_ms=100)
+                if batch:
+                    await self.settled.wait()
                 for tp, records in batch.items():
+                    if tp not in self.reported:
+                        continue
                     for record in records:
                         await self.slots.acquire()
                         self.tracker.started(tp, record.offset)
@@ -183,7 +194,9 @@ class Reporter:
             PROCESSED.labels("dead_letter").inc()
             return
         with log_context(integration_uid=signed.integration_uid, event_id=signed.event_id):
-            if signed.message_id in self.reported.get(tp, ()):
+            seen = self.reported.get(tp)
+            invoice = invoice_key(signed.integration_uid, signed.invoice.source_id)
+            if seen is not None and (signed.message_id in seen or invoice in seen):
                 PROCESSED.labels("already_reported").inc()
                 log.info("outcome already published; not submitting again")
                 return
@@ -194,6 +207,10 @@ class Reporter:
             if retry is not None:
                 await self.publish(INVOICES_RETRY.name, retry.key, retry.to_json())
             await self.publish(INVOICES_STATUS.name, status.key, status.to_json())
+            if seen is not None:
+                seen.add(signed.message_id)
+                if status.state is InvoiceState.FISCALIZED:
+                    seen.add(invoice)
             PROCESSED.labels(status.state.value).inc()
             log.info(
                 "reported",

@@ -54,6 +54,9 @@ async def test_same_event_twice_changes_nothing(store: Store, uid: str) -> None:
     assert await store.apply([event, event]) == {Outcome.DUPLICATE: 2}
     assert await projection_snapshot(store) == before
     assert await store.usage.count(uid, license_month(T0)) == 1
+    other = status(InvoiceState.FISCALIZED, T0, source_id="4600000000000002")
+    assert await store.apply([other, other]) == {Outcome.APPLIED: 1, Outcome.DUPLICATE: 1}
+    assert await store.usage.count(uid, license_month(T0)) == 2
 
 
 async def test_journal_entry_keeps_the_evidence(store: Store, uid: str) -> None:

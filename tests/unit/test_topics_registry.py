@@ -33,7 +33,8 @@ def test_every_primary_topic_has_a_dead_letter_topic() -> None:
         assert dlq.partitions == topics[primary.name].partitions
         assert dlq.cleanup_policy == "delete"
         assert dlq.retention_ms > 0  # operators have a bounded window to replay, then it goes
-    assert len(topics) == 2 * len(PRIMARY)
+    changelogs = [t for t in topics.values() if t.name.endswith("-changelog")]
+    assert len(topics) == 2 * len(PRIMARY) + len(changelogs)
 
 
 def test_no_dead_letter_topic_has_a_dead_letter_topic() -> None:
@@ -73,8 +74,16 @@ def test_configs_are_broker_ready_strings() -> None:
 
 def test_every_topic_carries_events_keyed_by_integration_uid() -> None:
     for topic in registry():
+        if topic.value is None:  # a table changelog: keys are faust's, partitions follow ours
+            assert topic.name.endswith("-changelog") and topic.cleanup_policy == "compact"
+            continue
         assert issubclass(topic.value, Event), topic.name
         assert topic.key is str
+
+
+def test_table_changelogs_follow_the_app_id_and_partition_count() -> None:
+    names = {t.name for t in registry(3, fiscalizer_app_id="x")}
+    assert {"x-invoice-state-changelog", "x-license-usage-changelog"} <= names
 
 
 def test_by_name_finds_primaries_and_names_the_known_ones_otherwise() -> None:

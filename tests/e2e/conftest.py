@@ -1,0 +1,85 @@
+"""The whole pipeline as real processes on the session's broker: ingest, fiscalizer,
+reporter, portal (projector) and the CIS sandbox, each in its own process so a test
+can SIGKILL one and start it again."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from fiscobridge.provision import DemoIntegration, demo_integration
+from fiscobridge.stack import LocalStack
+from runtime.kafka.admin import ensure_topics
+from runtime.settings import KafkaSettings
+from runtime.store.store import Store
+from runtime.vault import Vault, new_key, parse_keys
+from schemas.topics import table_changelogs
+
+pytestmark = pytest.mark.e2e
+
+# The e2e stack's trial tier allows this many invoices a month, so the licence test
+# needs a handful of webhooks, not fifty.
+TRIAL_LIMIT = 5
+
+
+class Pipeline:
+    def __init__(self, stack: LocalStack, store: Store, kafka: KafkaSettings) -> None:
+        self.stack = stack
+        self.store = store
+        self.kafka = kafka
+
+    async def integration(self, tier: str = "scale") -> DemoIntegration:
+        return await demo_integration(
+            self.store, self.kafka, self.stack.home / "sandbox-ca", tier=tier
+        )
+
+    async def ledger(self, oibs: set[str]) -> list[dict[str, object]]:
+        async with httpx.AsyncClient() as http:
+            entries = (await http.get(f"{self.stack.cis_base_url}/_sandbox/ledger")).json()
+        return [e for e in entries if e["oib"] in oibs]
+
+    async def faults(self, **changes: object) -> None:
+        async with httpx.AsyncClient() as http:
+            response = await http.post(f"{self.stack.cis_base_url}/_sandbox/faults", json=changes)
+            response.raise_for_status()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def pipeline(
+    kafka_bootstrap: str, kafka_topics: object, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Pipeline]:
+    home: Path = tmp_path_factory.mktemp("stack")
+    key = new_key()
+    store = Store.open(f"sqlite+aiosqlite:///{home / 'fiscobridge.db'}",
+                       vault=Vault(parse_keys(key)))
+    await store.migrate()
+    run = uuid.uuid4().hex[:8]  # private consumer groups: other tests share the broker
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    report = await ensure_topics(kafka, table_changelogs(f"e2e-fiscalizer-{run}", kafka.partitions))
+    assert report.ok, report.summary()
+    stack = LocalStack(
+        home=home,
+        kafka_bootstrap=kafka_bootstrap,
+        master_key=key,
+        cis_latency_ms=5,
+        extra_env={
+            "FISCOBRIDGE_FISCALIZER_APP_ID": f"e2e-fiscalizer-{run}",
+            "FISCOBRIDGE_REPORTER_GROUP_ID": f"e2e-reporter-{run}",
+            "FISCOBRIDGE_PORTAL_PROJECTOR_GROUP_ID": f"e2e-projector-{run}",
+            "FISCOBRIDGE_FISCALIZER_LIMIT_TRIAL": str(TRIAL_LIMIT),
+            "FISCOBRIDGE_REPORTER_RETRY_BASE_SECONDS": "0.2",
+            "FISCOBRIDGE_REPORTER_RETRY_CAP_SECONDS": "2",
+            "FISCOBRIDGE_REPORTER_TIMEOUT_SECONDS": "3",
+        },
+    )
+    await stack.start()
+    try:
+        yield Pipeline(stack, store, kafka)
+    finally:
+        await stack.stop()
+        await store.close()
