@@ -118,6 +118,20 @@ class LocalStack:
                 await asyncio.sleep(0.2)
         raise TimeoutError(f"{url} not ready after {timeout}s; logs in {self.home / 'logs'}")
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each child has used so far, from /proc."""
+        tick = os.sysconf("SC_CLK_TCK")
+        out = {}
+        for name, child in self.children.items():
+            if child.process is None or child.process.returncode is not None:
+                continue
+            try:
+                fields = Path(f"/proc/{child.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+        return out
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.children[name].process
         assert process is not None

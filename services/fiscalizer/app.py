@@ -103,6 +103,8 @@ class Fiscalizer:
             topic_replication_factor=1,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
+            # A batch's outputs and changelog writes leave in a few requests, not one each.
+            producer_linger=0.005,
             web_enabled=False,
             stream_wait_empty=False,
             broker_commit_interval=1.0,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Sequence
 
 import httpx
 from prometheus_client import Histogram
@@ -21,8 +23,10 @@ CIS_SECONDS = Histogram(
 
 
 class CisSubmitter:
-    def __init__(self, http: httpx.AsyncClient, url: str, verifier: AnswerVerifier) -> None:
-        self.http = http
+    def __init__(
+        self, clients: Sequence[httpx.AsyncClient], url: str, verifier: AnswerVerifier
+    ) -> None:
+        self.clients = itertools.cycle(clients)
         self.url = url
         self.verifier = verifier
 
@@ -30,7 +34,7 @@ class CisSubmitter:
         body = racuni_envelope(signed.document.encode())
         started = time.perf_counter()
         try:
-            response = await self.http.post(
+            response = await next(self.clients).post(
                 self.url,
                 content=body,
                 headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": SOAP_ACTION},

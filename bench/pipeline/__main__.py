@@ -1,0 +1,126 @@
+"""How many invoices per second the whole pipeline fiscalizes on this machine, and how
+long one takes from webhook to JIR.
+
+    python -m bench.pipeline [--invoices N] [--rate R] [--latency-ms 50] [--integrations 3]
+
+Starts its own stack, everything on this machine: a local Kafka broker (or the one
+KAFKA_BOOTSTRAP_SERVERS names), the topics, a SQLite store, the CIS sandbox answering
+after --latency-ms, and ingest, fiscalizer, reporter and portal as separate processes.
+Then two runs:
+  * flat out: N signed webhooks as fast as ingest takes them -> invoices/s fiscalized;
+  * paced:    N webhooks at --rate per second -> webhook->fiscalized latency p50/95/99.
+Baseline, in the same command: the profile's signing loop alone on one core, the
+pipeline's most expensive step; the ratio says how much of that the whole pipeline
+(four more processes and the sandbox, on the same two cores) keeps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fiscobridge.provision import demo_integration
+from fiscobridge.stack import LocalStack
+from runtime.kafka.admin import ensure_topics
+from runtime.kafka.local import LocalKafka
+from runtime.settings import KafkaSettings
+from runtime.store.store import Store
+from runtime.vault import Vault, new_key, parse_keys
+from sandbox.load import drive
+from schemas.topics import registry
+
+
+def signing_rate(seconds: float = 3.0) -> float:
+    """Invoices per second HrCisProfile.sign manages on one core, the pipeline's ceiling."""
+    from fiscal.hr_cis.certificate import load_certificate
+    from fiscal.hr_cis.settings import FiscalSettings
+    from fiscal.hr_cis.profile import HrCisProfile
+    from fiscobridge.provision import random_oib
+    from connectors.zoho.webhook import parse_webhook
+    from sandbox.cis.ca import TestCA
+    from sandbox.load import zoho_invoice
+    import json
+
+    oib = random_oib()
+    pfx = TestCA.create().issue_pfx(oib, "bench")
+    certificate = load_certificate(pfx, "bench", expected_oib=oib)
+    settings = FiscalSettings(oib=oib, premises_code="B1", device_code="1", operator_oib=oib)
+    invoice = parse_webhook(json.dumps(zoho_invoice(1)).encode())
+    profile = HrCisProfile()
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        profile.sign(invoice, settings, certificate, now=datetime.now(UTC))
+        done += 1
+    return done / (time.perf_counter() - started)
+
+
+async def run(args: argparse.Namespace) -> None:
+    baseline = signing_rate()
+    home = Path(tempfile.mkdtemp(prefix="fiscobridge-bench-"))
+    broker = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        broker = LocalKafka(home / "kafka", port=0, die_with_parent=True)
+        broker.start()
+        bootstrap = broker.bootstrap
+    kafka = KafkaSettings(bootstrap_servers=bootstrap)
+    report = await ensure_topics(kafka, registry(kafka.partitions))
+    assert report.ok, report.summary()
+    key = new_key()
+    store = Store.open(f"sqlite+aiosqlite:///{home / 'fiscobridge.db'}", vault=Vault(parse_keys(key)))
+    await store.migrate()
+    stack = LocalStack(home=home, kafka_bootstrap=bootstrap, master_key=key,
+                       cis_latency_ms=args.latency_ms)
+    await stack.start()
+    try:
+        made = [await demo_integration(store, kafka, home / "sandbox-ca")
+                for _ in range(args.integrations)]
+        targets = [(m.uid, m.webhook_secret) for m in made]
+        # Warm-up: connections, JIT-less caches, the fiscalizer's certificate cache.
+        await drive(kafka, stack.ingest_url, targets, 50, timeout=120)
+        cpu_before = stack.cpu_seconds()
+        driver_before = time.process_time()
+        flat = await drive(kafka, stack.ingest_url, targets, args.invoices,
+                           concurrency=args.concurrency, timeout=600)
+        cpu = {name: used - cpu_before.get(name, 0.0)
+               for name, used in stack.cpu_seconds().items()}
+        cpu["driver (this process)"] = time.process_time() - driver_before
+        paced = await drive(kafka, stack.ingest_url, targets, args.invoices,
+                            rate=args.rate, concurrency=args.concurrency, timeout=600)
+    finally:
+        await stack.stop()
+        await store.close()
+        if broker is not None:
+            broker.stop()
+    print(f"pipeline benchmark: {args.invoices} invoices, {args.integrations} integrations, "
+          f"CIS latency {args.latency_ms} ms, {os.cpu_count()} cores")
+    print(f"baseline: profile signing alone   {baseline:8.1f} invoices/s (one core)")
+    print("flat out:")
+    for line in flat.lines():
+        print("  " + line)
+    print(f"  ratio to the signing baseline {flat.throughput / baseline:.2f}")
+    print("  CPU per invoice while flat out (ms; the broker is not counted):")
+    for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        print(f"    {name:24s} {1000 * seconds / args.invoices:6.2f}")
+    print(f"paced at {args.rate:.0f}/s:")
+    for line in paced.lines():
+        print("  " + line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--invoices", type=int, default=3000)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--latency-ms", type=int, default=50)
+    parser.add_argument("--integrations", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=64)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Which integrations are due for a poll, decided without any I/O.
+
+An integration is polled at its tier's interval after its last poll attempt, whatever
+that attempt's outcome: a failing Zoho or broker is retried at the normal pace rather
+than hammered. A deferral (daily quota spent, token refreshes used up) pushes the next
+poll later still. An integration never polled by this process is due at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from runtime.store.integrations import IntegrationRecord
+from runtime.store.models import IntegrationStatus
+
+
+@dataclass(frozen=True)
+class Target:
+    """An active integration with a Zoho connection: everything a poll needs to start."""
+
+    uid: str
+    tier: str
+    organization_id: str
+    accounts_server: str
+    api_domain: str
+
+
+def target_of(record: IntegrationRecord) -> Target | None:
+    """The poll target of an integration; None unless it is active and connected to Zoho."""
+    if record.status is not IntegrationStatus.ACTIVE or record.type != "zoho_books":
+        return None
+    if not (record.zoho_organization_id and record.zoho_accounts_server and record.zoho_api_domain):
+        return None
+    return Target(
+        record.uid,
+        record.tier,
+        record.zoho_organization_id,
+        record.zoho_accounts_server,
+        record.zoho_api_domain,
+    )
+
+
+class Schedule:
+    def __init__(self, interval: Callable[[str], timedelta]) -> None:
+        self._interval = interval
+        self._last: dict[str, datetime] = {}
+        self._not_before: dict[str, datetime] = {}
+
+    def next_due(self, target: Target, now: datetime) -> datetime:
+        last = self._last.get(target.uid)
+        due = now if last is None else last + self._interval(target.tier)
+        not_before = self._not_before.get(target.uid)
+        return max(due, not_before) if not_before is not None else due
+
+    def due(self, targets: Iterable[Target], now: datetime) -> list[Target]:
+        """The targets due at `now`, longest overdue first."""
+        due = [(self.next_due(t, now), t.uid, t) for t in targets]
+        return [t for at, _, t in sorted(due, key=lambda d: (d[0], d[1])) if at <= now]
+
+    def attempted(self, uid: str, at: datetime, *, not_before: datetime | None = None) -> None:
+        """A poll was attempted (or left to another poller); `not_before` defers the next."""
+        self._last[uid] = at
+        if not_before is None:
+            self._not_before.pop(uid, None)
+        else:
+            self._not_before[uid] = not_before
+
+    def retain(self, uids: Iterable[str]) -> set[str]:
+        """Forget every integration not in `uids` (no longer pollable); returns those."""
+        keep = set(uids)
+        gone = (self._last.keys() | self._not_before.keys()) - keep
+        for uid in gone:
+            self.forget(uid)
+        return gone
+
+    def forget(self, uid: str) -> None:
+        """Treat the integration as new: due at once when it is pollable again."""
+        self._last.pop(uid, None)
+        self._not_before.pop(uid, None)
+
+    def known(self) -> set[str]:
+        return set(self._last) | set(self._not_before)

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _zoho(name: str) -> AliasChoices:
+    # The OAuth client is the portal's as much as the poller's: one FISCOBRIDGE_ZOHO_*
+    # variable configures both, a FISCOBRIDGE_POLLER_ZOHO_* one overrides it here.
+    return AliasChoices(f"FISCOBRIDGE_POLLER_ZOHO_{name}", f"FISCOBRIDGE_ZOHO_{name}")
+
+
+class PollerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FISCOBRIDGE_POLLER_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    interval_trial_seconds: float = Field(default=15 * 60, gt=0)
+    interval_starter_seconds: float = Field(default=15 * 60, gt=0)
+    interval_growth_seconds: float = Field(default=5 * 60, gt=0)
+    interval_scale_seconds: float = Field(default=60, gt=0)
+    tick_seconds: float = Field(default=5.0, gt=0, description="how often due polls are looked for")
+    lease_ttl_seconds: float = Field(
+        default=120.0, gt=0, description="a dead poller's integrations are taken over after this"
+    )
+    overlap_seconds: float = Field(
+        default=300.0, ge=0, description="re-read this much before the watermark"
+    )
+    max_concurrent_polls: int = Field(default=8, ge=1)
+    drain_seconds: float = Field(
+        default=20.0, ge=0, description="on SIGTERM, how long a poll still fetching may finish"
+    )
+
+    zoho_client_id: str = Field(default="", validation_alias=_zoho("CLIENT_ID"))
+    zoho_client_secret: SecretStr = Field(
+        default=SecretStr(""), validation_alias=_zoho("CLIENT_SECRET")
+    )
+    zoho_accounts_servers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=_zoho("ACCOUNTS_SERVERS"),
+        description="comma-separated accounts servers the client secret may be sent to; "
+        "empty: Zoho's own data centres (set it to the sandbox's in dev and tests)",
+    )
+    zoho_per_minute: int = Field(default=100, ge=1, description="Zoho: 100 calls a minute")
+    zoho_window_seconds: float = Field(default=60.0, gt=0)
+    zoho_throttle_backoff_seconds: float | None = Field(
+        default=None, description="wait after a per-minute refusal (44); default: the window"
+    )
+    zoho_max_in_flight: int = Field(default=5, ge=1)
+    zoho_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    ops_host: str = "127.0.0.1"
+    ops_port: int = 0
+
+    @field_validator("zoho_accounts_servers", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def interval(self, tier: str) -> timedelta:
+        """How often an integration of `tier` is polled (an unknown tier: the slowest)."""
+        seconds = getattr(self, f"interval_{tier}_seconds", None)
+        if seconds is None:
+            seconds = max(
+                self.interval_trial_seconds,
+                self.interval_starter_seconds,
+                self.interval_growth_seconds,
+                self.interval_scale_seconds,
+            )
+        return timedelta(seconds=seconds)
+
+    @property
+    def lease_ttl(self) -> timedelta:
+        return timedelta(seconds=self.lease_ttl_seconds)
+
+    @property
+    def overlap(self) -> timedelta:
+        return timedelta(seconds=self.overlap_seconds)

@@ -1,0 +1,71 @@
+"""The portal's configuration (FISCOBRIDGE_PORTAL_*)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.portal.projector import GROUP_ID
+
+
+class PortalSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FISCOBRIDGE_PORTAL_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    # The ops endpoints used to have a server of their own; deployments that still set
+    # the OPS_ variables get the whole portal there (health checks keep working).
+    host: str = Field(
+        default="127.0.0.1",
+        validation_alias=AliasChoices("FISCOBRIDGE_PORTAL_HOST", "FISCOBRIDGE_PORTAL_OPS_HOST"),
+    )
+    port: int = Field(
+        default=8000,
+        validation_alias=AliasChoices("FISCOBRIDGE_PORTAL_PORT", "FISCOBRIDGE_PORTAL_OPS_PORT"),
+    )
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="where browsers reach the portal; the OAuth redirect URI is built on it",
+    )
+    webhook_base_url: str | None = Field(
+        default=None, description="where Zoho reaches the ingest service; default: public_base_url"
+    )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="signs session cookies and OAuth states; unset: a random one per process "
+        "(sessions end on restart and are not shared between instances)",
+    )
+    session_max_age_seconds: int = Field(default=12 * 3600, ge=60)
+    oauth_state_ttl_seconds: int = Field(default=600, ge=10)
+    max_upload_bytes: int = Field(default=256 * 1024, ge=1024)
+    default_tier: str = "trial"
+
+    zoho_client_id: str = ""
+    zoho_client_secret: SecretStr | None = None
+    zoho_accounts_url: str = Field(
+        default="https://accounts.zoho.com",
+        description="where the consent starts; Zoho sends each user on to their data centre",
+    )
+    zoho_accounts_servers: list[str] = Field(
+        default_factory=list,
+        description="accounts servers a code may be exchanged at; empty: Zoho's data centres",
+    )
+    zoho_timeout_seconds: float = 15.0
+
+    projector_group_id: str = GROUP_ID
+
+    @property
+    def redirect_uri(self) -> str:
+        return self.public_base_url.rstrip("/") + "/oauth/zoho/callback"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_base_url.lower().startswith("https://")
+
+    @property
+    def zoho_configured(self) -> bool:
+        return bool(self.zoho_client_id and self.zoho_client_secret)
+
+    def webhook_url(self, uid: str) -> str:
+        base = (self.webhook_base_url or self.public_base_url).rstrip("/")
+        return f"{base}/webhook/zoho/{uid}"

@@ -1,0 +1,136 @@
+"""What every page handler needs: the store, the event publisher, Zoho, settings, sessions."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from starlette.templating import Jinja2Templates
+
+from connectors.zoho.oauth import ZohoOAuth
+from runtime.ops import ReadinessCheck
+from runtime.store import IntegrationRecord, Store
+from schemas.events import IntegrationEvent
+from services.portal.settings import PortalSettings
+from services.portal.web.sessions import Session, session_of
+from services.portal.web.signing import Signer
+
+log = logging.getLogger("fiscobridge.portal")
+
+Publish = Callable[[IntegrationEvent], Awaitable[object]]
+"""Make an integration event durable on the topic and visible in the store (publish_and_apply)."""
+
+_TEMPLATES = Jinja2Templates(
+    env=jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+)
+
+
+class PageError(Exception):
+    """Ends a request with a page saying what happened and what to do next."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        message: str,
+        *,
+        next_url: str = "/integrations",
+        next_label: str = "Back to Integrations",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = title
+        self.message = message
+        self.next_url = next_url
+        self.next_label = next_label
+
+
+class SignInRequired(Exception):
+    pass
+
+
+def not_found() -> PageError:
+    # One answer for "does not exist" and "belongs to someone else": uids are not probed.
+    return PageError(404, "Not found", "There is no such integration in your account.")
+
+
+class Portal:
+    def __init__(
+        self,
+        settings: PortalSettings,
+        store: Store,
+        publish: Publish,
+        http: httpx.AsyncClient,
+        *,
+        monthly_limit: Callable[[str], int | None],
+        ready: ReadinessCheck | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.publish = publish
+        self.http = http
+        self.monthly_limit = monthly_limit
+        self.ready = ready
+        self.clock = clock
+        if settings.session_secret is not None:
+            secret = settings.session_secret.get_secret_value().encode()
+        else:
+            log.warning(
+                "FISCOBRIDGE_PORTAL_SESSION_SECRET is not set: using a random one, so "
+                "sessions end when the portal restarts and are not shared between instances"
+            )
+            secret = secrets.token_bytes(32)
+        self.session_signer = Signer(secret, "session")
+        self.state_signer = Signer(secret, "oauth-state")
+        self.oauth: ZohoOAuth | None = None
+        if settings.zoho_client_secret is not None and settings.zoho_client_id:
+            self.oauth = ZohoOAuth(
+                http,
+                settings.zoho_client_id,
+                settings.zoho_client_secret.get_secret_value(),
+                settings.redirect_uri,
+                accounts_servers=settings.zoho_accounts_servers or None,
+            )
+
+    async def owned_integration(self, request: Request, uid: str) -> IntegrationRecord:
+        account_id = signed_in(request)
+        record = await self.store.integrations.get(uid)
+        if record is None or record.account_id != account_id:
+            raise not_found()
+        return record
+
+
+def portal_of(request: Request) -> Portal:
+    portal: Portal = request.app.state.portal
+    return portal
+
+
+def signed_in(request: Request) -> str:
+    """The signed-in account's id; anonymous visitors are sent to the login page."""
+    account_id = session_of(request).account_id
+    if account_id is None:
+        raise SignInRequired
+    return account_id
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    session: Session = session_of(request)
+    return _TEMPLATES.TemplateResponse(
+        request,
+        template,
+        {"session": session, "csrf": session.csrf, "flash": session.pop_flash(), **context},
+        status_code=status,
+    )
