@@ -24,6 +24,13 @@ from runtime.supervisor import Child
 PIPELINE = ("portal", "reporter", "fiscalizer", "ingest")
 
 
+def port_variable(service: str) -> str:
+    """The variable naming the port a service's HTTP endpoints (ops included) listen on."""
+    if service in ("ingest", "portal"):
+        return f"FISCOBRIDGE_{service.upper()}_PORT"  # their own web apps carry /healthz etc.
+    return f"FISCOBRIDGE_{service.upper()}_OPS_PORT"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -75,8 +82,7 @@ class LocalStack:
             env = {}
         else:
             argv = [*exe, "run", name]
-            key = "FISCOBRIDGE_INGEST_PORT" if name == "ingest" else f"FISCOBRIDGE_{name.upper()}_OPS_PORT"
-            env = {key: str(self.ports[name])}
+            env = {port_variable(name): str(self.ports[name])}
         return Child(name, argv, {**self.env, **env}, logs / f"{name}.log")
 
     async def start(self) -> None:

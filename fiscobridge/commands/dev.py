@@ -8,70 +8,115 @@ stops them all (and the broker, when dev started it).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import secrets
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from runtime.settings import home_dir
 
+SERVICES = ("portal", "reporter", "fiscalizer", "poller", "ingest")
+ZOHO_CLIENT_ID = "1000.FISCOBRIDGEDEV"
 
-def _children(log_dir: Path, ports: dict[str, int]) -> list[object]:
+
+@dataclass(frozen=True)
+class Ports:
+    kafka: int
+    ingest: int
+    portal: int
+    cis: int
+    zoho: int  # four in a row: com accounts, com api, eu accounts, eu api
+
+    def service(self, name: str) -> int:
+        if name in ("ingest", "portal"):
+            return int(getattr(self, name))
+        return self.portal + 1 + SERVICES.index(name)  # ops ports right above the portal
+
+
+def children(ports: Ports, log_dir: Path, zoho_secret: str) -> list[object]:
+    from fiscobridge.stack import port_variable
     from runtime.supervisor import Child
 
     exe = [sys.executable, "-m", "fiscobridge"]
-    cis_url = f"http://127.0.0.1:{ports['cis']}/FiskalizacijaServiceTest"
-    common = {"FISCOBRIDGE_REPORTER_CIS_URL": cis_url}
+    portal_url = f"http://127.0.0.1:{ports.portal}"
+    accounts = [f"http://127.0.0.1:{ports.zoho}", f"http://127.0.0.1:{ports.zoho + 2}"]
+    zoho = {
+        # The portal and the poller talk to the Zoho sandbox as to Zoho itself.
+        "FISCOBRIDGE_PORTAL_ZOHO_CLIENT_ID": ZOHO_CLIENT_ID,
+        "FISCOBRIDGE_PORTAL_ZOHO_CLIENT_SECRET": zoho_secret,
+        "FISCOBRIDGE_PORTAL_ZOHO_ACCOUNTS_URL": accounts[0],
+        "FISCOBRIDGE_PORTAL_ZOHO_ACCOUNTS_SERVERS": json.dumps(accounts),
+        "FISCOBRIDGE_PORTAL_WEBHOOK_BASE_URL": f"http://127.0.0.1:{ports.ingest}",
+        "FISCOBRIDGE_POLLER_ZOHO_CLIENT_ID": ZOHO_CLIENT_ID,
+        "FISCOBRIDGE_POLLER_ZOHO_CLIENT_SECRET": zoho_secret,
+        "FISCOBRIDGE_POLLER_ZOHO_ACCOUNTS_SERVERS": json.dumps(accounts),
+    }
+    common = {
+        "FISCOBRIDGE_REPORTER_CIS_URL": f"http://127.0.0.1:{ports.cis}/FiskalizacijaServiceTest",
+        **zoho,
+    }
     spec = [
-        ("cis-sandbox", [*exe, "sandbox", "cis", "--port", str(ports["cis"])], {}),
-        ("zoho-sandbox", [*exe, "sandbox", "zoho", "--port", str(ports["zoho"])], {}),
-        ("portal", [*exe, "run", "portal"], {"FISCOBRIDGE_PORTAL_OPS_PORT": str(ports["portal"])}),
-        ("reporter", [*exe, "run", "reporter"],
-         {"FISCOBRIDGE_REPORTER_OPS_PORT": str(ports["reporter"])}),
-        ("fiscalizer", [*exe, "run", "fiscalizer"],
-         {"FISCOBRIDGE_FISCALIZER_OPS_PORT": str(ports["fiscalizer"])}),
-        ("poller", [*exe, "run", "poller"], {"FISCOBRIDGE_POLLER_OPS_PORT": str(ports["poller"])}),
-        ("ingest", [*exe, "run", "ingest"], {"FISCOBRIDGE_INGEST_PORT": str(ports["ingest"])}),
+        ("cis-sandbox", [*exe, "sandbox", "cis", "--port", str(ports.cis)]),
+        ("zoho-sandbox", [*exe, "sandbox", "zoho", "--port", str(ports.zoho), "--demo",
+                          "--client-id", ZOHO_CLIENT_ID, "--client-secret", zoho_secret,
+                          "--redirect-uri", f"{portal_url}/oauth/zoho/callback"]),
     ]
-    return [
-        Child(name, argv, {**common, **env}, log_dir / f"{name}.log") for name, argv, env in spec
-    ]
+    made = [Child(name, argv, common, log_dir / f"{name}.log") for name, argv in spec]
+    for name in SERVICES:
+        env = {**common, port_variable(name): str(ports.service(name))}
+        made.append(Child(name, [*exe, "run", name], env, log_dir / f"{name}.log"))
+    return made
 
 
 @click.command("dev")
 @click.option("--kafka-port", default=9092, show_default=True)
 @click.option("--ingest-port", default=8080, show_default=True)
+@click.option("--portal-port", default=8000, show_default=True,
+              help="the Client Portal; the other services' ops endpoints follow it")
 @click.option("--cis-port", default=8449, show_default=True)
-@click.option("--zoho-port", default=8450, show_default=True)
-def dev(kafka_port: int, ingest_port: int, cis_port: int, zoho_port: int) -> None:
+@click.option("--zoho-port", default=8470, show_default=True, help="first of four")
+def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
+        zoho_port: int) -> None:
     """Start everything; Ctrl-C stops everything."""
-    from fiscobridge.commands.kafka import ensure_local_kafka, stop_local_kafka
-    from runtime.kafka.admin import ensure_topics_cli
+    from runtime.kafka.admin import ensure_topics
+    from runtime.kafka.jars import fetch_jars
+    from runtime.kafka.local import LocalKafka
     from runtime.settings import KafkaSettings
     from runtime.store.setup import prepare_embedded_store
     from runtime.supervisor import Supervisor
+    from schemas.topics import registry
 
-    started_kafka = ensure_local_kafka(kafka_port)
+    ports = Ports(kafka_port, ingest_port, portal_port, cis_port, zoho_port)
+    broker = None
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        fetch_jars()
+        broker = LocalKafka(home_dir() / "kafka", kafka_port)
+        click.echo(f"kafka: {broker.start()}")
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
     try:
-        ensure_topics_cli(KafkaSettings())
+        kafka = KafkaSettings()
+        report = asyncio.run(ensure_topics(kafka, registry(kafka.partitions)))
+        click.echo(f"topics: {report.summary()}")
+        if not report.ok:
+            raise click.ClickException("topics differ from the registry; see above")
         prepare_embedded_store()
         log_dir = home_dir() / "logs"
         log_dir.mkdir(exist_ok=True)
-        ports = {
-            "ingest": ingest_port, "cis": cis_port, "zoho": zoho_port,
-            "portal": ingest_port + 10, "reporter": ingest_port + 11,
-            "fiscalizer": ingest_port + 12, "poller": ingest_port + 13,
-        }
-        supervisor = Supervisor(_children(log_dir, ports))  # type: ignore[arg-type]
+        supervisor = Supervisor(children(ports, log_dir, secrets.token_urlsafe(24)))  # type: ignore[arg-type]
         click.echo(
             f"FiscoBridge is starting (logs in {log_dir}):\n"
+            f"  portal    http://127.0.0.1:{portal_port}  (Zoho sandbox users demo@com.example"
+            " / demo@eu.example, password 'sandbox')\n"
             f"  webhooks  http://127.0.0.1:{ingest_port}/webhook/zoho/<integration uid>\n"
             f"  CIS       http://127.0.0.1:{cis_port}/FiskalizacijaServiceTest (sandbox)\n"
-            f"  Zoho      http://127.0.0.1:{zoho_port} (sandbox)\n"
-            f"  metrics   http://127.0.0.1:<port>/metrics, ports {ingest_port}, "
-            f"{ingest_port + 10}-{ingest_port + 13}\n"
+            f"  Zoho      http://127.0.0.1:{zoho_port}-{zoho_port + 3} (sandbox)\n"
+            f"  /healthz /readyz /metrics on {ingest_port}, {portal_port}, "
+            f"{ports.service('reporter')}-{ports.service('poller')}\n"
             "Try `fiscobridge demo --invoices 100` in another terminal. Ctrl-C stops everything."
         )
 
@@ -83,6 +128,6 @@ def dev(kafka_port: int, ingest_port: int, cis_port: int, zoho_port: int) -> Non
 
         asyncio.run(main())
     finally:
-        if started_kafka and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-            stop_local_kafka(kafka_port)
+        if broker is not None:
+            broker.stop()
         click.echo("stopped")

@@ -18,10 +18,7 @@ from pathlib import Path
 import click
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
 
-from fiscal.hr_cis.certificate import CertificateError, load_certificate
-from fiscal.hr_cis.settings import FiscalSettings
 from fiscobridge.commands import db
 from fiscobridge.commands.db import Refused, open_store, run
 from runtime.kafka import clients
@@ -30,6 +27,7 @@ from runtime.store import IntegrationRecord, IntegrationStatus, NotFound, Store
 from runtime.store.models import TIERS
 from schemas.events import IntegrationEvent, IntegrationEventKind
 from services.portal.projector import publish_and_apply
+from services.portal.web.upload import UploadRefused, check_upload
 
 KAFKA_CONNECT_TIMEOUT_S = 20
 
@@ -110,19 +108,15 @@ def create(
     The PFX password is read from --password-file, --password-env, or a prompt.
     """
     password = _password(password_file, password_env, password_arg)
-    try:
-        settings = FiscalSettings(
-            oib=oib, in_vat_system=not not_in_vat, sequence_mark=sequence,
-            premises_code=premises, device_code=device, operator_oib=operator_oib,
-        )
-    except ValidationError as error:
-        reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
-        raise Refused(f"fiscal settings refused: {reasons}") from None
     data = pfx.read_bytes()
+    fields = {
+        "oib": oib, "in_vat_system": not not_in_vat, "sequence_mark": sequence,
+        "premises_code": premises, "device_code": device, "operator_oib": operator_oib,
+    }
     try:
-        certificate = load_certificate(data, password, expected_oib=oib)
-    except CertificateError as error:
-        raise Refused(f"certificate refused ({error.code}): {error}") from None
+        settings, certificate = check_upload(fields, data, password)
+    except UploadRefused as refused:
+        raise Refused(str(refused)) from None
 
     async def go() -> None:
         store = await open_store()

@@ -1,45 +1,64 @@
-"""portal: for now the projector and the ops endpoints (the Client Portal pages come later)."""
+"""portal: the Client Portal web app (with /healthz /readyz /metrics) and the projector."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import httpx
+import uvicorn
 
 from runtime.health import store_ok
-from runtime.ops import OpsServer
+from runtime.kafka.clients import producer as make_producer
+from runtime.ops import QuietServer
 from runtime.settings import KafkaSettings
 from runtime.store.store import Store
-from services.portal.projector import GROUP_ID, Projector
+from runtime.vault import Vault
+from schemas.events import IntegrationEvent
+from services.fiscalizer.settings import FiscalizerSettings
+from services.portal.projector import Projector, publish_and_apply
+from services.portal.settings import PortalSettings
+from services.portal.web.app import create_app
+from services.portal.web.context import Portal
 
 log = logging.getLogger("fiscobridge.portal")
 
 
-class PortalSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FISCOBRIDGE_PORTAL_", env_file=".env",
-                                      extra="ignore")
-
-    ops_host: str = "127.0.0.1"
-    ops_port: int = Field(default=0)
-    projector_group_id: str = GROUP_ID
-
-
 async def main(stop: asyncio.Event) -> None:
     settings = PortalSettings()
-    store = Store.open()
+    kafka = KafkaSettings()
+    store = Store.open(vault=Vault.from_env(allow_dev_keyfile=True))
     await store.require_schema()
-    projector = Projector(store, KafkaSettings(), group_id=settings.projector_group_id)
+    projector = Projector(store, kafka, group_id=settings.projector_group_id)
+    producer = make_producer(kafka)
+    await producer.start()
+    http = httpx.AsyncClient(timeout=settings.zoho_timeout_seconds)
+
+    async def publish(event: IntegrationEvent) -> object:
+        return await publish_and_apply(producer, store, event)
 
     async def ready() -> dict[str, bool]:
         return {"kafka": projector.ready, "store": await store_ok(store)}
 
-    ops = OpsServer(ready, settings.ops_host, settings.ops_port)
-    await ops.start()
-    log.info("portal started", extra={"ops_port": ops.port})
+    portal = Portal(settings, store, publish, http,
+                    monthly_limit=FiscalizerSettings().monthly_limit, ready=ready)
+    server = QuietServer(
+        uvicorn.Config(create_app(portal), host=settings.host, port=settings.port,
+                       log_level="warning", access_log=False, lifespan="off")
+    )
+    serving = asyncio.create_task(server.serve())
+    projecting = asyncio.create_task(projector.run(stop))
+    stopping = asyncio.create_task(stop.wait())
+    log.info("portal listening", extra={"host": settings.host, "port": settings.port})
     try:
-        await projector.run(stop)
+        await asyncio.wait([serving, projecting, stopping], return_when=asyncio.FIRST_COMPLETED)
+        # Whichever ended first (a signal, or a crash), the other one stops too; uvicorn
+        # finishes the requests in flight, the projector commits what it applied.
+        stop.set()
+        server.should_exit = True
+        await asyncio.gather(serving, projecting)
     finally:
-        await ops.stop()
+        stopping.cancel()
+        await producer.stop()
+        await http.aclose()
         await store.close()

@@ -24,11 +24,12 @@ class PortalSettings(BaseSettings):
         validation_alias=AliasChoices("FISCOBRIDGE_PORTAL_PORT", "FISCOBRIDGE_PORTAL_OPS_PORT"),
     )
     public_base_url: str = Field(
-        default="http://127.0.0.1:8000",
-        description="where browsers reach the portal; the OAuth redirect URI is built on it",
+        default="",
+        description="where browsers reach the portal; the OAuth redirect URI is built on it "
+        "(empty: http://<host>:<port>)",
     )
     webhook_base_url: str | None = Field(
-        default=None, description="where Zoho reaches the ingest service; default: public_base_url"
+        default=None, description="where Zoho reaches the ingest service; default: the portal's"
     )
     session_secret: SecretStr | None = Field(
         default=None,
@@ -55,17 +56,21 @@ class PortalSettings(BaseSettings):
     projector_group_id: str = GROUP_ID
 
     @property
+    def base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
     def redirect_uri(self) -> str:
-        return self.public_base_url.rstrip("/") + "/oauth/zoho/callback"
+        return self.base_url + "/oauth/zoho/callback"
 
     @property
     def secure_cookies(self) -> bool:
-        return self.public_base_url.lower().startswith("https://")
+        return self.base_url.lower().startswith("https://")
 
     @property
     def zoho_configured(self) -> bool:
         return bool(self.zoho_client_id and self.zoho_client_secret)
 
     def webhook_url(self, uid: str) -> str:
-        base = (self.webhook_base_url or self.public_base_url).rstrip("/")
+        base = (self.webhook_base_url or self.base_url).rstrip("/")
         return f"{base}/webhook/zoho/{uid}"

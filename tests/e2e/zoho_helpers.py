@@ -112,7 +112,7 @@ async def read_topic(kafka: KafkaSettings, topic: str, model: type[Event]) -> li
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         events: list[Any] = []
-        while any(await consumer.position(tp) < ends[tp] for tp in partitions):
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 events += [model.from_json(r.value) for r in records if r.value is not None]

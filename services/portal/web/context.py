@@ -20,7 +20,7 @@ from runtime.ops import ReadinessCheck
 from runtime.store import IntegrationRecord, Store
 from schemas.events import IntegrationEvent
 from services.portal.settings import PortalSettings
-from services.portal.web.sessions import Session, session_of
+from services.portal.web.sessions import CSRF_FIELD, Session, session_of
 from services.portal.web.signing import Signer
 
 log = logging.getLogger("fiscobridge.portal")
@@ -134,3 +134,39 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         {"session": session, "csrf": session.csrf, "flash": session.pop_flash(), **context},
         status_code=status,
     )
+
+
+async def csrf_guard(request: Request) -> None:
+    """Every POST carries the session's CSRF token; bodies are bounded before parsing."""
+    if request.method != "POST":
+        return
+    limit = portal_of(request).settings.max_upload_bytes
+    length = request.headers.get("content-length", "")
+    if not length.isdigit():
+        raise PageError(411, "Length required", "The form was sent without a length.")
+    if int(length) > limit:
+        raise PageError(
+            413, "Upload too large",
+            f"Forms are limited to {limit // 1024} KiB; a certificate file is much smaller. "
+            "Check that you picked the .pfx or .p12 file.",
+        )
+    form = await request.form(max_files=1, max_fields=50)
+    if not session_of(request).csrf_matches(form.get(CSRF_FIELD)):
+        raise PageError(
+            403, "Form expired",
+            "This form does not come from a page of your current session (it is too old, "
+            "or another site sent it). Nothing was changed; reload the page and try again.",
+        )
+
+
+async def announce(portal: Portal, event: IntegrationEvent, *, failure: str) -> None:
+    """Publish and apply an integration event, or end the request saying it did not happen."""
+    try:
+        await portal.publish(event)
+    except Exception as error:  # the broker or the store: either way it is not recorded
+        log.error(
+            "integration event not recorded",
+            extra={"integration_uid": event.integration_uid, "kind": event.kind.value,
+                   "error": type(error).__name__},
+        )
+        raise PageError(503, "The change could not be recorded", failure) from None

@@ -32,10 +32,12 @@ MAX_FLOWS = 3
 class Session:
     data: dict[str, Any] = field(default_factory=dict)
     changed: bool = False
+    stored: bool = True  # came from a cookie
 
     @classmethod
     def fresh(cls) -> Session:
-        return cls({"sid": secrets.token_urlsafe(16), "csrf": secrets.token_urlsafe(32)}, True)
+        data = {"sid": secrets.token_urlsafe(16), "csrf": secrets.token_urlsafe(32)}
+        return cls(data, changed=False, stored=False)
 
     @property
     def sid(self) -> str:
@@ -43,6 +45,10 @@ class Session:
 
     @property
     def csrf(self) -> str:
+        # A new session is worth a cookie once its token went into a form; requests that
+        # never render one (probes, /metrics, CSS) get no cookie.
+        if not self.stored:
+            self.changed = True
         return str(self.data["csrf"])
 
     @property
@@ -56,7 +62,8 @@ class Session:
         return str(value) if value else None
 
     def csrf_matches(self, sent: object) -> bool:
-        return isinstance(sent, str) and hmac.compare_digest(sent.encode(), self.csrf.encode())
+        expected = str(self.data["csrf"]).encode()
+        return isinstance(sent, str) and hmac.compare_digest(sent.encode(), expected)
 
     def sign_in(self, account_id: str, email: str) -> None:
         self.data = {**Session.fresh().data, "account": account_id, "email": email}
@@ -90,9 +97,13 @@ class Session:
         return str(uid) if uid is not None else None
 
     # -- a connection waiting for the user's organization choice -------------------------
-    def await_choice(self, uid: str, accounts_server: str, api_domain: str) -> None:
+    def await_choice(self, uid: str, accounts_server: str, sealed_grant: str) -> None:
         self._set("choice", {"uid": uid, "accounts_server": accounts_server,
-                             "api_domain": api_domain})
+                             "grant": sealed_grant})
+
+    def any_choice(self) -> dict[str, str] | None:
+        choice = self.data.get("choice")
+        return self.pending_choice(str(choice.get("uid"))) if isinstance(choice, dict) else None
 
     def pending_choice(self, uid: str) -> dict[str, str] | None:
         choice = self.data.get("choice")

@@ -1,0 +1,174 @@
+"""The Integrations page, Create Integration (certificate upload), one integration's page
+(webhook setup, fiscalized invoices) and Remove."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import UploadFile
+
+from runtime.store import IntegrationRecord, IntegrationStatus
+from schemas.events import IntegrationEvent, IntegrationEventKind
+from services.portal.web import grants
+from services.portal.web.context import (
+    PageError,
+    Portal,
+    announce,
+    log,
+    portal_of,
+    render,
+    signed_in,
+)
+from services.portal.web.sessions import session_of
+from services.portal.web.upload import UploadRefused, check_upload
+from services.portal.web.zoho_connect import drop_choice, start_flow
+
+router = APIRouter()
+
+STATUS_LABELS = {
+    IntegrationStatus.ACTIVE: "Active",
+    IntegrationStatus.INACTIVE: "Inactive",
+    IntegrationStatus.PENDING: "Pending",
+    IntegrationStatus.REMOVED: "Removed",
+}
+TYPE_LABELS = {"zoho_books": "Zoho Books"}
+SETTINGS_FIELDS = ("oib", "premises_code", "device_code", "operator_oib", "sequence_mark")
+
+
+async def _row(portal: Portal, record: IntegrationRecord) -> dict[str, Any]:
+    return {
+        "record": record,
+        "status": STATUS_LABELS[record.status],
+        "type": TYPE_LABELS.get(record.type, record.type),
+        "used": await portal.store.usage.count(record.uid),
+        "limit": portal.monthly_limit(record.tier),
+    }
+
+
+@router.get("/integrations")
+async def integrations_page(request: Request) -> Response:
+    account_id = signed_in(request)
+    portal = portal_of(request)
+    records = await portal.store.integrations.find(account_id=account_id)
+    rows = [await _row(portal, record) for record in records]
+    return render(request, "integrations.html", rows=rows)
+
+
+def _form_page(
+    request: Request, status: int = 200, values: dict[str, Any] | None = None,
+    problems: dict[str, str] | None = None,
+) -> Response:
+    portal = portal_of(request)
+    return render(
+        request, "new_integration.html", status,
+        values={**dict.fromkeys(SETTINGS_FIELDS, ""), "sequence_mark": "P",
+                "in_vat_system": True, **(values or {})},
+        problems=problems or {}, zoho_configured=portal.oauth is not None,
+    )
+
+
+@router.get("/integrations/new")
+async def new_integration_page(request: Request) -> Response:
+    signed_in(request)
+    return _form_page(request)
+
+
+@router.post("/integrations")
+async def create_integration(request: Request) -> Response:
+    account_id = signed_in(request)
+    portal = portal_of(request)
+    if portal.oauth is None:
+        raise PageError(503, "Zoho Books connection unavailable",
+                        "This portal has no Zoho OAuth client configured, so a new integration "
+                        "could not be connected. Nothing was created; ask the operator.")
+    form = await request.form()
+    values: dict[str, Any] = {name: str(form.get(name) or "").strip() for name in SETTINGS_FIELDS}
+    values["in_vat_system"] = form.get("in_vat_system") == "on"
+    password = str(form.get("password") or "")
+    upload = form.get("pfx")
+    pfx = await upload.read() if isinstance(upload, UploadFile) else b""
+    try:
+        # Opening a PKCS#12 costs tens of milliseconds of CPU: keep it off the event loop.
+        settings, certificate = await asyncio.to_thread(check_upload, values, pfx, password)
+    except UploadRefused as refused:
+        log.info("certificate upload refused", extra={"reason": refused.code})
+        return _form_page(request, 400, values, refused.problems)
+    created = await portal.store.integrations.create(
+        account_id=account_id, fiscal_settings=settings, pfx=pfx, password=password,
+        certificate=certificate, tier=portal.settings.default_tier,
+    )
+    uid = created.record.uid
+    log.info("integration created", extra={"integration_uid": uid})
+    await announce(
+        portal,
+        IntegrationEvent(integration_uid=uid, kind=IntegrationEventKind.CREATED,
+                         tier=created.record.tier, reason="created by the owner in the portal",
+                         details={"type": created.record.type}),
+        failure=f"Integration {uid} was saved (pending) but the change could not be "
+        "published. Open it from the Integrations page and connect it to Zoho Books later.",
+    )
+    return start_flow(request, portal, uid)
+
+
+@router.get("/integrations/{uid}")
+async def integration_page(request: Request, uid: str) -> Response:
+    portal = portal_of(request)
+    record = await portal.owned_integration(request, uid)
+    connected = record.status in (IntegrationStatus.ACTIVE, IntegrationStatus.INACTIVE)
+    webhook = None
+    if connected:
+        webhook = {
+            "url": portal.settings.webhook_url(uid),
+            "secret": await portal.store.integrations.webhook_secret(uid),
+        }
+    return render(
+        request, "integration.html",
+        row=await _row(portal, record),
+        certificate=await portal.store.integrations.certificate_info(uid),
+        webhook=webhook,
+        journal=await portal.store.journal.entries(uid, limit=200),
+        awaiting_choice=session_of(request).pending_choice(uid) is not None,
+    )
+
+
+@router.get("/integrations/{uid}/remove")
+async def remove_page(request: Request, uid: str) -> Response:
+    record = await portal_of(request).owned_integration(request, uid)
+    if record.status is IntegrationStatus.REMOVED:
+        return RedirectResponse(f"/integrations/{uid}", status_code=303)
+    return render(request, "remove.html", record=record)
+
+
+@router.post("/integrations/{uid}/remove")
+async def remove(request: Request, uid: str) -> Response:
+    portal = portal_of(request)
+    record = await portal.owned_integration(request, uid)
+    session = session_of(request)
+    if record.status is IntegrationStatus.REMOVED:
+        return RedirectResponse(f"/integrations/{uid}", status_code=303)
+    # Removed first: once the event is durable nothing fiscalizes for this integration,
+    # whatever happens to the revocation below.
+    await announce(
+        portal,
+        IntegrationEvent(integration_uid=uid, kind=IntegrationEventKind.REMOVED,
+                         reason="removed by the owner in the portal"),
+        failure="The integration was not removed; nothing was changed. Try again shortly.",
+    )
+    tokens = await portal.store.tokens.get(uid)
+    revoked = await grants.revoke_quietly(
+        portal.oauth, tokens.refresh_token if tokens else None, record.zoho_accounts_server, uid
+    )
+    await portal.store.tokens.delete(uid)
+    choice = session.pending_choice(uid)
+    if choice is not None:
+        await drop_choice(portal, session, choice)
+    log.info("integration removed", extra={"integration_uid": uid, "zoho_revoked": revoked})
+    note = "" if revoked or tokens is None else (
+        " Zoho could not be reached to revoke FiscoBridge's access; remove FiscoBridge under "
+        "Connected Apps in your Zoho account."
+    )
+    session.flash(f"Integration {uid} was removed; its fiscalized invoices stay on record.{note}")
+    return RedirectResponse("/integrations", status_code=303)

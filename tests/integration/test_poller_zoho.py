@@ -1,0 +1,438 @@
+"""The poller against the real Zoho Books sandbox, the real broker and the store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
+
+from fiscal.hr_cis.certificate import FiscalCertificate
+from fiscal.hr_cis.settings import FiscalSettings
+from runtime.kafka.clients import producer as make_producer
+from runtime.settings import KafkaSettings
+from runtime.store import IntegrationStatus, Store
+from schemas.events import (
+    Channel,
+    IntegrationEvent,
+    IntegrationEventKind,
+    InvoiceReceived,
+)
+from services.poller.outcome import PollOutcome
+from services.poller.poller import Poller, PollReport
+from services.poller.schedule import target_of
+from tests.e2e.zoho_helpers import (
+    ZohoGrant,
+    poller_settings,
+    read_topic,
+    reauthorize,
+    store_connection,
+    versions,
+    zoho_grant,
+)
+from tests.fixtures.certs import Pfx
+from tests.fixtures.kafka import MakeTopic
+from tests.fixtures.zoho import ZohoSandboxHandle, invoice_spec
+
+pytestmark = pytest.mark.kafka
+
+SQLITE = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+FAST = {"per_minute": 100_000, "daily": 1_000_000}
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@dataclass
+class World:
+    store: Store
+    kafka: KafkaSettings
+    zoho: ZohoSandboxHandle
+    client: dict[str, Any]
+    received: str
+    events: str
+    producer: AIOKafkaProducer
+    pfx: Pfx
+    certificate: FiscalCertificate
+    fiscal_settings: FiscalSettings
+
+    async def integration(
+        self, *, tier: str = "scale", limits: dict[str, Any] | None = None
+    ) -> tuple[str, ZohoGrant]:
+        """An active integration connected to a new sandbox organization."""
+        grant = await zoho_grant(self.zoho, self.client, limits=limits)
+        account, _ = await self.store.accounts.ensure("owner@obrt.hr")
+        created = await self.store.integrations.create(
+            account_id=account.account_id, fiscal_settings=self.fiscal_settings,
+            pfx=self.pfx.data, password=self.pfx.password, certificate=self.certificate,
+            tier=tier,
+        )
+        uid = created.record.uid
+        await store_connection(self.store, uid, grant)
+        await self.store.apply(
+            [IntegrationEvent(integration_uid=uid, kind=IntegrationEventKind.CONNECTED)]
+        )
+        return uid, grant
+
+    @asynccontextmanager
+    async def poller(
+        self, *, producer: AIOKafkaProducer | None = None, holder: str | None = None,
+        received: str | None = None, **settings: Any,
+    ) -> AsyncIterator[Poller]:
+        poller = Poller(
+            self.store, producer or self.producer, poller_settings(self.zoho, self.client, **settings),
+            holder=holder, received_topic=received or self.received, events_topic=self.events,
+        )
+        try:
+            yield poller
+        finally:
+            await poller.drain()
+
+    async def published(self) -> list[InvoiceReceived]:
+        events: list[InvoiceReceived] = await read_topic(self.kafka, self.received, InvoiceReceived)
+        return events
+
+    async def integration_events(self) -> list[IntegrationEvent]:
+        events: list[IntegrationEvent] = await read_topic(self.kafka, self.events, IntegrationEvent)
+        return events
+
+
+@pytest.fixture
+async def world(
+    store: Store,
+    kafka_settings: KafkaSettings,
+    make_topic: MakeTopic,
+    zoho_sandbox: ZohoSandboxHandle,
+    demo_pfx: Pfx,
+    demo_certificate: FiscalCertificate,
+    fiscal_settings: FiscalSettings,
+) -> AsyncIterator[World]:
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    try:
+        yield World(
+            store, kafka_settings, zoho_sandbox, await zoho_sandbox.oauth_client(),
+            await make_topic(partitions=3), await make_topic(partitions=1), producer,
+            demo_pfx, demo_certificate, fiscal_settings,
+        )
+    finally:
+        await producer.stop()
+
+
+async def seed(
+    zoho: ZohoSandboxHandle, grant: ZohoGrant, times: list[datetime]
+) -> list[dict[str, Any]]:
+    specs = [
+        invoice_spec(customer_name=f"Customer {i}", created_time=t.isoformat(),
+                     last_modified_time=t.isoformat())
+        for i, t in enumerate(times)
+    ]
+    return await zoho.create_invoices(grant.organization_id, specs)
+
+
+def days_ago(n: int, count: int, step: timedelta = timedelta(minutes=1)) -> list[datetime]:
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=n)
+    return [base + i * step for i in range(count)]
+
+
+def only(reports: list[PollReport]) -> PollReport:
+    assert len(reports) == 1, reports
+    return reports[0]
+
+
+@SQLITE
+async def test_incremental_polls_publish_every_change_exactly_once(world: World) -> None:
+    uid, grant = await world.integration(limits=FAST)
+    times = days_ago(2, 450)
+    ids = [c["invoice_id"] for c in await seed(world.zoho, grant, times)]
+
+    async with world.poller() as poller:
+        first = only(await poller.run_once())
+        assert first.outcome is PollOutcome.OK, first
+        assert first.published == 450
+        # The organization (for its time zone) once, three pages of <= 200, 450 details.
+        assert first.api_calls == 1 + 3 + 450
+        assert await world.store.watermark.get(uid) == times[-1]
+
+        # Edits reach every page, one invoice is edited twice, two are new.
+        org = grant.organization_id
+        for invoice_id in (ids[0], ids[200], ids[449]):
+            await world.zoho.edit_invoice(org, invoice_id, status="paid")
+        await world.zoho.edit_invoice(org, ids[100], status="paid")
+        await world.zoho.edit_invoice(org, ids[100], customer_name="Renamed d.o.o.")
+        new = [(await world.zoho.create_invoice(org))["invoice_id"] for _ in range(2)]
+        second = only(await poller.run_once())
+        assert second.outcome is PollOutcome.OK and second.published == 6
+        assert second.api_calls == 1 + 6
+
+        # Nothing changed: one list call, nothing published, watermark unchanged.
+        watermark = await world.store.watermark.get(uid)
+        third = only(await poller.run_once())
+        assert (third.published, third.api_calls) == (0, 1)
+        assert await world.store.watermark.get(uid) == watermark
+
+        await world.zoho.edit_invoice(org, ids[300], status="paid")
+        fourth = only(await poller.run_once())
+        assert fourth.published == 1
+
+    published = await world.published()
+    assert {e.channel for e in published} == {Channel.POLL}
+    assert {e.integration_uid for e in published} == {uid}
+    counts = versions(published, uid)
+    assert set(counts.values()) == {1}, [k for k, n in counts.items() if n > 1]
+    assert len(counts) == 450 + 6 + 1
+    by_id: dict[str, list[InvoiceReceived]] = {}
+    for event in published:
+        by_id.setdefault(event.invoice.source_id, []).append(event)
+    assert set(by_id) == {*ids, *new}
+    # The double edit between two polls is one version: the latest.
+    assert by_id[ids[100]][-1].invoice.customer.name == "Renamed d.o.o."
+    assert len(by_id[ids[100]]) == 2
+
+
+async def test_two_pollers_one_integration_only_one_polls(world: World) -> None:
+    uid, grant = await world.integration(limits=FAST)
+    old = [c["invoice_id"] for c in await seed(world.zoho, grant, days_ago(2, 30))]
+
+    async with world.poller(holder="poller-a") as a, world.poller(holder="poller-b") as b:
+        rounds = [await asyncio.gather(a.run_once(), b.run_once()) for _ in range(4)]
+        for n, (ra, rb) in enumerate(rounds):
+            outcomes = sorted(only(r).outcome.value for r in (ra, rb))
+            assert outcomes == ["lease_busy", "ok"], (n, ra, rb)
+            if n == 1:
+                await world.zoho.create_invoice(grant.organization_id)
+        # The lease is sticky: the winner of the first round kept the integration.
+        winners = {only(ra).outcome is PollOutcome.OK for ra, _ in rounds}
+        assert len(winners) == 1
+        winner, other = (a, b) if winners == {True} else (b, a)
+        assert await world.store.lease.holder(uid) == winner.holder
+        assert winner.held == {uid} and other.held == frozenset()
+        assert sum(only(r).published for pair in rounds for r in pair) == 31
+        assert set(versions(await world.published(), uid).values()) == {1}
+
+        # Drained (SIGTERM), the winner hands the integration over at once.
+        await winner.drain()
+        assert await world.store.lease.holder(uid) is None
+        newest = (await world.zoho.create_invoice(grant.organization_id))["invoice_id"]
+        takeover = only(await other.run_once())
+        assert takeover.outcome is PollOutcome.OK
+        assert await world.store.lease.holder(uid) == other.holder
+
+    counts = versions(await world.published(), uid)
+    by_id = {invoice_id: n for (invoice_id, _), n in counts.items()}
+    assert all(by_id[i] == 1 for i in old)  # outside the overlap: never re-read
+    assert by_id[newest] == 1
+
+
+@SQLITE
+async def test_a_dead_pollers_integrations_are_taken_over_when_its_lease_expires(
+    world: World,
+) -> None:
+    uid, grant = await world.integration(limits=FAST)
+    await seed(world.zoho, grant, days_ago(1, 3))
+    async with world.poller(holder="dies", lease_ttl_seconds=1) as dead, world.poller(
+        holder="survives", lease_ttl_seconds=1
+    ) as survivor:
+        assert only(await dead.run_once()).outcome is PollOutcome.OK
+        # `dead` never polls or releases again (as if SIGKILLed).
+        assert only(await survivor.run_once()).outcome is PollOutcome.LEASE_BUSY
+        await asyncio.sleep(1.2)
+        assert only(await survivor.run_once()).outcome is PollOutcome.OK
+        assert await world.store.lease.holder(uid) == "survives"
+        dead._held.clear()  # a dead process releases nothing at exit
+
+
+@SQLITE
+async def test_a_revoked_grant_turns_the_integration_inactive_and_polling_stops(
+    world: World,
+) -> None:
+    uid, grant = await world.integration(limits=FAST)
+    await seed(world.zoho, grant, days_ago(1, 3))
+    async with world.poller() as poller:
+        assert only(await poller.run_once()).published == 3
+        assert await world.zoho.revoke_user(grant.user["email"], grant.client["client_id"]) == 1
+        later = await seed(world.zoho, grant, [datetime.now(UTC).replace(microsecond=0)] * 2)
+
+        report = only(await poller.run_once())
+        assert report.outcome is PollOutcome.TOKEN_INVALID and report.deactivated
+        record = await world.store.integrations.get(uid)
+        assert record is not None and record.status is IntegrationStatus.INACTIVE
+        assert record.status_reason is not None and "reconnect" in record.status_reason
+        events = [e for e in await world.integration_events() if e.integration_uid == uid]
+        assert [e.kind for e in events] == [IntegrationEventKind.TOKEN_INVALID]
+        assert events[0].event_id in {
+            e.event_id for e in events
+        } and events[0].occurred_at == record.status_changed_at
+        assert await world.store.lease.holder(uid) is None and poller.held == frozenset()
+
+        # Inactive: not polled, Zoho not called, however often the scheduler ticks.
+        before = await world.zoho.counters()
+        for _ in range(3):
+            assert await poller.run_once() == []
+        assert await world.zoho.counters() == before
+
+        # Reconnect (new consent, new refresh token): polled again, nothing was lost.
+        await store_connection(world.store, uid, await reauthorize(world.zoho, grant))
+        await world.store.apply(
+            [IntegrationEvent(integration_uid=uid, kind=IntegrationEventKind.RECONNECTED)]
+        )
+        back = only(await poller.run_once())
+        assert back.outcome is PollOutcome.OK and back.published == 2
+    assert {k[0] for k in versions(await world.published(), uid)} >= {
+        c["invoice_id"] for c in later
+    }
+
+
+@SQLITE
+async def test_hitting_the_per_minute_limit_backs_off_and_loses_no_invoice(
+    world: World,
+) -> None:
+    # The sandbox allows 8 calls a (1-second) "minute"; the poller believes 100.
+    uid, grant = await world.integration(limits={"per_minute": 8, "window_seconds": 1.0})
+    created = await seed(world.zoho, grant, days_ago(1, 40))
+    waits = metric("fiscobridge_poller_rate_limit_waits_total")
+    throttled = metric("fiscobridge_poller_api_calls_total", outcome="throttled")
+
+    started = time.monotonic()
+    reports: list[PollReport] = []
+    async with world.poller(zoho_per_minute=100, zoho_window_seconds=1.0) as poller:
+        while not reports or reports[-1].outcome is not PollOutcome.OK:
+            reports.append(only(await poller.run_once()))
+            assert reports[-1].outcome in (PollOutcome.OK, PollOutcome.RATE_LIMITED)
+            assert len(reports) < 10
+    elapsed = time.monotonic() - started
+
+    counts = versions(await world.published(), uid)
+    assert sorted(k[0] for k in counts) == sorted(c["invoice_id"] for c in created)
+    assert set(counts.values()) == {1}
+    refused = (await world.zoho.counters())[f"org:{grant.organization_id}"]["throttled_44"]
+    assert refused > 0
+    assert metric("fiscobridge_poller_api_calls_total", outcome="throttled") - throttled == refused
+    assert metric("fiscobridge_poller_rate_limit_waits_total") > waits
+    assert elapsed >= 41 / 8 - 1  # 41 calls at 8 a second: the limit was honoured
+
+
+@SQLITE
+@pytest.mark.parametrize("failure", ["stopped producer", "topic refused"])
+async def test_the_watermark_stays_when_publishing_fails(
+    world: World, kafka_settings: KafkaSettings, failure: str
+) -> None:
+    uid, grant = await world.integration(limits=FAST)
+    await seed(world.zoho, grant, days_ago(1, 10))
+    broken = make_producer(kafka_settings, request_timeout_ms=1500)
+    await broken.start()
+    topic = None
+    if failure == "stopped producer":
+        await broken.stop()
+    else:
+        topic = f"test.missing.{uuid.uuid4().hex[:8]}"  # the broker does not create topics
+    try:
+        async with world.poller(producer=broken, received=topic) as poller:
+            report = only(await poller.run_once())
+            assert report.outcome is PollOutcome.PUBLISH_FAILED
+            assert await world.store.watermark.get(uid) is None
+            again = only(await poller.run_once())  # `seen` was not updated either
+            assert again.outcome is PollOutcome.PUBLISH_FAILED and again.api_calls == 1 + 10
+    finally:
+        await broken.stop()
+    assert await world.published() == []
+
+    async with world.poller() as poller:
+        report = only(await poller.run_once())
+    assert report.outcome is PollOutcome.OK and report.published == 10
+    assert await world.store.watermark.get(uid) is not None
+    assert len(versions(await world.published(), uid)) == 10
+
+
+@SQLITE
+async def test_a_spent_daily_quota_skips_the_organization_until_its_reset(world: World) -> None:
+    uid, grant = await world.integration(limits={"daily": 6})
+    times = days_ago(1, 10, timedelta(hours=1))
+    await seed(world.zoho, grant, times)
+
+    async with world.poller() as poller:
+        first = only(await poller.run_once())
+        assert first.outcome is PollOutcome.DAILY_LIMIT
+        assert first.published == 5  # one list call + five details: the day's six
+        watermark = await world.store.watermark.get(uid)
+        assert watermark is not None and watermark < times[-1]  # progress kept, not all
+        limiter = poller.sessions.limiter(grant.organization_id)
+        assert limiter.day_tz == ZoneInfo("Europe/Zagreb")  # the organization's zone
+        blocked = limiter.daily_blocked_until
+        assert blocked is not None and blocked > datetime.now(UTC)
+
+        before = await world.zoho.counters()
+        second = only(await poller.run_once())
+        assert second.outcome is PollOutcome.DAILY_LIMIT and second.api_calls == 0
+        assert await world.zoho.counters() == before
+        record = await world.store.integrations.get(uid)
+        assert record is not None
+        target = target_of(record)
+        assert target is not None
+        assert poller.schedule.next_due(target, datetime.now(UTC)) == blocked
+        assert await poller.run_once() == []  # not due until the reset
+    assert len(versions(await world.published(), uid)) == 5
+
+
+@SQLITE
+async def test_a_refreshed_access_token_is_kept_in_the_store(world: World) -> None:
+    uid, grant = await world.integration(limits=FAST)
+    await seed(world.zoho, grant, days_ago(1, 2))
+    stored = await world.store.tokens.get(uid)
+    assert stored is not None
+    refreshes = metric("fiscobridge_poller_token_refreshes_total")
+
+    await world.zoho.expire_access_tokens(grant.user["email"])
+    async with world.poller() as poller:
+        assert only(await poller.run_once()).outcome is PollOutcome.OK
+    fresh = await world.store.tokens.get(uid)
+    assert fresh is not None
+    assert fresh.refresh_token == stored.refresh_token
+    assert fresh.access_token != stored.access_token
+    assert fresh.access_expires_at is not None and fresh.access_expires_at > datetime.now(UTC)
+    assert metric("fiscobridge_poller_token_refreshes_total") == refreshes + 1
+
+    # Another instance (or this one restarted) uses the stored token: no refresh.
+    await world.zoho.create_invoice(grant.organization_id)
+    async with world.poller() as poller:
+        assert only(await poller.run_once()).published == 1
+    assert metric("fiscobridge_poller_token_refreshes_total") == refreshes + 1
+
+
+@SQLITE
+@pytest.mark.parametrize("drain_seconds", [0.2, 30.0])
+async def test_sigterm_drains_and_releases_the_lease(world: World, drain_seconds: float) -> None:
+    # Slow answers: the 20 details take about two seconds, five at a time.
+    uid, grant = await world.integration(limits={**FAST, "latency_seconds": 0.5})
+    await seed(world.zoho, grant, days_ago(1, 20))
+    stop = asyncio.Event()
+    async with world.poller(drain_seconds=drain_seconds) as poller:
+        running = asyncio.create_task(poller.run(stop))
+        await wait_until(lambda: uid in poller.held)
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.wait_for(running, timeout=20)
+        assert await world.store.lease.holder(uid) is None
+        published = versions(await world.published(), uid)
+        watermark = await world.store.watermark.get(uid)
+        if drain_seconds < 1:  # cut off while fetching: nothing published, nothing moved
+            assert (len(published), watermark) == (0, None)
+        else:  # allowed to finish: everything published, then the watermark moved
+            assert len(published) == 20 and watermark is not None
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)

@@ -1,0 +1,96 @@
+from services.portal.web.sessions import COOKIE, MAX_FLOWS, Session, SessionMiddleware
+from services.portal.web.signing import Signer
+
+SIGNER = Signer(b"0123456789abcdef-portal-tests", "session")
+
+
+async def _app(scope: object, receive: object, send: object) -> None:  # never called here
+    raise AssertionError
+
+
+def _middleware(*, secure: bool = False, now: float = 1000.0) -> SessionMiddleware:
+    return SessionMiddleware(_app, SIGNER, max_age=3600, secure=secure, clock=lambda: now)
+
+
+def _value(set_cookie: str) -> str:
+    return set_cookie.split(";")[0].removeprefix(f"{COOKIE}=")
+
+
+def test_a_session_survives_the_cookie_round_trip() -> None:
+    middleware = _middleware()
+    session = Session.fresh()
+    session.sign_in("acct1", "a@firma.example")
+    loaded = middleware.load(_value(middleware.cookie(session)))
+    assert loaded.account_id == "acct1" and loaded.email == "a@firma.example"
+    assert loaded.csrf == session.csrf and not loaded.changed
+
+
+def test_a_forged_or_expired_cookie_means_a_fresh_anonymous_session() -> None:
+    session = Session.fresh()
+    session.sign_in("acct1", "a@firma.example")
+    cookie = _value(_middleware().cookie(session))
+    forged = cookie[:-1] + ("A" if cookie[-1] != "A" else "B")
+    for loaded in (_middleware().load(forged), _middleware(now=1000 + 3601).load(cookie),
+                   _middleware().load("garbage")):
+        assert loaded.account_id is None and not loaded.stored
+        assert loaded.csrf != session.csrf and loaded.changed
+
+
+def test_a_new_session_gets_a_cookie_only_once_its_token_was_handed_out() -> None:
+    session = Session.fresh()
+    assert not session.changed
+    assert session.csrf_matches(session.data["csrf"]) and not session.changed
+    session.csrf  # noqa: B018 - rendering a form reads it
+    assert session.changed
+
+
+def test_cookie_attributes() -> None:
+    cookie = _middleware().cookie(Session.fresh())
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Max-Age=3600" in cookie
+    assert "Secure" not in cookie
+    assert cookie.endswith("; Secure") is False
+    assert _middleware(secure=True).cookie(Session.fresh()).endswith("; Secure")
+
+
+def test_signing_in_and_out_starts_a_new_session() -> None:
+    session = Session.fresh()
+    before = (session.sid, session.csrf)
+    session.sign_in("acct1", "a@firma.example")
+    assert (session.sid, session.csrf) != before and session.account_id == "acct1"
+    signed_in = (session.sid, session.csrf)
+    session.sign_out()
+    assert (session.sid, session.csrf) != signed_in and session.account_id is None
+
+
+def test_an_oauth_flow_finishes_once() -> None:
+    session = Session.fresh()
+    session.start_flow("n1", "uid1")
+    assert session.finish_flow("n2") is None
+    assert session.finish_flow("n1") == "uid1"
+    assert session.finish_flow("n1") is None
+
+
+def test_only_the_newest_flows_are_kept() -> None:
+    session = Session.fresh()
+    for i in range(MAX_FLOWS + 2):
+        session.start_flow(f"n{i}", f"uid{i}")
+    assert session.finish_flow("n0") is None and session.finish_flow("n1") is None
+    assert session.finish_flow(f"n{MAX_FLOWS + 1}") == f"uid{MAX_FLOWS + 1}"
+
+
+def test_csrf_comparison() -> None:
+    session = Session.fresh()
+    assert session.csrf_matches(session.csrf)
+    assert not session.csrf_matches(Session.fresh().csrf)
+    assert not session.csrf_matches(None) and not session.csrf_matches("")
+    assert not session.csrf_matches("é")
+
+
+def test_a_pending_choice_belongs_to_one_integration() -> None:
+    session = Session.fresh()
+    session.await_choice("uid1", "https://accounts.zoho.eu", "sealed")
+    assert session.pending_choice("uid2") is None
+    assert session.pending_choice("uid1") == {
+        "uid": "uid1", "accounts_server": "https://accounts.zoho.eu", "grant": "sealed"}
+    session.clear_choice()
+    assert session.any_choice() is None
