@@ -78,7 +78,8 @@ class LocalStack:
         if name == "cis":
             argv = [*exe, "sandbox", "cis", "--port", str(self.ports["cis"]),
                     "--ca-dir", str(self.home / "sandbox-ca"),
-                    "--latency-ms", str(self.cis_latency_ms), "--jitter-ms", str(self.cis_jitter_ms)]
+                    "--latency-ms", str(self.cis_latency_ms),
+                    "--jitter-ms", str(self.cis_jitter_ms)]
             env = {}
         else:
             argv = [*exe, "run", name]
@@ -132,7 +133,8 @@ class LocalStack:
             if child.process is None or child.process.returncode is not None:
                 continue
             try:
-                fields = Path(f"/proc/{child.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                stat = Path(f"/proc/{child.process.pid}/stat").read_text()
+                fields = stat.rsplit(")", 1)[1].split()  # the name in () may hold spaces
             except OSError:
                 continue
             out[name] = (int(fields[11]) + int(fields[12])) / tick

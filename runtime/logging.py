@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("log_context", default={})
+_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "log_context", default=None
+)
 
 # Attributes every LogRecord has; anything else came in through `extra=` and is logged.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -24,7 +26,7 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 
 @contextlib.contextmanager
 def log_context(**fields: str | None) -> Iterator[None]:
-    merged = {**_context.get(), **{k: v for k, v in fields.items() if v is not None}}
+    merged = {**(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}}
     token = _context.set(merged)
     try:
         yield
@@ -44,7 +46,7 @@ class JsonFormatter(logging.Formatter):
             "service": self.service,
             "logger": record.name,
             "msg": record.getMessage(),
-            **_context.get(),
+            **(_context.get() or {}),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):

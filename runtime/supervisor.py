@@ -30,13 +30,15 @@ class Child:
     restarts: int = 0
 
     async def start(self) -> None:
-        out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 - child owns it
+        # A log file opens in microseconds; the child inherits the descriptor.
+        out = open(self.log_path, "ab") if self.log_path else None  # noqa: ASYNC230
         self.process = await asyncio.create_subprocess_exec(
             *self.argv,
             env={**os.environ, **self.env},
             stdout=out or sys.stdout,
             stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
+            # Ctrl-C reaches the supervisor only; it stops the children in order.
+            start_new_session=True,
         )
         if out:
             out.close()

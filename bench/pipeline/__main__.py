@@ -37,14 +37,15 @@ from schemas.topics import registry
 
 def signing_rate(seconds: float = 3.0) -> float:
     """Invoices per second HrCisProfile.sign manages on one core, the pipeline's ceiling."""
-    from fiscal.hr_cis.certificate import load_certificate
-    from fiscal.hr_cis.settings import FiscalSettings
-    from fiscal.hr_cis.profile import HrCisProfile
-    from fiscobridge.provision import random_oib
+    import json
+
     from connectors.zoho.webhook import parse_webhook
+    from fiscal.hr_cis.certificate import load_certificate
+    from fiscal.hr_cis.profile import HrCisProfile
+    from fiscal.hr_cis.settings import FiscalSettings
+    from fiscobridge.provision import random_oib
     from sandbox.cis.ca import TestCA
     from sandbox.load import zoho_invoice
-    import json
 
     oib = random_oib()
     pfx = TestCA.create().issue_pfx(oib, "bench")
@@ -72,7 +73,9 @@ async def run(args: argparse.Namespace) -> None:
     report = await ensure_topics(kafka, registry(kafka.partitions))
     assert report.ok, report.summary()
     key = new_key()
-    store = Store.open(f"sqlite+aiosqlite:///{home / 'fiscobridge.db'}", vault=Vault(parse_keys(key)))
+    store = Store.open(
+        f"sqlite+aiosqlite:///{home / 'fiscobridge.db'}", vault=Vault(parse_keys(key))
+    )
     await store.migrate()
     stack = LocalStack(home=home, kafka_bootstrap=bootstrap, master_key=key,
                        cis_latency_ms=args.latency_ms)

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from runtime.settings import home_dir
+from runtime.supervisor import Child
 
 SERVICES = ("portal", "reporter", "fiscalizer", "poller", "ingest")
 ZOHO_CLIENT_ID = "1000.FISCOBRIDGEDEV"
@@ -38,9 +39,8 @@ class Ports:
         return self.portal + 1 + SERVICES.index(name)  # ops ports right above the portal
 
 
-def children(ports: Ports, log_dir: Path, zoho_secret: str) -> list[object]:
+def children(ports: Ports, log_dir: Path, zoho_secret: str) -> list[Child]:
     from fiscobridge.stack import port_variable
-    from runtime.supervisor import Child
 
     exe = [sys.executable, "-m", "fiscobridge"]
     portal_url = f"http://127.0.0.1:{ports.portal}"
@@ -107,7 +107,7 @@ def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
         prepare_embedded_store()
         log_dir = home_dir() / "logs"
         log_dir.mkdir(exist_ok=True)
-        supervisor = Supervisor(children(ports, log_dir, secrets.token_urlsafe(24)))  # type: ignore[arg-type]
+        supervisor = Supervisor(children(ports, log_dir, secrets.token_urlsafe(24)))
         click.echo(
             f"FiscoBridge is starting (logs in {log_dir}):\n"
             f"  portal    http://127.0.0.1:{portal_port}  (Zoho sandbox users demo@com.example"

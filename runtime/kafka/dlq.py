@@ -15,7 +15,9 @@ ERROR_MESSAGE = "fiscobridge.error.message"
 SOURCE = "fiscobridge.source"  # topic/partition/offset
 
 
-def headers_for(topic: str, partition: int, offset: int, error: BaseException) -> list[tuple[str, bytes]]:
+def headers_for(
+    topic: str, partition: int, offset: int, error: BaseException
+) -> list[tuple[str, bytes]]:
     return [
         (ERROR_TYPE, type(error).__name__.encode()),
         (ERROR_MESSAGE, str(error)[:4000].encode()),

@@ -16,12 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
-
-import weakref
 
 import faust
 from faust.streams import _current_event
@@ -76,6 +75,13 @@ SIGN_SECONDS = Histogram(
     "fiscobridge_fiscalizer_sign_seconds", "Build + protection code + XML signature per invoice",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
 )
+
+
+class Output(NamedTuple):
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]] | None = None
 
 
 def _broker_urls(kafka: KafkaSettings) -> list[str]:
@@ -151,7 +157,7 @@ class Fiscalizer:
         self,
         events: list[Any],
         kind: str,
-        handler: Callable[[bytes], Awaitable[list[tuple[str, bytes, bytes]]]],
+        handler: Callable[[bytes], Awaitable[list[Output]]],
     ) -> None:
         sends = []
         for event in events:
@@ -164,17 +170,16 @@ class Fiscalizer:
             except Exception as exc:  # never acknowledge silently: park it for an operator
                 log.exception("cannot process; sent to DLQ", extra={"topic": message.topic})
                 PROCESSED.labels(kind, "dead_letter").inc()
-                outputs = [(
+                outputs = [Output(
                     f"{message.topic}.dlq", message.key, message.value,
                     headers_for(message.topic, message.partition, message.offset, exc),
                 )]
             for output in outputs:
-                topic, key, value, *headers = output
-                if topic not in self._outputs:
-                    self._outputs[topic] = self.app.topic(topic)
+                if output.topic not in self._outputs:
+                    self._outputs[output.topic] = self.app.topic(output.topic)
                 sends.append(
-                    await self._outputs[topic].send(
-                        key=key, value=value, headers=headers[0] if headers else None
+                    await self._outputs[output.topic].send(
+                        key=output.key, value=output.value, headers=output.headers
                     )
                 )
         # The batch's events are acknowledged when the next batch is taken; faust
@@ -191,7 +196,7 @@ class Fiscalizer:
     def _month_key(self, uid: str, now: datetime) -> str:
         return f"{uid}:{now.astimezone(self.zone):%Y-%m}"
 
-    async def _on_received(self, value: bytes) -> list[Any]:
+    async def _on_received(self, value: bytes) -> list[Output]:
         event = InvoiceReceived.from_json(value)
         uid, invoice = event.integration_uid, event.invoice
         with log_context(integration_uid=uid, event_id=event.event_id):
@@ -204,7 +209,9 @@ class Fiscalizer:
                 integration_status=integration.status if integration else None,
                 trigger=integration.trigger if integration else self.directory.default_trigger,
                 used_this_month=self.usage[month],
-                monthly_limit=self.settings.monthly_limit(integration.tier) if integration else None,
+                monthly_limit=(
+                    self.settings.monthly_limit(integration.tier) if integration else None
+                ),
                 now=now,
             )
             if isinstance(decision, Skip):
@@ -215,11 +222,11 @@ class Fiscalizer:
                 return [self._status(uid, invoice, decision)]
             assert integration is not None and isinstance(decision, Sign)
             outputs = self._sign(integration, invoice, decision, now)
-            if decision.counts_toward_license and outputs[0][0] == INVOICES_SIGNED.name:
+            if decision.counts_toward_license and outputs[0].topic == INVOICES_SIGNED.name:
                 self.usage[month] += 1
             return outputs
 
-    async def _on_retry(self, value: bytes) -> list[Any]:
+    async def _on_retry(self, value: bytes) -> list[Output]:
         retry = InvoiceRetry.from_json(value)
         uid = retry.integration_uid
         with log_context(integration_uid=uid, event_id=retry.event_id):
@@ -238,7 +245,7 @@ class Fiscalizer:
                 await asyncio.sleep(wait)
             return self._sign(integration, retry.invoice, decision, datetime.now(UTC))
 
-    async def _on_status(self, value: bytes) -> list[Any]:
+    async def _on_status(self, value: bytes) -> list[Output]:
         status = InvoiceStatus.from_json(value)
         key = f"{status.integration_uid}:{status.invoice.source_id}"
         raw = self.states.get(key)
@@ -250,7 +257,7 @@ class Fiscalizer:
 
     # -- outputs ------------------------------------------------------------------
 
-    def _status(self, uid: str, invoice: Invoice, report: Report) -> tuple[str, bytes, bytes]:
+    def _status(self, uid: str, invoice: Invoice, report: Report) -> Output:
         status = InvoiceStatus(
             integration_uid=uid,
             invoice=InvoiceRef.of(invoice),
@@ -259,11 +266,11 @@ class Fiscalizer:
             message=report.message,
         )
         log.info("reported", extra={"state": report.state.value, "reason_code": report.reason_code})
-        return (INVOICES_STATUS.name, status.key, status.to_json())
+        return Output(INVOICES_STATUS.name, status.key, status.to_json())
 
     def _sign(
         self, integration: IntegrationView, invoice: Invoice, sign: Sign, now: datetime
-    ) -> list[Any]:
+    ) -> list[Output]:
         uid = integration.uid
         started = time.perf_counter()
         try:
@@ -298,4 +305,4 @@ class Fiscalizer:
         )
         PROCESSED.labels("sign", "signed").inc()
         log.info("signed", extra={"attempt": sign.attempt, "subsequent": sign.subsequent_delivery})
-        return [(INVOICES_SIGNED.name, event.key, event.to_json())]
+        return [Output(INVOICES_SIGNED.name, event.key, event.to_json())]

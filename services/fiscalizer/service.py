@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+
 import faust
 import mode
 from pydantic import SecretStr

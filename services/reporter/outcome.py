@@ -48,7 +48,7 @@ def decide(
             attempt=signed.attempt,
             signed_request=signed.document,
             occurred_at=now,
-            **kw,  # type: ignore[arg-type]
+            **kw,
         )
 
     if isinstance(result, Unverified):

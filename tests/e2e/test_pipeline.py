@@ -61,7 +61,8 @@ async def test_a_thousand_webhooks_for_three_integrations(pipeline: Pipeline) ->
     for m in made:
         for _ in range(100):
             counts = await pipeline.store.journal.counts(m.uid)
-            if counts.get(InvoiceState.FISCALIZED, 0) == len([k for k in fiscalized if k[0] == m.uid]):
+            mine = sum(1 for k in fiscalized if k[0] == m.uid)
+            if counts.get(InvoiceState.FISCALIZED, 0) == mine:
                 break
             await asyncio.sleep(0.1)
         assert counts.get(InvoiceState.FISCALIZED) == sum(1 for k in fiscalized if k[0] == m.uid)
@@ -89,7 +90,9 @@ async def test_b_duplicate_webhooks_and_polls_fiscalize_once(pipeline: Pipeline)
                     integration_uid=m.uid, invoice=parse_webhook(json.dumps(payload).encode()),
                     channel=Channel.POLL,
                 )
-                await producer.send_and_wait(INVOICES_RECEIVED.name, polled.to_json(), key=polled.key)
+                await producer.send_and_wait(
+                    INVOICES_RECEIVED.name, polled.to_json(), key=polled.key
+                )
         assert await watcher.wait_for(expected, timeout=120) == set()
         await asyncio.sleep(2)  # let any second fiscalization show itself
     finally:

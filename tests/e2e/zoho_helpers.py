@@ -89,7 +89,8 @@ def poller_env(zoho: ZohoSandboxHandle, client: dict[str, Any]) -> dict[str, str
 def poller_settings(
     zoho: ZohoSandboxHandle, client: dict[str, Any], **overrides: Any
 ) -> PollerSettings:
-    """Settings for an in-process poller on the sandbox: every tick polls again."""
+    """Settings for an in-process poller on the sandbox: every tick polls again, and the
+    client-side rate limit is off (tests that want it set it, with the sandbox's)."""
     fields: dict[str, Any] = {
         "zoho_client_id": client["client_id"],
         "zoho_client_secret": client["client_secret"],
@@ -97,6 +98,7 @@ def poller_settings(
         **{f"interval_{tier}_seconds": 0.001 for tier in ("trial", "starter", "growth", "scale")},
         "tick_seconds": 0.05,
         "lease_ttl_seconds": 30,
+        "zoho_per_minute": 1_000_000,
         **overrides,
     }
     return PollerSettings(_env_file=None, **fields)  # type: ignore[call-arg]

@@ -13,16 +13,16 @@ import pytest
 import uvicorn
 from pydantic import SecretStr
 
+from connectors.zoho.webhook import signature_of
+from fiscobridge.stack import free_port
 from runtime.kafka.admin import ensure_topics
 from runtime.kafka.clients import consumer as make_consumer
 from runtime.kafka.clients import partitions_of
 from runtime.kafka.clients import producer as make_producer
 from runtime.kafka.local import LocalKafka
-from fiscobridge.stack import free_port
 from runtime.ops import QuietServer
 from runtime.settings import KafkaSettings
 from sandbox.load import zoho_invoice
-from connectors.zoho.webhook import signature_of
 from schemas.events import Channel, InvoiceReceived
 from schemas.topics import INVOICES_RECEIVED, registry
 from services.ingest.app import create_app
@@ -76,7 +76,7 @@ async def ingest(broker: LocalKafka) -> AsyncIterator[Ingest]:
     server = QuietServer(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
                                         lifespan="off"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for this
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
