@@ -31,6 +31,16 @@ def port_variable(service: str) -> str:
     return f"FISCOBRIDGE_{service.upper()}_OPS_PORT"
 
 
+def cpu_seconds_of(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far, from /proc; None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # the name in () may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -127,17 +137,12 @@ class LocalStack:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system) each child has used so far, from /proc."""
-        tick = os.sysconf("SC_CLK_TCK")
         out = {}
         for name, child in self.children.items():
-            if child.process is None or child.process.returncode is not None:
-                continue
-            try:
-                stat = Path(f"/proc/{child.process.pid}/stat").read_text()
-                fields = stat.rsplit(")", 1)[1].split()  # the name in () may hold spaces
-            except OSError:
-                continue
-            out[name] = (int(fields[11]) + int(fields[12])) / tick
+            if child.process is not None and child.process.returncode is None:
+                used = cpu_seconds_of(child.process.pid)
+                if used is not None:
+                    out[name] = used
         return out
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:

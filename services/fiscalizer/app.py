@@ -30,6 +30,7 @@ from fiscal.hr_cis.certificate import CertificateError
 from fiscal.hr_cis.profile import HrCisProfile, InvoiceRejected
 from runtime.kafka.dlq import headers_for
 from runtime.logging import log_context
+from runtime.metrics import CONSUMER_LAG
 from runtime.settings import KafkaSettings
 from schemas.events import (
     InvoiceReceived,
@@ -146,6 +147,18 @@ class Fiscalizer:
         async def status(stream: Any) -> None:
             async for events in stream.take_events(batch, within):
                 await self._batch(events, "status", self._on_status)
+
+        @self.app.timer(interval=5.0)
+        async def consumer_lag() -> None:
+            consumer = self.app.consumer
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                # faust keeps the last offset it read per partition; no public accessor.
+                read = consumer._read_offset.get(tp)  # type: ignore[attr-defined]
+                if high is not None and read is not None:
+                    CONSUMER_LAG.labels(self.settings.app_id, tp.topic, str(tp.partition)).set(
+                        max(0, high - read - 1)
+                    )
 
         @self.app.agent(self.integrations_topic, concurrency=1, name="integrations")
         async def integrations(stream: Any) -> None:

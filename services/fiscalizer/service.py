@@ -68,6 +68,7 @@ def run() -> None:
 
         async def on_start(self) -> None:
             await store.require_schema()
+            await store.verify_secrets()  # a wrong master key fails here, not mid-batch
             await ops.start()
             log.info("fiscalizer ops endpoints up", extra={"ops_port": ops.port})
 

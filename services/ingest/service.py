@@ -27,6 +27,7 @@ async def main(stop: asyncio.Event) -> None:
     kafka = KafkaSettings()
     store = Store.open(vault=Vault.from_env(allow_dev_keyfile=True))
     await store.require_schema()
+    await store.verify_secrets()  # a wrong master key fails here, not on the first webhook
 
     async def load(uid: str) -> WebhookTarget | None:
         record = await store.integrations.get(uid)
