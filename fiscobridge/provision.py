@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +37,12 @@ async def demo_integration(
     *,
     tier: str = "scale",
     account: str = "demo@fiscobridge.example",
+    connect: Callable[[str], Awaitable[None]] | None = None,
 ) -> DemoIntegration:
-    """Create an integration with a sandbox-issued certificate and make it active."""
+    """Create an integration with a sandbox-issued certificate and make it active.
+
+    `connect(uid)` runs before it turns active, e.g. to store a Zoho connection.
+    """
     oib = random_oib()
     password = secrets.token_urlsafe(12)
     pfx = TestCA.load_or_create(ca_dir).issue_pfx(oib, password)
@@ -51,13 +56,17 @@ async def demo_integration(
         certificate=certificate, tier=tier,
     )
     uid = created.record.uid
+    if connect is not None:
+        await connect(uid)
     producer = make_producer(kafka)
     await producer.start()
     try:
         await publish_and_apply(
             producer, store,
-            IntegrationEvent(integration_uid=uid, kind=IntegrationEventKind.CONNECTED,
-                             reason="demo integration, no Zoho connection"),
+            IntegrationEvent(
+                integration_uid=uid, kind=IntegrationEventKind.CONNECTED,
+                reason="demo integration" + ("" if connect else ", no Zoho connection"),
+            ),
         )
     finally:
         await producer.stop()

@@ -146,7 +146,7 @@ class Poller:
         return forget
 
     async def run_once(self) -> list[PollReport]:
-        """One tick, waiting for the polls it started (tests, `fiscobridge` tooling)."""
+        """One tick, waiting for the polls it started."""
         return list(await asyncio.gather(*await self.tick()))
 
     async def drain(self) -> None:
@@ -181,7 +181,13 @@ class Poller:
                     report = PollReport(target.uid, PollOutcome.ERROR, error=repr(error))
                 metrics.POLLS.labels(report.outcome.value).inc()
                 metrics.POLL_SECONDS.observe(time.perf_counter() - started)
-                log.info(
+                # A line per integration and minute saying nothing happened would drown
+                # the log; so would one per integration another instance polls.
+                quiet = report.outcome is PollOutcome.LEASE_BUSY or (
+                    report.outcome is PollOutcome.OK and not report.published
+                )
+                log.log(
+                    logging.DEBUG if quiet else logging.INFO,
                     "poll finished",
                     extra={
                         "outcome": report.outcome.value,
@@ -247,7 +253,9 @@ class Poller:
     ) -> tuple[PollReport, datetime | None]:
         uid = session.target.uid
         try:
-            await self._publish(uid, result.invoices)
+            await asyncio.wait_for(
+                self._publish(uid, result.invoices), self.settings.publish_timeout_seconds
+            )
         except Exception as error:  # no ack for every invoice: the watermark stays
             log.error(
                 "publishing failed; watermark not advanced",

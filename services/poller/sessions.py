@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 
 from connectors.zoho.client import ZohoBooksClient
+from connectors.zoho.errors import ZohoApiError
 from connectors.zoho.oauth import AccessTokenProvider, TokenSet, ZohoOAuth
 from connectors.zoho.ratelimit import RateLimiter
 from connectors.zoho.sync import Key
@@ -151,13 +152,25 @@ class Sessions:
     async def learn_time_zone(self, session: Session) -> None:
         """Once per organization: its daily quota resets at its own midnight.
 
-        One API call per organization and process; Zoho's quota headers, when sent,
-        say the reset time anyway, so a failure here only logs.
+        One API call per organization and process. Zoho's quota headers, when sent, say
+        the reset time anyway, so a refusal here (a grant without the settings scope)
+        only logs; what would stop the poll too (throttling, an outage, a dead grant)
+        is raised.
         """
         organization_id = session.target.organization_id
         if organization_id in self._zones:
             return
-        organizations = await session.client.organizations()
+        try:
+            organizations = await session.client.organizations()
+        except ZohoApiError as error:
+            if error.transient:
+                raise
+            log.warning(
+                "organization time zone unknown; daily quota assumed to reset at UTC midnight",
+                extra={"error": str(error)},
+            )
+            self._zones.add(organization_id)
+            return
         self._zones.add(organization_id)
         found = next(
             (o for o in organizations if str(o.get("organization_id")) == organization_id), None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Annotated
 
@@ -30,6 +31,9 @@ class PollerSettings(BaseSettings):
         default=300.0, ge=0, description="re-read this much before the watermark"
     )
     max_concurrent_polls: int = Field(default=8, ge=1)
+    publish_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="a poll's invoices not all acked by then: publish failed"
+    )
     drain_seconds: float = Field(
         default=20.0, ge=0, description="on SIGTERM, how long a poll still fetching may finish"
     )
@@ -41,7 +45,8 @@ class PollerSettings(BaseSettings):
     zoho_accounts_servers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         validation_alias=_zoho("ACCOUNTS_SERVERS"),
-        description="comma-separated accounts servers the client secret may be sent to; "
+        description="accounts servers the client secret may be sent to (JSON list or "
+        "comma-separated); "
         "empty: Zoho's own data centres (set it to the sandbox's in dev and tests)",
     )
     zoho_per_minute: int = Field(default=100, ge=1, description="Zoho: 100 calls a minute")
@@ -58,7 +63,10 @@ class PollerSettings(BaseSettings):
     @field_validator("zoho_accounts_servers", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
+        """A JSON list (as the portal's setting takes) or comma-separated URLs."""
         if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 

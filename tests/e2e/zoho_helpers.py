@@ -12,7 +12,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from connectors.zoho.oauth import TokenSet
+from connectors.zoho.oauth import DEFAULT_SCOPES, TokenSet
 from runtime.kafka.clients import consumer as make_consumer
 from runtime.kafka.clients import partitions_of
 from runtime.settings import KafkaSettings
@@ -39,11 +39,12 @@ async def zoho_grant(
     *,
     dc: str = "com",
     limits: dict[str, Any] | None = None,
+    scopes: tuple[str, ...] = DEFAULT_SCOPES,
 ) -> ZohoGrant:
     """A new user and organization in `dc`, and the user's consent, exchanged for tokens."""
     user = await zoho.user(dc)
     org = await zoho.organization([user["email"]], limits=limits)
-    redirect = await zoho.authorize(client, user)
+    redirect = await zoho.authorize(client, user, scopes=scopes)
     tokens = await zoho.oauth(client).exchange_code(
         redirect["code"], redirect["accounts-server"]
     )
@@ -101,7 +102,7 @@ def poller_settings(
         "zoho_per_minute": 1_000_000,
         **overrides,
     }
-    return PollerSettings(_env_file=None, **fields)  # type: ignore[call-arg]
+    return PollerSettings(_env_file=None, **fields)
 
 
 async def read_topic(kafka: KafkaSettings, topic: str, model: type[Event]) -> list[Any]:

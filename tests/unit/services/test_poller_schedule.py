@@ -50,7 +50,7 @@ def target(uid: str, tier: str = "growth") -> Target:
 
 
 def test_default_intervals_by_tier() -> None:
-    settings = PollerSettings(_env_file=None)  # type: ignore[call-arg]
+    settings = PollerSettings(_env_file=None)
     assert settings.interval("trial") == 15 * MIN
     assert settings.interval("starter") == 15 * MIN
     assert settings.interval("growth") == 5 * MIN
@@ -68,15 +68,20 @@ def test_intervals_and_zoho_client_come_from_the_environment(
     monkeypatch.setenv(
         "FISCOBRIDGE_POLLER_ZOHO_ACCOUNTS_SERVERS", "http://127.0.0.1:8450, http://127.0.0.1:8452"
     )
-    settings = PollerSettings(_env_file=None)  # type: ignore[call-arg]
+    settings = PollerSettings(_env_file=None)
     assert settings.interval("scale") == timedelta(seconds=2.5)
     assert settings.zoho_client_id == "1000.SHARED"
     assert settings.zoho_client_secret.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(settings)
     assert settings.zoho_accounts_servers == ["http://127.0.0.1:8450", "http://127.0.0.1:8452"]
+    monkeypatch.setenv(
+        "FISCOBRIDGE_POLLER_ZOHO_ACCOUNTS_SERVERS", '["http://127.0.0.1:8450", "http://x:1"]'
+    )
+    servers = PollerSettings(_env_file=None).zoho_accounts_servers
+    assert servers == ["http://127.0.0.1:8450", "http://x:1"]
     # The poller's own variable wins over the shared one.
     monkeypatch.setenv("FISCOBRIDGE_POLLER_ZOHO_CLIENT_ID", "1000.POLLER")
-    assert PollerSettings(_env_file=None).zoho_client_id == "1000.POLLER"  # type: ignore[call-arg]
+    assert PollerSettings(_env_file=None).zoho_client_id == "1000.POLLER"
 
 
 def test_only_active_integrations_connected_to_zoho_are_polled() -> None:
@@ -89,7 +94,7 @@ def test_only_active_integrations_connected_to_zoho_are_polled() -> None:
 
 
 def test_new_integrations_are_due_at_once_then_at_their_tiers_interval() -> None:
-    settings = PollerSettings(_env_file=None)  # type: ignore[call-arg]
+    settings = PollerSettings(_env_file=None)
     schedule = Schedule(settings.interval)
     scale, growth, starter = target("s", "scale"), target("g", "growth"), target("t", "starter")
     everyone = [scale, growth, starter]
@@ -114,7 +119,7 @@ def test_longest_overdue_comes_first() -> None:
 
 
 def test_a_tier_change_takes_effect_at_the_next_tick() -> None:
-    schedule = Schedule(PollerSettings(_env_file=None).interval)  # type: ignore[call-arg]
+    schedule = Schedule(PollerSettings(_env_file=None).interval)
     schedule.attempted("x", T0)
     assert schedule.due([target("x", "starter")], T0 + 2 * MIN) == []
     assert schedule.due([target("x", "scale")], T0 + 2 * MIN) == [target("x", "scale")]

@@ -1,0 +1,182 @@
+"""Zoho Books in, JIR out: invoices created in the Zoho sandbox reach `fiscalized` through
+a running `fiscobridge run poller` (webhooks off), and with webhooks on the poller's
+repeats of what the webhooks delivered change nothing. Counted in the CIS sandbox's
+ledger, the statuses on the topic and the store."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from fiscobridge.provision import DemoIntegration, demo_integration
+from fiscobridge.stack import free_port, port_variable
+from runtime.supervisor import Child
+from sandbox.load import StatusWatcher
+from schemas.events import InvoiceState, InvoiceStatus
+from tests.e2e.conftest import Pipeline
+from tests.e2e.zoho_helpers import ZohoGrant, poller_env, store_connection, zoho_grant
+from tests.fixtures.zoho import ZohoSandboxHandle
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
+
+INVOICES = 25
+
+
+@dataclass
+class ZohoPipeline:
+    pipeline: Pipeline
+    zoho: ZohoSandboxHandle
+    client: dict[str, Any]
+
+    async def integration(self) -> tuple[DemoIntegration, ZohoGrant]:
+        """A Zoho-connected integration with a sandbox certificate, made active."""
+        grant = await zoho_grant(self.zoho, self.client)
+
+        async def connect(uid: str) -> None:
+            await store_connection(self.pipeline.store, uid, grant)
+
+        made = await demo_integration(
+            self.pipeline.store, self.pipeline.kafka, self.pipeline.stack.home / "sandbox-ca",
+            tier="scale", account="zoho@fiscobridge.example", connect=connect,
+        )
+        return made, grant
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def zoho_pipeline(
+    pipeline: Pipeline, zoho_sandbox: ZohoSandboxHandle
+) -> AsyncIterator[ZohoPipeline]:
+    """The module's pipeline plus a poller process, configured as an operator would."""
+    stack = pipeline.stack
+    client = await zoho_sandbox.oauth_client()
+    stack.ports["poller"] = free_port()
+    env = {
+        **stack.env,
+        port_variable("poller"): str(stack.ports["poller"]),
+        "FISCOBRIDGE_POLLER_INTERVAL_SCALE_SECONDS": "1",
+        "FISCOBRIDGE_POLLER_TICK_SECONDS": "0.2",
+        **poller_env(zoho_sandbox, client),
+    }
+    poller = Child(
+        "poller", [sys.executable, "-m", "fiscobridge", "run", "poller"], env,
+        stack.home / "logs" / "poller.log",
+    )
+    await poller.start()
+    stack.children["poller"] = poller  # stopped (SIGTERM) with the rest of the stack
+    await stack.wait_ready("poller")
+    yield ZohoPipeline(pipeline, zoho_sandbox, client)
+
+
+def fiscalized(statuses: list[InvoiceStatus], uid: str) -> Counter[str]:
+    return Counter(
+        s.invoice.source_id
+        for s in statuses
+        if s.integration_uid == uid and s.state is InvoiceState.FISCALIZED
+    )
+
+
+def duplicates(statuses: list[InvoiceStatus], uid: str) -> list[InvoiceStatus]:
+    return [s for s in statuses if s.integration_uid == uid and s.state is InvoiceState.DUPLICATE]
+
+
+async def until(check: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not reached in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_invoices_created_in_zoho_are_fiscalized_through_the_poller(
+    zoho_pipeline: ZohoPipeline,
+) -> None:
+    zp = zoho_pipeline
+    made, grant = await zp.integration()
+    watcher = StatusWatcher(zp.pipeline.kafka)
+    await watcher.start(since_ms=int(time.time() * 1000) - 1000)
+    try:
+        # Webhooks off: Zoho tells nobody; only polling finds these.
+        created = [
+            await zp.zoho.create_invoice(grant.organization_id, customer_name=f"Kupac {n}")
+            for n in range(INVOICES)
+        ]
+        keys = {(made.uid, c["invoice_id"]) for c in created}
+        assert await watcher.wait_for(keys, timeout=120) == set()
+
+        # Paid after fiscalization: the poller delivers the edit, nothing is reported again.
+        first = created[0]["invoice_id"]
+        await zp.zoho.edit_invoice(grant.organization_id, first, status="paid")
+        await until(lambda: duplicates(watcher.outcomes.all, made.uid), timeout=30)
+        await asyncio.sleep(2)  # let any second fiscalization show itself
+    finally:
+        await watcher.stop()
+
+    counts = fiscalized(watcher.outcomes.all, made.uid)
+    assert set(counts) == {c["invoice_id"] for c in created}
+    assert set(counts.values()) == {1}
+    [edit] = duplicates(watcher.outcomes.all, made.uid)
+    assert edit.invoice.source_id == first and edit.reason_code == "already_fiscalized"
+    assert all(s.receipt_id for s in watcher.outcomes.all
+               if s.integration_uid == made.uid and s.state is InvoiceState.FISCALIZED)
+
+    ledger = await zp.pipeline.ledger({made.oib})
+    numbers = [entry["br_ozn_rac"] for entry in ledger]
+    assert len(numbers) == INVOICES and len(set(numbers)) == INVOICES
+    store = zp.pipeline.store
+    for _ in range(100):
+        journal = await store.journal.counts(made.uid)
+        if journal.get(InvoiceState.FISCALIZED) == INVOICES:
+            break
+        await asyncio.sleep(0.1)
+    assert journal.get(InvoiceState.FISCALIZED) == INVOICES
+    assert await store.watermark.get(made.uid) is not None
+
+
+async def test_with_webhooks_on_the_pollers_repeats_are_no_ops(
+    zoho_pipeline: ZohoPipeline,
+) -> None:
+    zp = zoho_pipeline
+    made, grant = await zp.integration()
+    await zp.zoho.set_webhook(
+        grant.organization_id,
+        f"{zp.pipeline.stack.ingest_url}/webhook/zoho/{made.uid}",
+        made.webhook_secret,
+    )
+    watcher = StatusWatcher(zp.pipeline.kafka)
+    await watcher.start(since_ms=int(time.time() * 1000) - 1000)
+    try:
+        created = await zp.zoho.create_invoices(
+            grant.organization_id,
+            [{"customer_name": f"Kupac {n}", "status": "sent",
+              "line_items": [{"name": "Kava", "rate": "2.50", "quantity": str(n + 1),
+                              "tax_percentage": "25"}]}
+             for n in range(INVOICES)],
+        )
+        keys = {(made.uid, c["invoice_id"]) for c in created}
+        assert await watcher.wait_for(keys, timeout=120) == set()
+        # Every invoice arrives twice, by webhook and by poll (in either order): the
+        # second delivery of each is reported a duplicate and goes no further.
+        await until(lambda: len(duplicates(watcher.outcomes.all, made.uid)) >= INVOICES, 60)
+        await asyncio.sleep(2)
+    finally:
+        await watcher.stop()
+
+    deliveries = [d for d in await zp.zoho.deliveries()
+                  if d["organization_id"] == grant.organization_id]
+    assert sorted(d["invoice_id"] for d in deliveries) == sorted(k[1] for k in keys)
+    assert {d["outcome"] for d in deliveries} == {"202"}
+
+    counts = fiscalized(watcher.outcomes.all, made.uid)
+    assert set(counts) == {k[1] for k in keys} and set(counts.values()) == {1}
+    repeats = Counter(s.invoice.source_id for s in duplicates(watcher.outcomes.all, made.uid))
+    assert set(repeats) == {k[1] for k in keys} and set(repeats.values()) == {1}
+    ledger = await zp.pipeline.ledger({made.oib})
+    numbers = [entry["br_ozn_rac"] for entry in ledger]
+    assert len(numbers) == INVOICES and len(set(numbers)) == INVOICES
