@@ -9,6 +9,12 @@ are co-partitioned with every stream that touches them:
 Agents run at concurrency=1 (faust-streaming #606 loses messages above 1); parallelism
 comes from partitions and from `stream.take` batches. Offsets are committed by faust
 after the producer is flushed, so every output of a batch is on the broker first.
+
+A batch's table writes reach the changelog only after its outputs are acked: an entry
+saying "signed" whose InvoiceSigned never left would, replayed after a crash, turn the
+invoice into a duplicate of a message nobody received, and lose it. The other order
+can at worst sign an invoice twice, and the reporter never submits an invoice it has
+seen fiscalized (services/reporter/reported.py).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from fiscal.hr_cis.profile import HrCisProfile, InvoiceRejected
 from runtime.kafka.dlq import headers_for
 from runtime.logging import log_context
 from runtime.metrics import CONSUMER_LAG
-from runtime.settings import KafkaSettings
+from runtime.settings import KafkaSettings, home_dir
 from schemas.events import (
     InvoiceReceived,
     InvoiceRef,
@@ -78,6 +84,40 @@ SIGN_SECONDS = Histogram(
 )
 
 
+class Staged:
+    """The table writes of one batch, read through before the tables themselves and
+    applied once the batch's outputs are acked. One per batch: agents run concurrently."""
+
+    def __init__(self) -> None:
+        self.event: Any = None  # the event being handled: its writes' changelog partition
+        self._writes: list[tuple[Any, Any, str, Any]] = []  # event, table, key, value
+        self._latest: dict[tuple[int, str], Any] = {}
+
+    def get(self, table: Any, key: str, default: Any = None) -> Any:
+        if (id(table), key) in self._latest:
+            return self._latest[(id(table), key)]
+        value = table.get(key)
+        return default if value is None else value
+
+    def set(self, table: Any, key: str, value: Any) -> None:
+        self._writes.append((self.event, table, key, value))
+        self._latest[(id(table), key)] = value
+
+    def mark(self) -> int:
+        return len(self._writes)
+
+    def rollback(self, mark: int) -> None:
+        """Forget the writes since `mark`: those of an event that went to the DLQ."""
+        del self._writes[mark:]
+        self._latest = {(id(table), key): value for _, table, key, value in self._writes}
+
+    def apply(self) -> None:
+        for event, table, key, value in self._writes:
+            # faust takes a write's changelog partition from the event being iterated.
+            _current_event.set(weakref.ref(event))
+            table[key] = value
+
+
 class Output(NamedTuple):
     topic: str
     key: bytes
@@ -115,6 +155,9 @@ class Fiscalizer:
             web_enabled=False,
             stream_wait_empty=False,
             broker_commit_interval=1.0,
+            # A killed worker's partitions are reassigned once its session expires.
+            broker_session_timeout=settings.session_timeout_seconds,
+            datadir=str(home_dir() / f"{settings.app_id}-data"),
             key_serializer="raw",
             value_serializer="raw",
         )
@@ -170,17 +213,18 @@ class Fiscalizer:
         self,
         events: list[Any],
         kind: str,
-        handler: Callable[[bytes], Awaitable[list[Output]]],
+        handler: Callable[[bytes, Staged], Awaitable[list[Output]]],
     ) -> None:
         sends = []
+        staged = Staged()
         for event in events:
             message = event.message
-            # Table writes go to the changelog partition of the event being handled;
-            # faust knows it only while iterating one event at a time, so tell it.
-            _current_event.set(weakref.ref(event))
+            staged.event = event
+            mark = staged.mark()
             try:
-                outputs = await handler(event.value)
+                outputs = await handler(event.value, staged)
             except Exception as exc:  # never acknowledge silently: park it for an operator
+                staged.rollback(mark)
                 log.exception("cannot process; sent to DLQ", extra={"topic": message.topic})
                 PROCESSED.labels(kind, "dead_letter").inc()
                 outputs = [Output(
@@ -196,20 +240,24 @@ class Fiscalizer:
                     )
                 )
         # The batch's events are acknowledged when the next batch is taken; faust
-        # flushes the producer before it commits those offsets.
+        # flushes the producer (changelog writes included) before it commits them.
         if sends:
             await asyncio.gather(*sends)
+        staged.apply()
 
     # -- handlers -----------------------------------------------------------------
 
-    def _entry(self, uid: str, source_id: str) -> Entry | None:
-        raw = self.states.get(f"{uid}:{source_id}")
+    def _entry(self, staged: Staged, uid: str, source_id: str) -> Entry | None:
+        raw = staged.get(self.states, f"{uid}:{source_id}")
         return Entry.from_json(raw) if raw else None
+
+    def _set_entry(self, staged: Staged, uid: str, source_id: str, entry: Entry) -> None:
+        staged.set(self.states, f"{uid}:{source_id}", entry.to_json())
 
     def _month_key(self, uid: str, now: datetime) -> str:
         return f"{uid}:{now.astimezone(self.zone):%Y-%m}"
 
-    async def _on_received(self, value: bytes) -> list[Output]:
+    async def _on_received(self, value: bytes, staged: Staged) -> list[Output]:
         event = InvoiceReceived.from_json(value)
         uid, invoice = event.integration_uid, event.invoice
         with log_context(integration_uid=uid, event_id=event.event_id):
@@ -218,10 +266,10 @@ class Fiscalizer:
             month = self._month_key(uid, now)
             decision = on_received(
                 invoice,
-                self._entry(uid, invoice.source_id),
+                self._entry(staged, uid, invoice.source_id),
                 integration_status=integration.status if integration else None,
                 trigger=integration.trigger if integration else self.directory.default_trigger,
-                used_this_month=self.usage[month],
+                used_this_month=staged.get(self.usage, month, 0),
                 monthly_limit=(
                     self.settings.monthly_limit(integration.tier) if integration else None
                 ),
@@ -234,16 +282,16 @@ class Fiscalizer:
                 PROCESSED.labels("received", decision.state.value).inc()
                 return [self._status(uid, invoice, decision)]
             assert integration is not None and isinstance(decision, Sign)
-            outputs = self._sign(integration, invoice, decision, now)
+            outputs = self._sign(staged, integration, invoice, decision, now)
             if decision.counts_toward_license and outputs[0].topic == INVOICES_SIGNED.name:
-                self.usage[month] += 1
+                staged.set(self.usage, month, staged.get(self.usage, month, 0) + 1)
             return outputs
 
-    async def _on_retry(self, value: bytes) -> list[Output]:
+    async def _on_retry(self, value: bytes, staged: Staged) -> list[Output]:
         retry = InvoiceRetry.from_json(value)
         uid = retry.integration_uid
         with log_context(integration_uid=uid, event_id=retry.event_id):
-            decision = on_retry(retry, self._entry(uid, retry.invoice.source_id))
+            decision = on_retry(retry, self._entry(staged, uid, retry.invoice.source_id))
             if isinstance(decision, Skip):
                 PROCESSED.labels("retry", decision.reason).inc()
                 return []
@@ -256,15 +304,14 @@ class Fiscalizer:
                 # Retries of one partition arrive roughly in not_before order; waiting here
                 # delays only this partition's retries, never new invoices.
                 await asyncio.sleep(wait)
-            return self._sign(integration, retry.invoice, decision, datetime.now(UTC))
+            return self._sign(staged, integration, retry.invoice, decision, datetime.now(UTC))
 
-    async def _on_status(self, value: bytes) -> list[Output]:
+    async def _on_status(self, value: bytes, staged: Staged) -> list[Output]:
         status = InvoiceStatus.from_json(value)
-        key = f"{status.integration_uid}:{status.invoice.source_id}"
-        raw = self.states.get(key)
-        updated = on_status(status, Entry.from_json(raw) if raw else None)
+        uid, source_id = status.integration_uid, status.invoice.source_id
+        updated = on_status(status, self._entry(staged, uid, source_id))
         if updated is not None:
-            self.states[key] = updated.to_json()
+            self._set_entry(staged, uid, source_id, updated)
             PROCESSED.labels("status", updated.phase.value).inc()
         return []
 
@@ -282,7 +329,12 @@ class Fiscalizer:
         return Output(INVOICES_STATUS.name, status.key, status.to_json())
 
     def _sign(
-        self, integration: IntegrationView, invoice: Invoice, sign: Sign, now: datetime
+        self,
+        staged: Staged,
+        integration: IntegrationView,
+        invoice: Invoice,
+        sign: Sign,
+        now: datetime,
     ) -> list[Output]:
         uid = integration.uid
         started = time.perf_counter()
@@ -302,9 +354,10 @@ class Fiscalizer:
             return [self._status(uid, invoice, Report(InvoiceState.BLOCKED, exc.code, str(exc)))]
         finally:
             SIGN_SECONDS.observe(time.perf_counter() - started)
-        self.states[f"{uid}:{invoice.source_id}"] = Entry(
-            Phase.SIGNED, invoice.version, sign.attempt, sign.first_attempt_at
-        ).to_json()
+        self._set_entry(
+            staged, uid, invoice.source_id,
+            Entry(Phase.SIGNED, invoice.version, sign.attempt, sign.first_attempt_at),
+        )
         event = InvoiceSigned(
             integration_uid=uid,
             invoice=invoice,

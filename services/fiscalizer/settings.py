@@ -19,6 +19,9 @@ class FiscalizerSettings(BaseSettings):
     batch_size: int = Field(default=200, ge=1)
     batch_seconds: float = Field(default=0.05, gt=0)
     integration_cache_seconds: float = 30.0
+    session_timeout_seconds: float = Field(
+        default=10.0, ge=6.0, description="faust's 60 s default stalls a restart for a minute"
+    )
     timezone: str = Field(default="Europe/Zagreb", description="months for the license count")
     ops_host: str = "127.0.0.1"
     ops_port: int = 0
