@@ -27,6 +27,7 @@ async def main(stop: asyncio.Event) -> None:
     store = Store.open(vault=Vault.from_env(allow_dev_keyfile=True))
     try:
         await store.require_schema()
+        await store.verify_secrets()  # a wrong master key fails here, not on the first poll
         producer = make_producer(kafka)
         await producer.start()
         try:

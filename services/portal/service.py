@@ -29,6 +29,7 @@ async def main(stop: asyncio.Event) -> None:
     kafka = KafkaSettings()
     store = Store.open(vault=Vault.from_env(allow_dev_keyfile=True))
     await store.require_schema()
+    await store.verify_secrets()  # a wrong master key fails here, not on a user's first page
     projector = Projector(store, kafka, group_id=settings.projector_group_id)
     producer = make_producer(kafka)
     await producer.start()

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from click.testing import CliRunner, Result
@@ -20,6 +21,7 @@ from fiscal.hr_cis.settings import FiscalSettings
 from fiscobridge.cli import cli
 from fiscobridge.commands import db as db_commands
 from runtime.kafka import clients
+from runtime.logging import JsonFormatter
 from runtime.settings import KafkaSettings
 from runtime.store import IntegrationStatus, Store
 from runtime.vault import MasterKey, Vault
@@ -263,7 +265,10 @@ async def test_a_full_cycle_never_shows_a_secret_where_it_should_not(
     finally:
         await reader.close()
 
-    logs = caplog.text
+    # Each record as the services write it (runtime.logging's JSON lines, `extra=` fields
+    # included, which caplog.text's default format drops) and its raw attributes as well.
+    formatter = JsonFormatter("cli")
+    logs = "\n".join(f"{formatter.format(r)}\n{vars(r)!r}" for r in caplog.records)
     assert "INSERT INTO" in logs, "the logs were not captured"
     everything = logs + "\n".join(outputs)
     for value in (
@@ -278,6 +283,43 @@ async def test_a_full_cycle_never_shows_a_secret_where_it_should_not(
     assert secret not in logs
     assert [secret in o for o in outputs].count(True) == 2
     assert secret in outputs[0] and secret in outputs[2]
+
+
+async def test_remove_keeps_the_journal_and_the_license_usage(
+    invoke: Invoke,
+    store: Store,
+    pfx_files: dict[str, Path],
+    fiscal_settings: FiscalSettings,
+    topics: Topics,
+) -> None:
+    created = await invoke(*create_args(pfx_files["demo"], pfx_files["password"], fiscal_settings))
+    assert created.exit_code == 0, created.output
+    uid = re.search(r"created integration (\S+)", created.stdout)[1]  # type: ignore[index]
+    assert (await invoke("integrations", "activate", uid)).exit_code == 0
+    # Fiscalized invoices, as the projector records them: journal rows and the month's usage.
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    await store.apply([
+        invoice_status_at(
+            InvoiceState.FISCALIZED, t0 + timedelta(seconds=n), uid=uid, source_id=f"46{n:014d}"
+        )
+        for n in range(3)
+    ])
+    before = await projection_snapshot(store)
+    assert len([row for row in before["journal"] if uid in row]) == 3
+    assert [u for u in before["usage"] if u[0] == uid] == [(uid, mock.ANY, 3)]
+
+    removed = await invoke("integrations", "remove", uid, "--yes")
+    assert removed.exit_code == 0, removed.output
+    assert f"integration {uid}: active -> removed" in removed.stdout
+    assert "note: access granted in Zoho Books is not revoked from here" in removed.stdout
+    assert "Zoho's connected apps" in removed.stdout
+
+    record = await store.integrations.get(uid)
+    assert record is not None and record.status is IntegrationStatus.REMOVED
+    after = await projection_snapshot(store)
+    assert after["journal"] == before["journal"]  # row for row, receipts included
+    assert after["usage"] == before["usage"]
+    assert len(await store.journal.entries(uid)) == 3
 
 
 async def test_rebuild_state_restores_the_same_state_row_for_row(

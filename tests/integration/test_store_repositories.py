@@ -43,6 +43,10 @@ async def test_accounts_hash_passwords_with_argon2id(store: Store) -> None:
         stored = await session.scalar(select(User.password_hash))
     assert stored is not None and stored.startswith("$argon2id$")
     assert "correct horse" not in stored
+    # $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$salt$hash; OWASP's minimum is 19 MiB.
+    params = re.fullmatch(r"\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$[^$]+\$[^$]+", stored)
+    assert params is not None, stored
+    assert int(params[1]) >= 19456, f"argon2id memory cost {params[1]} KiB is below 19456"
     assert await store.accounts.authenticate("OWNER@obrt.hr", "correct horse") == created
     assert await store.accounts.authenticate("owner@obrt.hr", "wrong") is None
     assert await store.accounts.authenticate("nobody@obrt.hr", "correct horse") is None

@@ -8,7 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
+from connectors.zoho.client import ZohoBooksClient
 from connectors.zoho.errors import ZohoApiError, ZohoUnavailable
 from connectors.zoho.mapping import map_invoice
 from connectors.zoho.ratelimit import RateLimiter
@@ -163,6 +165,45 @@ async def test_unreachable_api_is_transient(zoho_sandbox: ZohoSandboxHandle) -> 
     with pytest.raises(ZohoUnavailable) as caught:
         await books.list_invoices()
     assert caught.value.transient
+
+
+async def test_a_non_zero_code_under_http_200_is_an_api_error(
+    zoho_sandbox: ZohoSandboxHandle,
+) -> None:
+    # Zoho sometimes refuses with HTTP 200 and only the body's `code` says so; the sandbox
+    # always pairs a refusal with an error status, so a tiny real server answers instead.
+    seen: list[web.Request] = []
+
+    async def refuse(request: web.Request) -> web.Response:
+        seen.append(request)
+        return web.json_response({"code": 1002, "message": "Invoice does not exist."})
+
+    app = web.Application()
+    app.router.add_get("/books/v3/invoices/{invoice_id}", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        connection = await zoho_sandbox.connect()
+        books = ZohoBooksClient(
+            zoho_sandbox.http, f"http://127.0.0.1:{port}", connection.organization_id,
+            connection.provider, RateLimiter(),
+        )
+        with pytest.raises(ZohoApiError) as caught:
+            await books.invoice("5000000000000000001")
+    finally:
+        await runner.cleanup()
+    assert type(caught.value) is ZohoApiError
+    assert (caught.value.code, caught.value.http_status) == (1002, 200)
+    assert caught.value.message == "Invoice does not exist."
+    assert str(caught.value) == "Zoho Books error 1002: Invoice does not exist. (HTTP 200)"
+    assert not caught.value.transient
+    assert len(seen) == 1  # refused, not retried
+    assert seen[0].match_info["invoice_id"] == "5000000000000000001"
+    assert seen[0].query["organization_id"] == connection.organization_id
+    assert seen[0].headers["Authorization"].startswith("Zoho-oauthtoken ")
 
 
 async def test_admin_refuses_an_invoice_zoho_would_refuse(zoho_sandbox: ZohoSandboxHandle) -> None:
