@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from prometheus_client import Counter, Gauge
 
 from fiscal.hr_cis.soap import AnswerVerifier
 from runtime import metrics
+from runtime.health import kafka_ok
 from runtime.kafka.clients import consumer as make_consumer
 from runtime.kafka.clients import producer as make_producer
 from runtime.kafka.dlq import send_to_dlq
@@ -181,20 +183,37 @@ class Reporter:
     async def handle(self, tp: TopicPartition, record: ConsumerRecord) -> None:
         IN_FLIGHT.inc()
         try:
-            await self._handle(tp, record)
+            signed: InvoiceSigned | None = None
+            try:
+                signed = InvoiceSigned.from_json(record.value)
+                await self._handle(tp, signed)
+            except Exception as exc:  # publish retries until acked, so this is the record's fault
+                await self.dead_letter(record, exc, signed)
+            # The outcome (status or dead letter) is on the broker: the offset may pass.
             self.tracker.finished(tp, record.offset)
         finally:
             IN_FLIGHT.dec()
             self.slots.release()
 
-    async def _handle(self, tp: TopicPartition, record: ConsumerRecord) -> None:
+    async def dead_letter(
+        self, record: ConsumerRecord, error: Exception, signed: InvoiceSigned | None
+    ) -> None:
+        """Park a record we cannot process on `<topic>.dlq`, waiting for the broker's ack."""
         assert self.producer is not None
-        try:
-            signed = InvoiceSigned.from_json(record.value)
-        except ValueError as exc:
-            await send_to_dlq(self.producer, record, exc)
-            PROCESSED.labels("dead_letter").inc()
-            return
+        producer = self.producer
+        with log_context(integration_uid=signed.integration_uid if signed else None,
+                         event_id=signed.event_id if signed else None):
+            log.error(
+                "cannot process; sent to the dead-letter topic",
+                exc_info=error,
+                extra={"topic": record.topic, "partition": record.partition,
+                       "offset": record.offset, "error": type(error).__name__},
+            )
+            await self._until_acked(f"{record.topic}.dlq",
+                                    lambda: send_to_dlq(producer, record, error))
+        PROCESSED.labels("dead_letter").inc()
+
+    async def _handle(self, tp: TopicPartition, signed: InvoiceSigned) -> None:
         with log_context(integration_uid=signed.integration_uid, event_id=signed.event_id):
             seen = self.reported.get(tp)
             invoice = invoice_key(signed.integration_uid, signed.invoice.source_id)
@@ -223,10 +242,14 @@ class Reporter:
     async def publish(self, topic: str, key: bytes, value: bytes) -> None:
         """Publish, retrying until acked: an outcome we cannot record must not be committed."""
         assert self.producer is not None
+        producer = self.producer
+        await self._until_acked(topic, lambda: producer.send_and_wait(topic, value, key=key))
+
+    async def _until_acked(self, topic: str, send: Callable[[], Awaitable[object]]) -> None:
         delay = 0.1
         while True:
             try:
-                await self.producer.send_and_wait(topic, value, key=key)
+                await send()
                 PUBLISHED.labels(topic).inc()
                 return
             except Exception as exc:  # broker unavailable: hold the offset, keep trying
@@ -235,8 +258,9 @@ class Reporter:
                 delay = min(delay * 2, 5.0)
 
     async def readiness(self) -> dict[str, bool]:
-        return {"kafka": self.running and self.consumer is not None
-                and not self.consumer._closed}
+        # The reporter reads and writes only Kafka; it has no store to check.
+        consumer = self.consumer
+        return {"kafka": self.running and consumer is not None and await kafka_ok(consumer)}
 
 
 async def main(stop: asyncio.Event) -> None:
