@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ["schemas", "fiscal", "connectors", "runtime", "services", "sandbox", "fiscobridge",
-            "bench"]
+            "bench", "tests"]
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:

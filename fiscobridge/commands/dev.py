@@ -32,10 +32,17 @@ class Ports:
     portal: int
     cis: int
     zoho: int  # four in a row: com accounts, com api, eu accounts, eu api
+    # The ops endpoints of the services without a web app of their own; None: right
+    # above the portal (reporter +2, fiscalizer +3, poller +4).
+    reporter: int | None = None
+    fiscalizer: int | None = None
+    poller: int | None = None
 
     def service(self, name: str) -> int:
-        if name in ("ingest", "portal"):
-            return int(getattr(self, name))
+        """The port of `name`'s HTTP endpoints, /healthz /readyz /metrics included."""
+        port = getattr(self, name)
+        if port is not None:
+            return int(port)
         return self.portal + 1 + SERVICES.index(name)  # ops ports right above the portal
 
 
@@ -73,6 +80,12 @@ def children(ports: Ports, log_dir: Path, zoho_secret: str) -> list[Child]:
     return made
 
 
+def listing(ports: Ports) -> str:
+    """Where each service's /healthz /readyz /metrics answer, a line each, start order."""
+    lines = [f"  {name:<11} http://127.0.0.1:{ports.service(name)}\n" for name in SERVICES]
+    return "ops endpoints (/healthz /readyz /metrics):\n" + "".join(lines)
+
+
 @click.command("dev")
 @click.option("--kafka-port", default=9092, show_default=True)
 @click.option("--ingest-port", default=8080, show_default=True)
@@ -80,8 +93,15 @@ def children(ports: Ports, log_dir: Path, zoho_secret: str) -> list[Child]:
               help="the Client Portal; the other services' ops endpoints follow it")
 @click.option("--cis-port", default=8449, show_default=True)
 @click.option("--zoho-port", default=8470, show_default=True, help="first of four")
+@click.option("--reporter-ops-port", type=int, default=None,
+              help="[default: portal port + 2]")
+@click.option("--fiscalizer-ops-port", type=int, default=None,
+              help="[default: portal port + 3]")
+@click.option("--poller-ops-port", type=int, default=None,
+              help="[default: portal port + 4]")
 def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
-        zoho_port: int) -> None:
+        zoho_port: int, reporter_ops_port: int | None, fiscalizer_ops_port: int | None,
+        poller_ops_port: int | None) -> None:
     """Start everything; Ctrl-C stops everything."""
     from runtime.kafka.admin import ensure_topics
     from runtime.kafka.jars import fetch_jars
@@ -91,7 +111,8 @@ def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
     from runtime.supervisor import Supervisor
     from schemas.topics import registry
 
-    ports = Ports(kafka_port, ingest_port, portal_port, cis_port, zoho_port)
+    ports = Ports(kafka_port, ingest_port, portal_port, cis_port, zoho_port,
+                  reporter_ops_port, fiscalizer_ops_port, poller_ops_port)
     broker = None
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         fetch_jars()
@@ -115,8 +136,7 @@ def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
             f"  webhooks  http://127.0.0.1:{ingest_port}/webhook/zoho/<integration uid>\n"
             f"  CIS       http://127.0.0.1:{cis_port}/FiskalizacijaServiceTest (sandbox)\n"
             f"  Zoho      http://127.0.0.1:{zoho_port}-{zoho_port + 3} (sandbox)\n"
-            f"  /healthz /readyz /metrics on {ingest_port}, {portal_port}, "
-            f"{ports.service('reporter')}-{ports.service('poller')}\n"
+            f"{listing(ports)}"
             "Try `fiscobridge demo --invoices 100` in another terminal. Ctrl-C stops everything."
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -141,7 +142,7 @@ def test_json_schema_files_are_current() -> None:
     assert export.stale() == [], "run `fiscobridge schemas export` and commit schemas/json/"
 
 
-def test_stale_detects_drift(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_stale_detects_drift(tmp_path: Path) -> None:
     export.write(tmp_path)
     (tmp_path / "Invoice.schema.json").write_text("{}\n")
     (tmp_path / "Gone.schema.json").write_text("{}\n")
