@@ -16,6 +16,7 @@ profile's overhead is judged.
 from __future__ import annotations
 
 import argparse
+import copy
 import cProfile
 import pstats
 import time
@@ -114,11 +115,16 @@ def main(argv: list[str] | None = None) -> None:
         digest_algorithm=signing.DIGEST_METHOD,
         c14n_algorithm=signing.CANONICALIZATION,
     )
-    key, cert_chain = certificate.private_key, [certificate.certificate]
+    key = certificate.private_key
+    # The same KeyInfo as the profile's (certificate and issuer-serial), so both loops
+    # produce the same message; signxml moves it into the signature, hence the copy.
+    key_info = signing.key_info(certificate)
     zki_message = b"6943515153025.11.2026 10:30:00123POSL112118.30"
 
     steps: dict[str, Callable[[], object]] = {
-        "bare": lambda: etree.tostring(bare_signer.sign(unsigned, key=key, cert=cert_chain)),
+        "bare": lambda: etree.tostring(
+            bare_signer.sign(unsigned, key=key, key_info=copy.deepcopy(key_info))
+        ),
         "profile": lambda: profile.sign(invoice, settings, certificate),
         "zki": lambda: protection_code(key, zki_message),
     }
@@ -142,14 +148,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  profile build+ZKI+sign+serialize {rates['profile']:8.0f} msg/s")
     print(
         f"  ratio profile/bare               {rates['profile'] / rates['bare']:8.2f}"
-        "   (target >= 0.90)"
+        "   (at most the ceiling's share below)"
     )
     print(f"  ZKI RSA-SHA1 alone               {rates['zki']:8.0f} op/s")
     print(
         f"  ceiling 1/(1/bare+1/zki)         {ceiling:8.0f} msg/s"
         f"  = {ceiling / rates['bare']:.2f} of bare"
     )
-    print(f"  profile/ceiling                  {rates['profile'] / ceiling:8.2f}")
+    print(
+        f"  profile/ceiling                  {rates['profile'] / ceiling:8.2f}"
+        "   (target >= 0.90)"
+    )
 
     if args.profile:
         profiler = cProfile.Profile()
