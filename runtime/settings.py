@@ -38,6 +38,11 @@ class KafkaSettings(BaseSettings):
     client_id: str = "fiscobridge"
     partitions: int = Field(default=12, ge=1, description="partitions of every topic created")
     request_timeout_ms: int = 30_000
+    # A consumer's fetch is answered once it can carry fetch_min_bytes, or after
+    # fetch_max_wait_ms: under load each fetch brings many records and the broker answers
+    # far fewer requests; idle, a record waits at most fetch_max_wait_ms longer.
+    fetch_min_bytes: int = Field(default=1, ge=1)
+    fetch_max_wait_ms: int = Field(default=500, ge=0)
 
 
 class StoreSettings(BaseSettings):

@@ -53,6 +53,8 @@ def consumer(
         "enable_auto_commit": False,
         "isolation_level": "read_committed",
         "auto_offset_reset": "earliest",
+        "fetch_min_bytes": settings.fetch_min_bytes,
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
         **overrides,
     }
     return AIOKafkaConsumer(*topics, **options)

@@ -9,17 +9,15 @@ are co-partitioned with every stream that touches them:
 Agents run at concurrency=1 (faust-streaming #606 loses messages above 1); parallelism
 comes from partitions and from `stream.take` batches. Offsets are committed by faust
 after the producer is flushed, so every output of a batch is on the broker first.
-
-A batch's table writes reach the changelog only after its outputs are acked: an entry
-saying "signed" whose InvoiceSigned never left would, replayed after a crash, turn the
-invoice into a duplicate of a message nobody received, and lose it. The other order
-can at worst sign an invoice twice, and the reporter never submits an invoice it has
-seen fiscalized (services/reporter/reported.py).
+A batch's table writes reach the changelog only after its outputs are acked
+(services/fiscalizer/pending.py says why), and a stopping agent finishes its batch
+first: faust acknowledges every event of a batch when its agent stops, processed or not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -60,6 +58,7 @@ from services.fiscalizer.directory import (
     IntegrationUnusable,
     IntegrationView,
 )
+from services.fiscalizer.pending import Batch, Pending
 from services.fiscalizer.rules import (
     Entry,
     Phase,
@@ -84,38 +83,10 @@ SIGN_SECONDS = Histogram(
 )
 
 
-class Staged:
-    """The table writes of one batch, read through before the tables themselves and
-    applied once the batch's outputs are acked. One per batch: agents run concurrently."""
-
-    def __init__(self) -> None:
-        self.event: Any = None  # the event being handled: its writes' changelog partition
-        self._writes: list[tuple[Any, Any, str, Any]] = []  # event, table, key, value
-        self._latest: dict[tuple[int, str], Any] = {}
-
-    def get(self, table: Any, key: str, default: Any = None) -> Any:
-        if (id(table), key) in self._latest:
-            return self._latest[(id(table), key)]
-        value = table.get(key)
-        return default if value is None else value
-
-    def set(self, table: Any, key: str, value: Any) -> None:
-        self._writes.append((self.event, table, key, value))
-        self._latest[(id(table), key)] = value
-
-    def mark(self) -> int:
-        return len(self._writes)
-
-    def rollback(self, mark: int) -> None:
-        """Forget the writes since `mark`: those of an event that went to the DLQ."""
-        del self._writes[mark:]
-        self._latest = {(id(table), key): value for _, table, key, value in self._writes}
-
-    def apply(self) -> None:
-        for event, table, key, value in self._writes:
-            # faust takes a write's changelog partition from the event being iterated.
-            _current_event.set(weakref.ref(event))
-            table[key] = value
+def _write(event: Any, table: Any, key: str, value: Any) -> None:
+    # faust takes a write's changelog partition from the event being iterated.
+    _current_event.set(weakref.ref(event))
+    table[key] = value
 
 
 class Output(NamedTuple):
@@ -169,6 +140,8 @@ class Fiscalizer:
         self.status_topic = self.app.topic(INVOICES_STATUS.name)
         self.integrations_topic = self.app.topic(INTEGRATIONS_EVENTS.name)
         self._outputs: dict[str, Any] = {}
+        self._pending = Pending()
+        self._stopping = asyncio.Event()
         self._register_agents()
 
     # -- wiring -------------------------------------------------------------------
@@ -213,18 +186,34 @@ class Fiscalizer:
         self,
         events: list[Any],
         kind: str,
-        handler: Callable[[bytes, Staged], Awaitable[list[Output]]],
+        handler: Callable[[bytes, Batch], Awaitable[list[Output]]],
+    ) -> None:
+        work = asyncio.ensure_future(self._process(events, kind, handler))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # Stopping: faust is about to acknowledge the whole batch, so finish it first
+            # (a retry still waiting for its time is handed back to its topic).
+            if self.app.should_stop:
+                self._stopping.set()
+            await work
+            raise
+
+    async def _process(
+        self,
+        events: list[Any],
+        kind: str,
+        handler: Callable[[bytes, Batch], Awaitable[list[Output]]],
     ) -> None:
         sends = []
-        staged = Staged()
+        batch = self._pending.batch()
         for event in events:
             message = event.message
-            staged.event = event
-            mark = staged.mark()
             try:
-                outputs = await handler(event.value, staged)
+                outputs = await handler(event.value, batch)
+                batch.commit_event(event)
             except Exception as exc:  # never acknowledge silently: park it for an operator
-                staged.rollback(mark)
+                batch.discard_event()
                 log.exception("cannot process; sent to DLQ", extra={"topic": message.topic})
                 PROCESSED.labels(kind, "dead_letter").inc()
                 outputs = [Output(
@@ -243,21 +232,21 @@ class Fiscalizer:
         # flushes the producer (changelog writes included) before it commits them.
         if sends:
             await asyncio.gather(*sends)
-        staged.apply()
+        batch.settle(_write)
 
     # -- handlers -----------------------------------------------------------------
 
-    def _entry(self, staged: Staged, uid: str, source_id: str) -> Entry | None:
-        raw = staged.get(self.states, f"{uid}:{source_id}")
+    def _entry(self, batch: Batch, uid: str, source_id: str) -> Entry | None:
+        raw = batch.get(self.states, f"{uid}:{source_id}")
         return Entry.from_json(raw) if raw else None
 
-    def _set_entry(self, staged: Staged, uid: str, source_id: str, entry: Entry) -> None:
-        staged.set(self.states, f"{uid}:{source_id}", entry.to_json())
+    def _set_entry(self, batch: Batch, uid: str, source_id: str, entry: Entry) -> None:
+        batch.set(self.states, f"{uid}:{source_id}", entry.to_json())
 
     def _month_key(self, uid: str, now: datetime) -> str:
         return f"{uid}:{now.astimezone(self.zone):%Y-%m}"
 
-    async def _on_received(self, value: bytes, staged: Staged) -> list[Output]:
+    async def _on_received(self, value: bytes, batch: Batch) -> list[Output]:
         event = InvoiceReceived.from_json(value)
         uid, invoice = event.integration_uid, event.invoice
         with log_context(integration_uid=uid, event_id=event.event_id):
@@ -266,10 +255,10 @@ class Fiscalizer:
             month = self._month_key(uid, now)
             decision = on_received(
                 invoice,
-                self._entry(staged, uid, invoice.source_id),
+                self._entry(batch, uid, invoice.source_id),
                 integration_status=integration.status if integration else None,
                 trigger=integration.trigger if integration else self.directory.default_trigger,
-                used_this_month=staged.get(self.usage, month, 0),
+                used_this_month=batch.get(self.usage, month, 0),
                 monthly_limit=(
                     self.settings.monthly_limit(integration.tier) if integration else None
                 ),
@@ -282,16 +271,16 @@ class Fiscalizer:
                 PROCESSED.labels("received", decision.state.value).inc()
                 return [self._status(uid, invoice, decision)]
             assert integration is not None and isinstance(decision, Sign)
-            outputs = self._sign(staged, integration, invoice, decision, now)
+            outputs = self._sign(batch, integration, invoice, decision, now)
             if decision.counts_toward_license and outputs[0].topic == INVOICES_SIGNED.name:
-                staged.set(self.usage, month, staged.get(self.usage, month, 0) + 1)
+                batch.set(self.usage, month, batch.get(self.usage, month, 0) + 1)
             return outputs
 
-    async def _on_retry(self, value: bytes, staged: Staged) -> list[Output]:
+    async def _on_retry(self, value: bytes, batch: Batch) -> list[Output]:
         retry = InvoiceRetry.from_json(value)
         uid = retry.integration_uid
         with log_context(integration_uid=uid, event_id=retry.event_id):
-            decision = on_retry(retry, self._entry(staged, uid, retry.invoice.source_id))
+            decision = on_retry(retry, self._entry(batch, uid, retry.invoice.source_id))
             if isinstance(decision, Skip):
                 PROCESSED.labels("retry", decision.reason).inc()
                 return []
@@ -303,15 +292,19 @@ class Fiscalizer:
             if wait > 0:
                 # Retries of one partition arrive roughly in not_before order; waiting here
                 # delays only this partition's retries, never new invoices.
-                await asyncio.sleep(wait)
-            return self._sign(staged, integration, retry.invoice, decision, datetime.now(UTC))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), wait)
+                if self._stopping.is_set():
+                    PROCESSED.labels("retry", "handed_back").inc()
+                    return [Output(INVOICES_RETRY.name, retry.key, value)]
+            return self._sign(batch, integration, retry.invoice, decision, datetime.now(UTC))
 
-    async def _on_status(self, value: bytes, staged: Staged) -> list[Output]:
+    async def _on_status(self, value: bytes, batch: Batch) -> list[Output]:
         status = InvoiceStatus.from_json(value)
         uid, source_id = status.integration_uid, status.invoice.source_id
-        updated = on_status(status, self._entry(staged, uid, source_id))
+        updated = on_status(status, self._entry(batch, uid, source_id))
         if updated is not None:
-            self._set_entry(staged, uid, source_id, updated)
+            self._set_entry(batch, uid, source_id, updated)
             PROCESSED.labels("status", updated.phase.value).inc()
         return []
 
@@ -330,7 +323,7 @@ class Fiscalizer:
 
     def _sign(
         self,
-        staged: Staged,
+        batch: Batch,
         integration: IntegrationView,
         invoice: Invoice,
         sign: Sign,
@@ -355,7 +348,7 @@ class Fiscalizer:
         finally:
             SIGN_SECONDS.observe(time.perf_counter() - started)
         self._set_entry(
-            staged, uid, invoice.source_id,
+            batch, uid, invoice.source_id,
             Entry(Phase.SIGNED, invoice.version, sign.attempt, sign.first_attempt_at),
         )
         event = InvoiceSigned(

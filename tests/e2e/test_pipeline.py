@@ -165,7 +165,7 @@ async def test_d2_fiscalizer_killed_mid_stream_loses_nothing(pipeline: Pipeline)
     ))
     # Killed once mid-stream and once again while it works through the backlog that
     # piled up meanwhile: each kill lands between a batch's outputs and its commit.
-    for pause in (1.5, 0.5):
+    for pause in (1.5, 3.0):
         await asyncio.sleep(pause)
         pipeline.stack.kill("fiscalizer")
         await pipeline.stack.wait_exit("fiscalizer")
