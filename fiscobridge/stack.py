@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from runtime.supervisor import Child
+from services.fiscalizer.stall import STALL_EXIT_CODE
 
 PIPELINE = ("portal", "reporter", "fiscalizer", "ingest")
 
@@ -59,6 +60,7 @@ class LocalStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     children: dict[str, Child] = field(default_factory=dict)
+    _restarts: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def ingest_url(self) -> str:
@@ -78,6 +80,10 @@ class LocalStack:
             "FISCOBRIDGE_REPORTER_CIS_URL": f"{self.cis_base_url}/FiskalizacijaServiceTest",
             "FISCOBRIDGE_REPORTER_CIS_TRUST": str(self.home / "sandbox-ca" / "ca.cert.pem"),
             "PYTHONUNBUFFERED": "1",
+            # One fiscalizer, restarted in place: static membership hands it its partitions
+            # back at once (see services/fiscalizer/settings.py).
+            "FISCOBRIDGE_FISCALIZER_GROUP_INSTANCE_ID": "fiscalizer-0",
+            "FISCOBRIDGE_FISCALIZER_STALL_SECONDS": "20",
             **self.extra_env,
         }
 
@@ -114,6 +120,14 @@ class LocalStack:
         child = self._child(name)
         await child.start()
         self.children[name] = child
+        self._restarts.add(asyncio.create_task(self._restart_if_stalled(child)))
+
+    async def _restart_if_stalled(self, child: Child) -> None:
+        # A fiscalizer that finds itself stalled exits to be restarted, as a supervisor
+        # would; a test's own kills and stops are left alone.
+        assert child.process is not None
+        if await child.process.wait() == STALL_EXIT_CODE and self.children.get(child.name) is child:
+            await self.start_service(child.name)
 
     def ops_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -156,6 +170,8 @@ class LocalStack:
         return await asyncio.wait_for(process.wait(), timeout)
 
     async def stop(self, grace: float = 30.0) -> None:
+        for task in self._restarts:
+            task.cancel()
         for name in reversed(list(self.children)):
             child = self.children[name]
             if child.process and child.process.returncode is None:

@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -70,6 +71,7 @@ from services.fiscalizer.rules import (
     on_status,
 )
 from services.fiscalizer.settings import FiscalizerSettings
+from services.fiscalizer.stall import STALL_EXIT_CODE, StallWatch
 
 log = logging.getLogger("fiscobridge.fiscalizer")
 
@@ -128,6 +130,7 @@ class Fiscalizer:
             broker_commit_interval=1.0,
             # A killed worker's partitions are reassigned once its session expires.
             broker_session_timeout=settings.session_timeout_seconds,
+            consumer_group_instance_id=settings.group_instance_id,
             datadir=str(home_dir() / f"{settings.app_id}-data"),
             key_serializer="raw",
             value_serializer="raw",
@@ -142,6 +145,10 @@ class Fiscalizer:
         self._outputs: dict[str, Any] = {}
         self._pending = Pending()
         self._stopping = asyncio.Event()
+        self._stall = StallWatch(settings.stall_seconds)
+        # faust holds streams back while more than this many table writes wait to be
+        # produced; a settled batch writes up to two per event at once.
+        self.app.producer.buffer.max_messages = 4 * settings.batch_size
         self._register_agents()
 
     # -- wiring -------------------------------------------------------------------
@@ -167,14 +174,29 @@ class Fiscalizer:
         @self.app.timer(interval=5.0)
         async def consumer_lag() -> None:
             consumer = self.app.consumer
-            for tp in consumer.assignment():
-                high = consumer.highwater(tp)
+            assigned = list(consumer.assignment())
+            # From the broker, not faust's fetch state: a stalled fetcher would hide lag.
+            ends = await consumer.highwaters(*assigned) if assigned else {}
+            watched: dict[Hashable, tuple[int | None, int | None]] = {}
+            for tp in assigned:
+                high = ends.get(tp)
                 # faust keeps the last offset it read per partition; no public accessor.
                 read = consumer._read_offset.get(tp)  # type: ignore[attr-defined]
-                if high is not None and read is not None:
+                if high is not None:
                     CONSUMER_LAG.labels(self.settings.app_id, tp.topic, str(tp.partition)).set(
-                        max(0, high - read - 1)
+                        max(0, high - (read + 1 if read is not None else 0))
                     )
+                # Retries wait for their time on purpose: only the other inputs can stall.
+                if tp.topic in (INVOICES_RECEIVED.name, INVOICES_STATUS.name):
+                    watched[tp] = (read, high)
+            if self._stall.stalled(watched, time.monotonic()):
+                log.error(
+                    "stalled: records have waited %.0f s with none read; exiting to be "
+                    "restarted (nothing is lost: offsets follow outputs)",
+                    self._stall.limit, extra={"exit_code": STALL_EXIT_CODE},
+                )
+                logging.shutdown()
+                os._exit(STALL_EXIT_CODE)
 
         @self.app.agent(self.integrations_topic, concurrency=1, name="integrations")
         async def integrations(stream: Any) -> None:
