@@ -129,6 +129,11 @@ def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
         if not report.ok:
             raise click.ClickException("topics differ from the registry; see above")
         prepare_embedded_store()
+        # The reporter trusts the CIS sandbox's CA: make it before either starts, so the
+        # reporter never races the sandbox for the file.
+        from sandbox.cis.ca import TestCA, default_ca_dir
+
+        TestCA.load_or_create(default_ca_dir())
         log_dir = home_dir() / "logs"
         log_dir.mkdir(exist_ok=True)
         supervisor = Supervisor(children(ports, log_dir, secrets.token_urlsafe(24)))
