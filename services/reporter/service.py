@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError
 from cryptography import x509
 from prometheus_client import Counter, Gauge
 
@@ -177,7 +178,15 @@ class Reporter:
         assert self.consumer is not None
         offsets = self.tracker.committable()
         if offsets:
-            await self.consumer.commit(offsets)
+            try:
+                await self.consumer.commit(offsets)
+            except CommitFailedError as exc:
+                # The group moved the partitions on (a rebalance, often while we drain on
+                # SIGTERM). Their new owner re-reads from the last commit and finds these
+                # outcomes on invoices.status, so nothing is reported twice; not a crash.
+                log.warning("commit refused after a rebalance; the new owner re-reads",
+                            extra={"error": str(exc).splitlines()[0]})
+                return
             self.tracker.committed(offsets)
 
     async def handle(self, tp: TopicPartition, record: ConsumerRecord) -> None:
