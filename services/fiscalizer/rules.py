@@ -129,9 +129,14 @@ def on_received(
 
 
 def on_retry(retry: InvoiceRetry, entry: Entry | None) -> Decision:
-    if entry is None or entry.phase is not Phase.SIGNED:
+    if entry is None:
+        # A retry exists only for a message we signed and the reporter submitted: our
+        # note of it was lost (a crash between the output and its changelog write).
+        # Skipping would lose the invoice; sign it again as a later delivery.
+        return Sign(True, retry.attempt + 1, retry.first_attempt_at, counts_toward_license=False)
+    if entry.phase is not Phase.SIGNED:
         # Fiscalized meanwhile (a late answer), or failed/rejected: nothing to resend.
-        return Skip("already_fiscalized" if entry and entry.phase is Phase.FISCALIZED
+        return Skip("already_fiscalized" if entry.phase is Phase.FISCALIZED
                     else "stale_retry")
     if retry.attempt < entry.attempt:
         return Skip("stale_retry")  # a replay of a retry that was already re-signed

@@ -112,7 +112,12 @@ def test_replayed_retry_is_skipped() -> None:
 
 def test_retry_after_fiscalization_is_skipped() -> None:
     assert on_retry(retry(1), entry(Phase.FISCALIZED, 1)) == Skip("already_fiscalized")
-    assert on_retry(retry(1), None) == Skip("stale_retry")
+
+
+def test_a_retry_whose_entry_was_lost_in_a_crash_is_signed_again() -> None:
+    # Killed after its InvoiceSigned left but before the entry reached the changelog:
+    # the reporter's retry is the only trace left of the invoice.
+    assert on_retry(retry(1), None) == Sign(True, 2, NOW, False)
 
 
 def status(state: InvoiceState, attempt: int = 1, message_id: str | None = "m1") -> InvoiceStatus:
