@@ -80,9 +80,6 @@ class LocalStack:
             "FISCOBRIDGE_REPORTER_CIS_URL": f"{self.cis_base_url}/FiskalizacijaServiceTest",
             "FISCOBRIDGE_REPORTER_CIS_TRUST": str(self.home / "sandbox-ca" / "ca.cert.pem"),
             "PYTHONUNBUFFERED": "1",
-            # One fiscalizer, restarted in place: static membership hands it its partitions
-            # back at once (see services/fiscalizer/settings.py).
-            "FISCOBRIDGE_FISCALIZER_GROUP_INSTANCE_ID": "fiscalizer-0",
             "FISCOBRIDGE_FISCALIZER_STALL_SECONDS": "20",
             **self.extra_env,
         }

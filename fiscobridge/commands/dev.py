@@ -65,9 +65,6 @@ def children(ports: Ports, log_dir: Path, zoho_secret: str) -> list[Child]:
     }
     common = {
         "FISCOBRIDGE_REPORTER_CIS_URL": f"http://127.0.0.1:{ports.cis}/FiskalizacijaServiceTest",
-        # One fiscalizer, restarted in place by the supervisor: static membership hands it
-        # its partitions back at once (see services/fiscalizer/settings.py).
-        "FISCOBRIDGE_FISCALIZER_GROUP_INSTANCE_ID": "dev-fiscalizer",
         **zoho,
     }
     spec = [

@@ -130,7 +130,6 @@ class Fiscalizer:
             broker_commit_interval=1.0,
             # A killed worker's partitions are reassigned once its session expires.
             broker_session_timeout=settings.session_timeout_seconds,
-            consumer_group_instance_id=settings.group_instance_id,
             datadir=str(home_dir() / f"{settings.app_id}-data"),
             key_serializer="raw",
             value_serializer="raw",

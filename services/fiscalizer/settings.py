@@ -19,14 +19,6 @@ class FiscalizerSettings(BaseSettings):
     batch_size: int = Field(default=200, ge=1)
     batch_seconds: float = Field(default=0.05, gt=0)
     integration_cache_seconds: float = 30.0
-    group_instance_id: str | None = Field(
-        default=None,
-        description=(
-            "Kafka static membership: a worker restarted with the same id takes its "
-            "partitions straight back, with no rebalance and no wait for the old session "
-            "to expire. Unique per running worker (e.g. the pod name); unset: dynamic."
-        ),
-    )
     stall_seconds: float = Field(
         default=120.0, ge=10.0,
         description="exit (to be restarted) when records wait this long with none read",
