@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,7 +13,6 @@ import uvicorn
 from pydantic import SecretStr
 
 from connectors.zoho.webhook import signature_of
-from fiscobridge.stack import free_port
 from runtime.kafka.admin import ensure_topics
 from runtime.kafka.clients import consumer as make_consumer
 from runtime.kafka.clients import partitions_of
@@ -38,18 +36,6 @@ class Ingest:
     def __init__(self, url: str, loads: list[str]) -> None:
         self.url = url
         self.loads = loads
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[LocalKafka]:
-    """A broker of this test's own: the test stops it under ingest's feet."""
-    # A fixed port, so that clients find the broker again after the test restarts it.
-    kafka = LocalKafka(tmp_path / "kafka", port=free_port(), die_with_parent=True)
-    await asyncio.to_thread(kafka.start)
-    try:
-        yield kafka
-    finally:
-        await asyncio.to_thread(kafka.stop)
 
 
 @pytest.fixture

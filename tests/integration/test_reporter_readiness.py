@@ -7,14 +7,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from fiscal.hr_cis.soap import AnswerVerifier
-from fiscobridge.stack import free_port
 from runtime.kafka.admin import ensure_topics
 from runtime.kafka.local import LocalKafka
 from runtime.ops import OpsServer
@@ -26,16 +23,6 @@ from services.reporter.service import Reporter
 from services.reporter.settings import ReporterSettings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[LocalKafka]:
-    kafka = LocalKafka(tmp_path / "kafka", port=free_port(), die_with_parent=True)
-    await asyncio.to_thread(kafka.start)
-    try:
-        yield kafka
-    finally:
-        await asyncio.to_thread(kafka.stop)
 
 
 async def _readyz(url: str, status: int, timeout: float = 60) -> httpx.Response:
