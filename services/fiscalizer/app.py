@@ -59,6 +59,7 @@ from services.fiscalizer.directory import (
     IntegrationUnusable,
     IntegrationView,
 )
+from services.fiscalizer.offsets import ContiguousConsumer
 from services.fiscalizer.pending import Batch, Pending
 from services.fiscalizer.rules import (
     Entry,
@@ -83,6 +84,11 @@ SIGN_SECONDS = Histogram(
     "fiscobridge_fiscalizer_sign_seconds", "Build + protection code + XML signature per invoice",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
 )
+
+
+# A commit waits this long behind a missing record before its partition is read again
+# (commits normally move every broker_commit_interval).
+REWIND_SECONDS = 5.0
 
 
 def _write(event: Any, table: Any, key: str, value: Any) -> None:
@@ -134,6 +140,8 @@ class Fiscalizer:
             key_serializer="raw",
             value_serializer="raw",
         )
+        # Before anything creates the consumer (services/fiscalizer/offsets.py says why).
+        self.app.transport.Consumer = ContiguousConsumer  # type: ignore[misc]
         state_table, usage_table = FISCALIZER_TABLES
         self.states = self.app.Table(state_table, default=None, partitions=kafka.partitions)
         self.usage = self.app.Table(usage_table, default=int, partitions=kafka.partitions)
@@ -188,9 +196,20 @@ class Fiscalizer:
                 # Retries wait for their time on purpose: only the other inputs can stall.
                 if tp.topic in (INVOICES_RECEIVED.name, INVOICES_STATUS.name):
                     watched[tp] = (read, high)
+            if isinstance(consumer, ContiguousConsumer):
+                for tp, offset in consumer.due_rewinds(time.monotonic(), REWIND_SECONDS).items():
+                    log.warning(
+                        "commit held behind records no agent got; reading again from there",
+                        extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
+                    )
+                    await consumer.seek(tp, offset)
+                # Should reading again not cure it, the commit held is a stall too.
+                for tp, (committed, done) in consumer.held_commits().items():
+                    watched[("commit", tp)] = (committed - 1, done)
             if self._stall.stalled(watched, time.monotonic()):
                 log.error(
-                    "stalled: records have waited %.0f s with none read; exiting to be "
+                    "stalled: records have waited %.0f s with none read, or a commit has "
+                    "been held that long behind a record no agent got; exiting to be "
                     "restarted (nothing is lost: offsets follow outputs)",
                     self._stall.limit, extra={"exit_code": STALL_EXIT_CODE},
                 )

@@ -157,12 +157,6 @@ async def test_d_reporter_killed_mid_stream_loses_nothing(pipeline: Pipeline) ->
     assert duplicates <= REPORTER_CONCURRENCY
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 5): after two SIGKILLs in quick succession the faust worker has "
-    "been seen to commit past records it never handled (161 of 900, none ever logged by "
-    "any instance); kept as the reproducer",
-)
 async def test_d2_fiscalizer_killed_mid_stream_loses_nothing(pipeline: Pipeline) -> None:
     made = await pipeline.integration()
     load = asyncio.create_task(drive(
