@@ -6,6 +6,8 @@ exactly the strings the protection code was computed over.
 
 from __future__ import annotations
 
+import copy
+import threading
 from dataclasses import dataclass
 
 from lxml import etree
@@ -13,6 +15,9 @@ from lxml import etree
 NAMESPACE = "http://www.apis-it.hr/fin/2012/types/f73"
 ROOT_ID = "RacunZahtjev"  # the spec recommends the root element's own name (§7)
 _NSMAP = {"tns": NAMESPACE}
+# Distinct shapes are few (VAT rates in use x buyer OIB or not); the bound only
+# keeps a pathological stream of invoices from growing the cache without limit.
+_MAX_SKELETONS = 64
 
 
 def _tag(name: str) -> str:
@@ -58,43 +63,97 @@ class RacunFields:
     buyer_oib: str | None = None
 
 
-def _text(parent: etree._Element, tag: str, value: str) -> None:
-    etree.SubElement(parent, tag).text = value
-
-
 def _boolean(value: bool) -> str:
     return "true" if value else "false"
 
 
-def build_request(fields: RacunFields, *, message_id: str, sent_at: str) -> etree._Element:
-    """An unsigned RacunZahtjev root element, children in the schema's order."""
+def _skeleton(vat_rows: int, with_buyer: bool) -> tuple[etree._Element, tuple[int, ...]]:
+    """The message's elements, children in the schema's order, without any text; and
+    the positions in document order of the elements that take a text (the leaves).
+
+    `_leaf_texts` lists the texts in the same order, so the two must change together.
+    """
     root = etree.Element(_ROOT, nsmap=_NSMAP)
     root.set("Id", ROOT_ID)
     header = etree.SubElement(root, _ZAGLAVLJE)
-    _text(header, _ID_PORUKE, message_id)
-    _text(header, _DATUM_VRIJEME, sent_at)
-
+    for tag in (_ID_PORUKE, _DATUM_VRIJEME):
+        etree.SubElement(header, tag)
     racun = etree.SubElement(root, _RACUN)
-    _text(racun, _OIB, fields.oib)
-    _text(racun, _U_SUST_PDV, _boolean(fields.in_vat_system))
-    _text(racun, _DAT_VRIJEME, fields.issued_at)
-    _text(racun, _OZN_SLIJED, fields.sequence_mark)
+    for tag in (_OIB, _U_SUST_PDV, _DAT_VRIJEME, _OZN_SLIJED):
+        etree.SubElement(racun, tag)
     number = etree.SubElement(racun, _BR_RAC)
-    _text(number, _BR_OZN_RAC, fields.invoice_number)
-    _text(number, _OZN_POS_PR, fields.premises_code)
-    _text(number, _OZN_NAP_UR, fields.device_code)
-    if fields.vat:
+    for tag in (_BR_OZN_RAC, _OZN_POS_PR, _OZN_NAP_UR):
+        etree.SubElement(number, tag)
+    if vat_rows:
         pdv = etree.SubElement(racun, _PDV)
-        for row in fields.vat:
+        for _ in range(vat_rows):
             porez = etree.SubElement(pdv, _POREZ)
-            _text(porez, _STOPA, row.rate)
-            _text(porez, _OSNOVICA, row.base)
-            _text(porez, _IZNOS, row.amount)
-    _text(racun, _IZNOS_UKUPNO, fields.total)
-    _text(racun, _NACIN_PLAC, fields.payment_code)
-    _text(racun, _OIB_OPER, fields.operator_oib)
-    _text(racun, _ZAST_KOD, fields.protection_code)
-    _text(racun, _NAK_DOST, _boolean(fields.subsequent_delivery))
+            for tag in (_STOPA, _OSNOVICA, _IZNOS):
+                etree.SubElement(porez, tag)
+    for tag in (_IZNOS_UKUPNO, _NACIN_PLAC, _OIB_OPER, _ZAST_KOD, _NAK_DOST):
+        etree.SubElement(racun, tag)
+    if with_buyer:
+        etree.SubElement(racun, _OIB_PRIMATELJA)
+    leaves = tuple(i for i, element in enumerate(root.iter()) if len(element) == 0)
+    return root, leaves
+
+
+def _leaf_texts(fields: RacunFields, message_id: str, sent_at: str) -> list[str]:
+    """The leaves' texts in document order (see `_skeleton`)."""
+    texts = [
+        message_id,
+        sent_at,
+        fields.oib,
+        _boolean(fields.in_vat_system),
+        fields.issued_at,
+        fields.sequence_mark,
+        fields.invoice_number,
+        fields.premises_code,
+        fields.device_code,
+    ]
+    for row in fields.vat:
+        texts += (row.rate, row.base, row.amount)
+    texts += (
+        fields.total,
+        fields.payment_code,
+        fields.operator_oib,
+        fields.protection_code,
+        _boolean(fields.subsequent_delivery),
+    )
     if fields.buyer_oib is not None:
-        _text(racun, _OIB_PRIMATELJA, fields.buyer_oib)
+        texts.append(fields.buyer_oib)
+    return texts
+
+
+_Skeleton = tuple[etree._Element, tuple[int, ...]]
+_local = threading.local()
+
+
+def _skeleton_for(vat_rows: int, with_buyer: bool) -> _Skeleton:
+    # Per thread: a skeleton is only ever copied, never changed, but lxml trees are
+    # best not shared between threads, and one more skeleton per thread is cheap.
+    skeletons: dict[tuple[int, bool], _Skeleton] | None = getattr(_local, "skeletons", None)
+    if skeletons is None:
+        skeletons = _local.skeletons = {}
+    shape = (vat_rows, with_buyer)
+    skeleton = skeletons.get(shape)
+    if skeleton is None:
+        if len(skeletons) >= _MAX_SKELETONS:
+            skeletons.clear()
+        skeleton = skeletons[shape] = _skeleton(vat_rows, with_buyer)
+    return skeleton
+
+
+def build_request(fields: RacunFields, *, message_id: str, sent_at: str) -> etree._Element:
+    """An unsigned RacunZahtjev root element, children in the schema's order.
+
+    A copy of a prebuilt skeleton of the same shape with its leaves' texts set:
+    libxml2 copies a tree in a fraction of the time lxml takes to create its
+    elements one by one (about a third of the cost with three VAT rows).
+    """
+    skeleton, leaves = _skeleton_for(len(fields.vat), fields.buyer_oib is not None)
+    root = copy.deepcopy(skeleton)
+    elements = list(root.iter())
+    for position, text in zip(leaves, _leaf_texts(fields, message_id, sent_at), strict=True):
+        elements[position].text = text
     return root

@@ -20,32 +20,35 @@ _MAX_RATE = Decimal("1000")  # StopaType: at most 3 integer digits
 
 
 def cents(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+    return value.quantize(CENT, ROUND_HALF_UP)
 
 
 def amount_text(value: Decimal) -> str:
     """IznosType: "-12.50"; rounds half up to cents (and never writes "-0.00")."""
     rounded = cents(value)
-    if rounded == 0:
+    if not rounded:
         rounded = rounded.copy_abs()
-    if abs(rounded) >= _MAX_AMOUNT:
+    if rounded.copy_abs() >= _MAX_AMOUNT:
         raise InvoiceRejected(
             "amount_out_of_range",
             f"the amount {value} has more than 15 digits before the decimal point,"
             " more than the tax authority accepts",
         )
-    return format(rounded, "f")
+    # str() of a Decimal with exponent -2 and under 1e15 is never in exponent
+    # notation, and is cheaper than format(..., "f").
+    return str(rounded)
 
 
 def rate_text(rate: Decimal) -> str:
     """StopaType: 25 -> "25.00"."""
-    if rate < 0 or rate >= _MAX_RATE or rate != rate.quantize(CENT):
+    quantized = rate.quantize(CENT)
+    if rate < 0 or rate >= _MAX_RATE or rate != quantized:
         raise InvoiceRejected(
             "unsupported_tax_rate",
             f"the VAT rate {rate} % cannot be reported: rates are 0 to 999.99 with at most"
             " two decimals; correct the tax on the invoice",
         )
-    return format(rate.quantize(CENT), "f")
+    return str(quantized)
 
 
 def local(moment: datetime) -> datetime:
@@ -59,4 +62,11 @@ def message_datetime(moment: datetime) -> str:
 
 def zki_datetime(moment: datetime) -> str:
     """The ZKI input's date-time: like the message's but with a space (spec §12)."""
-    return local(moment).strftime("%d.%m.%Y %H:%M:%S")
+    return zki_datetime_of(message_datetime(moment))
+
+
+def zki_datetime_of(message_text: str) -> str:
+    """`zki_datetime` from the message's text of the same moment, which saves
+    converting and formatting the moment twice per invoice."""
+    # The T is the only letter of dd.MM.yyyyTHH:mm:ss.
+    return message_text.replace("T", " ")

@@ -141,11 +141,12 @@ class HrCisProfile:
             for row in vat_breakdown(invoice, in_vat_system=settings.in_vat_system)
         )
         total = formats.amount_text(invoice.total)
+        issued_at = formats.message_datetime(invoice.issued_at)
         code = protection_code(
             certificate.private_key,
             zki_input(
                 settings.oib,
-                formats.zki_datetime(invoice.issued_at),
+                formats.zki_datetime_of(issued_at),
                 number,
                 settings.premises_code,
                 settings.device_code,
@@ -155,7 +156,7 @@ class HrCisProfile:
         fields = RacunFields(
             oib=settings.oib,
             in_vat_system=settings.in_vat_system,
-            issued_at=formats.message_datetime(invoice.issued_at),
+            issued_at=issued_at,
             sequence_mark=settings.sequence_mark,
             invoice_number=number,
             premises_code=settings.premises_code,

@@ -35,12 +35,46 @@ class _FreshRootSigner(XMLSigner):
     """signxml copies its input by serializing and reparsing it, to shed namespace
     declarations an element inherits from its ancestors. Our input is always a
     root element just built, with no ancestors, so a deep copy is equivalent and
-    avoids a parse per copy (signxml copies three times per signature)."""
+    avoids a parse per copy.
+
+    Of an enveloped input signxml takes two copies: the tree the signature is
+    appended to and the one canonicalized for the digest. All the digest needs is
+    that they are separate trees, so `sign_in_place` lets the input itself be the
+    first and copies only for the second.
+
+    signxml also makes the ds: name of each element of the signature anew every
+    time (eleven per signature); the names never change, so they are kept.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._in_place: etree._Element | None = None
+        self._ds_tags: dict[str, Any] = {}
+
+    def sign_in_place(self, root: etree._Element, **options: Any) -> etree._Element:
+        """`sign(root, ...)`, appending the signature to `root` itself."""
+        if root.getparent() is not None:
+            raise ValueError("only a root element can be signed in place")
+        self._in_place = root
+        try:
+            signed: etree._Element = self.sign(root, **options)
+        finally:
+            self._in_place = None
+        return signed
 
     def get_root(self, data: Any) -> Any:
+        if data is self._in_place:
+            self._in_place = None  # once: every later request gets a copy
+            return data
         if isinstance(data, etree._Element) and data.getparent() is None:
             return copy.deepcopy(data)
         return super().get_root(data)
+
+    def _ds_tag(self, tag: str) -> Any:
+        name = self._ds_tags.get(tag)
+        if name is None:
+            name = self._ds_tags[tag] = super()._ds_tag(tag)
+        return name
 
 
 def key_info(certificate: FiscalCertificate) -> etree._Element:
@@ -73,8 +107,12 @@ class RequestSigner:
 
     def sign(self, root: etree._Element) -> bytes:
         """The root element with its enveloped signature, serialized as UTF-8
-        without an XML declaration (it is embedded in a SOAP body)."""
-        signed = self._signer.sign(
+        without an XML declaration (it is embedded in a SOAP body).
+
+        `root` must be a root element the caller is done with: the signature is
+        appended to it, not to a copy.
+        """
+        signed = self._signer.sign_in_place(
             root,
             key=self._key,
             # signxml moves the element into the signature, so each gets its own copy.

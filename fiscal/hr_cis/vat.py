@@ -23,7 +23,6 @@ How the figures are chosen, and why:
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -43,14 +42,15 @@ class VatRow:
 
 def vat_breakdown(invoice: Invoice, *, in_vat_system: bool) -> tuple[VatRow, ...]:
     """Rows for the Pdv block, highest rate first; empty outside the VAT system."""
-    bases: dict[Decimal, Decimal] = defaultdict(Decimal)
-    line_counts: dict[Decimal, int] = defaultdict(int)
+    bases: dict[Decimal, Decimal] = {}
+    line_counts: dict[Decimal, int] = {}
     for line in invoice.lines:
-        bases[line.tax_rate] += line.amount
-        line_counts[line.tax_rate] += 1
-    source: dict[Decimal, Decimal] = defaultdict(Decimal)
+        rate = line.tax_rate
+        bases[rate] = bases.get(rate, _ZERO) + line.amount
+        line_counts[rate] = line_counts.get(rate, 0) + 1
+    source: dict[Decimal, Decimal] = {}
     for tax in invoice.taxes:
-        source[tax.rate] += tax.amount
+        source[tax.rate] = source.get(tax.rate, _ZERO) + tax.amount
 
     if not in_vat_system:
         _require_no_vat(invoice, source)
@@ -64,12 +64,14 @@ def vat_breakdown(invoice: Invoice, *, in_vat_system: bool) -> tuple[VatRow, ...
                 f"the invoice charges {amount} VAT at {rate} % but no line is taxed at"
                 f" {rate} %; correct the taxes of invoice {invoice.number}",
             )
-    built = []
+    has_source = bool(invoice.taxes)
+    rows = []
+    net = vat = _ZERO
     for rate in sorted(bases, reverse=True):
         base = cents(bases[rate])
         computed = cents(base * rate / 100)
         amount = computed
-        if invoice.taxes:
+        if has_source:
             stated = cents(source.get(rate, _ZERO))
             if abs(stated - computed) > CENT * line_counts[rate]:
                 raise InvoiceRejected(
@@ -79,14 +81,11 @@ def vat_breakdown(invoice: Invoice, *, in_vat_system: bool) -> tuple[VatRow, ...
                     " correct the invoice's taxes or lines",
                 )
             amount = stated
-        built.append(VatRow(rate=rate, base=base, amount=amount))
-    rows = tuple(built)
-    _require_total(
-        invoice,
-        sum((row.base for row in rows), _ZERO),
-        sum((row.amount for row in rows), _ZERO),
-    )
-    return rows
+        rows.append(VatRow(rate=rate, base=base, amount=amount))
+        net += base
+        vat += amount
+    _require_total(invoice, net, vat)
+    return tuple(rows)
 
 
 def _require_no_vat(invoice: Invoice, source: dict[Decimal, Decimal]) -> None:
