@@ -11,6 +11,7 @@ import importlib
 import click
 
 from runtime import lifecycle
+from runtime.eventloop import use_uvloop
 from runtime.logging import configure
 
 # name -> module with `async def main(stop: asyncio.Event)`; the fiscalizer is a faust
@@ -30,6 +31,7 @@ SERVICES = {
 def run(service: str, log_level: str) -> None:
     """Run one service until SIGTERM/SIGINT."""
     configure(service, log_level)
+    use_uvloop()
     module = importlib.import_module(SERVICES[service])
     if hasattr(module, "run"):
         module.run()

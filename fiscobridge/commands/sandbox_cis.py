@@ -112,6 +112,9 @@ def cis(
     click.echo(f"CIS sandbox: {server.url}")
     click.echo(f"  trust anchor (CA certificate): {directory / CERT_FILE}")
     click.echo(f"  controls: {server.base_url}/_sandbox/faults | ledger | stats")
+    from runtime.eventloop import use_uvloop
+
+    use_uvloop()
     server.run()
 
 

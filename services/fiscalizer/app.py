@@ -54,12 +54,12 @@ from schemas.topics import (
     INVOICES_SIGNED,
     INVOICES_STATUS,
 )
+from services.fiscalizer.consumer import ContiguousConsumer
 from services.fiscalizer.directory import (
     IntegrationDirectory,
     IntegrationUnusable,
     IntegrationView,
 )
-from services.fiscalizer.offsets import ContiguousConsumer
 from services.fiscalizer.pending import Batch, Pending
 from services.fiscalizer.rules import (
     Entry,
@@ -130,7 +130,7 @@ class Fiscalizer:
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             # A batch's outputs and changelog writes leave in a few requests, not one each.
-            producer_linger=0.005,
+            producer_linger=kafka.linger_ms / 1000,
             web_enabled=False,
             stream_wait_empty=False,
             broker_commit_interval=1.0,
@@ -140,8 +140,10 @@ class Fiscalizer:
             key_serializer="raw",
             value_serializer="raw",
         )
-        # Before anything creates the consumer (services/fiscalizer/offsets.py says why).
-        self.app.transport.Consumer = ContiguousConsumer  # type: ignore[misc]
+        # Before anything creates the consumer (services.fiscalizer.consumer.py says why).
+        self.app.transport.Consumer = ContiguousConsumer.fetching(  # type: ignore[misc]
+            kafka.fetch_min_bytes, kafka.fetch_max_wait_ms
+        )
         state_table, usage_table = FISCALIZER_TABLES
         self.states = self.app.Table(state_table, default=None, partitions=kafka.partitions)
         self.usage = self.app.Table(usage_table, default=int, partitions=kafka.partitions)

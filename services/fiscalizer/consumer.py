@@ -1,4 +1,6 @@
-"""faust's consumer with offset bookkeeping that never commits past an unprocessed record.
+"""The fiscalizer's faust consumer: offsets that never pass an unprocessed record, and
+fetches sized like every other consumer's (KafkaSettings.fetch_min_bytes / _max_wait_ms;
+faust itself asks for every fetch to be answered at the first byte).
 
 faust commits, per partition, the end of the run of acknowledged offsets, where "gaps"
 (offsets the broker skipped, such as transaction markers) count as acknowledged. Its
@@ -24,13 +26,38 @@ reads them again from the commit.
 from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
-from typing import Any
+from typing import Any, ClassVar
 
-from faust.transport.drivers.aiokafka import Consumer
+import aiokafka
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, Transport
 from faust.types import TP, Message
 
 
+class _SizedFetches(AIOKafkaConsumerThread):
+    consumer: ContiguousConsumer
+
+    def _create_worker_consumer(self, transport: Transport) -> aiokafka.AIOKafkaConsumer:
+        created = super()._create_worker_consumer(transport)
+        # Read by the fetcher when the consumer starts, which it has not yet.
+        created._fetch_min_bytes = self.consumer.fetch_min_bytes
+        created._fetch_max_wait_ms = self.consumer.fetch_max_wait_ms
+        return created
+
+
 class ContiguousConsumer(Consumer):
+    fetch_min_bytes: ClassVar[int] = 1
+    fetch_max_wait_ms: ClassVar[int] = 1500
+
+    @classmethod
+    def fetching(cls, min_bytes: int, max_wait_ms: int) -> type[ContiguousConsumer]:
+        """This consumer with its fetches answered at `min_bytes` or after `max_wait_ms`."""
+        return type(cls.__name__, (cls,), {
+            "fetch_min_bytes": min_bytes, "fetch_max_wait_ms": max_wait_ms,
+        })
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return _SizedFetches(self, loop=self.loop, beacon=self.beacon)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._expected: dict[TP, int] = {}  # next offset after the last record handed on

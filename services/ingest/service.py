@@ -39,8 +39,7 @@ async def main(stop: asyncio.Event) -> None:
     directory = WebhookDirectory(
         load, settings.integration_cache_seconds, settings.unknown_cache_seconds
     )
-    # A short linger batches the acks of concurrent webhooks into one produce request.
-    producer = make_producer(kafka, linger_ms=2)
+    producer = make_producer(kafka, linger_ms=kafka.linger_ms)
     await producer.start()
 
     async def publish(key: bytes, value: bytes) -> None:

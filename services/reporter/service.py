@@ -132,7 +132,7 @@ class Reporter:
 
     async def run(self, stop: asyncio.Event) -> None:
         # Outcomes of concurrent submissions share produce requests.
-        self.producer = make_producer(self.kafka, linger_ms=5)
+        self.producer = make_producer(self.kafka, linger_ms=self.kafka.linger_ms)
         self.lookup = make_consumer(self.kafka, group_id=None)
         self.consumer = make_consumer(
             self.kafka,

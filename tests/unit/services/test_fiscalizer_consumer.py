@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import faust
 import pytest
-from faust.transport.drivers.aiokafka import Consumer
+from faust.transport.drivers.aiokafka import Consumer, Transport
 from faust.types import TP, Message
 
-from services.fiscalizer.offsets import ContiguousConsumer
+from services.fiscalizer.consumer import ContiguousConsumer
 
 TOPIC = "invoices.received"
 tp = TP(TOPIC, 0)
@@ -160,3 +160,15 @@ def test_a_commit_held_for_a_while_is_due_to_be_read_again(app: faust.App) -> No
     assert consumer.due_rewinds(now=6.0, after=5.0) == {}  # not again at once
     asyncio.run(consumer.on_partitions_revoked({tp}))
     assert consumer.due_rewinds(now=20.0, after=5.0) == {}
+
+
+def test_fetches_are_sized_as_configured(app: faust.App) -> None:
+    consumer = _consumer(app, ContiguousConsumer.fetching(65536, 50))
+    transport = app.transport
+    assert isinstance(transport, Transport)
+
+    async def create() -> tuple[int, int]:  # aiokafka wants a running loop
+        created = consumer._thread._create_worker_consumer(transport)
+        return created._fetch_min_bytes, created._fetch_max_wait_ms
+
+    assert asyncio.run(create()) == (65536, 50)
