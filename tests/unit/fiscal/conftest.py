@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from fiscal.hr_cis.document import RacunFields, TaxRowText
 from sandbox.cis.ca import TestCA
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -20,6 +21,32 @@ DS = "http://www.w3.org/2000/09/xmldsig#"
 NSMAP = {"tns": NS, "ds": DS}
 
 Verify = Callable[..., subprocess.CompletedProcess[str]]
+
+VAT_ROWS = (
+    TaxRowText("25.00", "10.00", "2.50"),
+    TaxRowText("13.00", "20.00", "2.60"),
+    TaxRowText("5.00", "30.00", "1.50"),
+)
+
+
+def racun_fields(rows: int, buyer: str | None = None, total: str = "1.00") -> RacunFields:
+    """The texts of a RacunZahtjev with the first `rows` of VAT_ROWS."""
+    return RacunFields(
+        oib="69435151530",
+        in_vat_system=rows > 0,
+        issued_at="25.11.2026T10:30:00",
+        sequence_mark="N",
+        invoice_number="123",
+        premises_code="POSL1",
+        device_code="12",
+        vat=VAT_ROWS[:rows],
+        total=total,
+        payment_code="G",
+        operator_oib="47721904125",
+        protection_code="e4d909c290d0fb1ca068ffaddf22cbd0",
+        subsequent_delivery=True,
+        buyer_oib=buyer,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -4,33 +4,9 @@ from __future__ import annotations
 
 from lxml import etree
 
-from fiscal.hr_cis.document import RacunFields, TaxRowText, build_request
-from tests.unit.fiscal.conftest import NSMAP
-
-ROWS = (
-    TaxRowText("25.00", "10.00", "2.50"),
-    TaxRowText("13.00", "20.00", "2.60"),
-    TaxRowText("5.00", "30.00", "1.50"),
-)
-
-
-def fields(rows: int, buyer: str | None = None, total: str = "1.00") -> RacunFields:
-    return RacunFields(
-        oib="69435151530",
-        in_vat_system=rows > 0,
-        issued_at="25.11.2026T10:30:00",
-        sequence_mark="N",
-        invoice_number="123",
-        premises_code="POSL1",
-        device_code="12",
-        vat=ROWS[:rows],
-        total=total,
-        payment_code="G",
-        operator_oib="47721904125",
-        protection_code="e4d909c290d0fb1ca068ffaddf22cbd0",
-        subsequent_delivery=True,
-        buyer_oib=buyer,
-    )
+from fiscal.hr_cis.document import build_request
+from tests.unit.fiscal.conftest import NSMAP, VAT_ROWS
+from tests.unit.fiscal.conftest import racun_fields as fields
 
 
 def leaves(root: etree._Element) -> list[tuple[str, str | None]]:
@@ -51,7 +27,7 @@ def test_every_field_lands_in_its_element_whatever_the_shape() -> None:
             ("OznPosPr", "POSL1"),
             ("OznNapUr", "12"),
         ]
-        for row in ROWS[:rows]:
+        for row in VAT_ROWS[:rows]:
             expected += [("Stopa", row.rate), ("Osnovica", row.base), ("Iznos", row.amount)]
         expected += [
             ("IznosUkupno", "1.00"),

@@ -11,29 +11,14 @@ from signxml import XMLSigner, XMLVerifier, methods
 
 from fiscal.hr_cis import signing
 from fiscal.hr_cis.certificate import FiscalCertificate
-from fiscal.hr_cis.document import RacunFields, TaxRowText, build_request
-from tests.unit.fiscal.conftest import NS
+from fiscal.hr_cis.document import build_request
+from tests.unit.fiscal.conftest import NS, racun_fields
 
 
 def unsigned(vat_rows: int = 2) -> etree._Element:
-    rows = (TaxRowText("25.00", "10.00", "2.50"), TaxRowText("13.00", "10.00", "1.30"))
-    fields = RacunFields(
-        oib="69435151530",
-        in_vat_system=True,
-        issued_at="25.11.2026T10:30:00",
-        sequence_mark="P",
-        invoice_number="123",
-        premises_code="POSL1",
-        device_code="12",
-        vat=rows[:vat_rows],
-        total="23.80",
-        payment_code="K",
-        operator_oib="47721904125",
-        protection_code="e4d909c290d0fb1ca068ffaddf22cbd0",
-        subsequent_delivery=False,
-    )
     return build_request(
-        fields, message_id="2d6b9f5e-4a53-4f7e-9a51-1c2f0e1a7b3c", sent_at="25.11.2026T10:30:05"
+        racun_fields(vat_rows, total="23.80"),
+        message_id="2d6b9f5e-4a53-4f7e-9a51-1c2f0e1a7b3c", sent_at="25.11.2026T10:30:05",
     )
 
 
