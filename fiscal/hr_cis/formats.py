@@ -60,13 +60,9 @@ def message_datetime(moment: datetime) -> str:
     return local(moment).strftime("%d.%m.%YT%H:%M:%S")
 
 
-def zki_datetime(moment: datetime) -> str:
-    """The ZKI input's date-time: like the message's but with a space (spec §12)."""
-    return zki_datetime_of(message_datetime(moment))
-
-
 def zki_datetime_of(message_text: str) -> str:
-    """`zki_datetime` from the message's text of the same moment, which saves
-    converting and formatting the moment twice per invoice."""
+    """The ZKI input's date-time (spec §12) from the message's text of the same moment
+    (`message_datetime`): the same but with a space, so the moment is converted and
+    formatted once per invoice."""
     # The T is the only letter of dd.MM.yyyyTHH:mm:ss.
     return message_text.replace("T", " ")

@@ -8,7 +8,8 @@ are co-partitioned with every stream that touches them:
 - `invoices.status`   -> learn the reporter's final outcomes (fiscalized/rejected/failed).
 Agents run at concurrency=1 (faust-streaming #606 loses messages above 1); parallelism
 comes from partitions and from `stream.take` batches. Offsets are committed by faust
-after the producer is flushed, so every output of a batch is on the broker first.
+after the producer is flushed, so every output of a batch is on the broker first, and
+only over contiguous processed records (services/fiscalizer/consumer.py).
 A batch's table writes reach the changelog only after its outputs are acked
 (services/fiscalizer/pending.py says why), and a stopping agent finishes its batch
 first: faust acknowledges every event of a batch when its agent stops, processed or not.
@@ -140,7 +141,7 @@ class Fiscalizer:
             key_serializer="raw",
             value_serializer="raw",
         )
-        # Before anything creates the consumer (services.fiscalizer.consumer.py says why).
+        # Before anything creates the consumer (services/fiscalizer/consumer.py says why).
         self.app.transport.Consumer = ContiguousConsumer.fetching(  # type: ignore[misc]
             kafka.fetch_min_bytes, kafka.fetch_max_wait_ms
         )
@@ -183,6 +184,7 @@ class Fiscalizer:
         @self.app.timer(interval=5.0)
         async def consumer_lag() -> None:
             consumer = self.app.consumer
+            assert isinstance(consumer, ContiguousConsumer)
             assigned = list(consumer.assignment())
             # From the broker, not faust's fetch state: a stalled fetcher would hide lag.
             ends = await consumer.highwaters(*assigned) if assigned else {}
@@ -190,7 +192,7 @@ class Fiscalizer:
             for tp in assigned:
                 high = ends.get(tp)
                 # faust keeps the last offset it read per partition; no public accessor.
-                read = consumer._read_offset.get(tp)  # type: ignore[attr-defined]
+                read = consumer._read_offset.get(tp)
                 if high is not None:
                     CONSUMER_LAG.labels(self.settings.app_id, tp.topic, str(tp.partition)).set(
                         max(0, high - (read + 1 if read is not None else 0))
@@ -198,16 +200,15 @@ class Fiscalizer:
                 # Retries wait for their time on purpose: only the other inputs can stall.
                 if tp.topic in (INVOICES_RECEIVED.name, INVOICES_STATUS.name):
                     watched[tp] = (read, high)
-            if isinstance(consumer, ContiguousConsumer):
-                for tp, offset in consumer.due_rewinds(time.monotonic(), REWIND_SECONDS).items():
-                    log.warning(
-                        "commit held behind records no agent got; reading again from there",
-                        extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
-                    )
-                    await consumer.seek(tp, offset)
-                # Should reading again not cure it, the commit held is a stall too.
-                for tp, (committed, done) in consumer.held_commits().items():
-                    watched[("commit", tp)] = (committed - 1, done)
+            for tp, offset in consumer.due_rewinds(time.monotonic(), REWIND_SECONDS).items():
+                log.warning(
+                    "commit held behind records no agent got; reading again from there",
+                    extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
+                )
+                await consumer.seek(tp, offset)
+            # Should reading again not cure it, the commit held is a stall too.
+            for tp, (committed, done) in consumer.held_commits().items():
+                watched[("commit", tp)] = (committed - 1, done)
             if self._stall.stalled(watched, time.monotonic()):
                 log.error(
                     "stalled: records have waited %.0f s with none read, or a commit has "

@@ -11,7 +11,6 @@ from fiscal.hr_cis.formats import (
     amount_text,
     message_datetime,
     rate_text,
-    zki_datetime,
     zki_datetime_of,
 )
 from fiscal.hr_cis.rejection import InvoiceRejected
@@ -58,5 +57,5 @@ def test_rates_the_schema_cannot_carry_are_rejected(rate: str) -> None:
 def test_message_and_zki_date_times_differ_only_in_the_separator() -> None:
     moment = datetime(2026, 3, 29, 1, 30, 0, tzinfo=UTC)  # CEST starts at 01:00 UTC that day
     assert message_datetime(moment) == "29.03.2026T03:30:00"
-    assert zki_datetime(moment) == "29.03.2026 03:30:00"
+    assert zki_datetime_of(message_datetime(moment)) == "29.03.2026 03:30:00"
     assert zki_datetime_of("29.03.2026T03:30:00") == "29.03.2026 03:30:00"
