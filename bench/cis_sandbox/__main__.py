@@ -7,6 +7,9 @@ runs it), signs N distinct invoices beforehand so signing is not measured, then
 posts them over keep-alive connections, C at a time, and checks every one got a
 JIR and is in the ledger once. Prints the rate, latency percentiles and the
 sandbox's CPU time per request (its capacity per core, whatever the client costs).
+
+The CPU of each signature step alone (the sandbox checking a request and signing its
+answer, the reporter verifying that answer), old code against new: bench.cis_sandbox.micro.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def _ds(name: str) -> str:
     return f"{{{DS}}}{name}"
 
 
-class _FreshRootSigner(XMLSigner):
+class FreshRootSigner(XMLSigner):
     """signxml copies its input by serializing and reparsing it, to shed namespace
     declarations an element inherits from its ancestors. Our input is always a
     root element just built, with no ancestors, so a deep copy is equivalent and
@@ -98,7 +98,7 @@ class RequestSigner:
     def __init__(self, certificate: FiscalCertificate) -> None:
         self._key = certificate.private_key
         self._key_info = key_info(certificate)
-        self._signer = _FreshRootSigner(
+        self._signer = FreshRootSigner(
             method=methods.enveloped,
             signature_algorithm=SIGNATURE_METHOD,
             digest_algorithm=DIGEST_METHOD,

@@ -10,18 +10,20 @@ in the context of the envelope they arrived in, and may still use RSA-SHA1.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import signxml
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import verification
 from lxml import etree
 from signxml.algorithms import DigestAlgorithm, SignatureMethod
+from signxml.util import namespaces as signxml_namespaces
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 F73_NS = "http://www.apis-it.hr/fin/2012/types/f73"
@@ -133,6 +135,8 @@ class CertificateTrust:
     A trusted certificate may be a CA or the very certificate that signs (pinned).
     A successful chain check is cached per certificate with the window in which the
     whole chain is valid, so later checks of the same certificate compare two times.
+    The cache is keyed by the certificate itself: cryptography hashes and compares
+    certificates by their DER, which is cheaper than a fingerprint and as exact.
     """
 
     def __init__(self, trusted: Sequence[x509.Certificate], *, max_entries: int = 4096) -> None:
@@ -140,7 +144,7 @@ class CertificateTrust:
             raise ValueError("at least one trusted certificate is needed")
         self._store = verification.Store(list(trusted))
         self._max_entries = max_entries
-        self._windows: dict[bytes, tuple[datetime, datetime]] = {}
+        self._windows: dict[x509.Certificate, tuple[datetime, datetime]] = {}
         self._lock = threading.Lock()
 
     def check(
@@ -151,14 +155,13 @@ class CertificateTrust:
         now: datetime | None = None,
     ) -> None:
         moment = now or datetime.now(UTC)
-        key = certificate.fingerprint(hashes.SHA256())
-        window = self._windows.get(key)
+        window = self._windows.get(certificate)
         if window is None:
             window = self._verify_chain(certificate, intermediates, moment)
             with self._lock:
                 if len(self._windows) >= self._max_entries:
                     self._windows.pop(next(iter(self._windows)))
-                self._windows[key] = window
+                self._windows[certificate] = window
         valid_from, valid_until = window
         if not valid_from <= moment <= valid_until:
             raise UntrustedCertificate(
@@ -197,24 +200,98 @@ class CertificateTrust:
         )
 
 
+_X509_CERTIFICATES = f"{{{DS_NS}}}KeyInfo/{{{DS_NS}}}X509Data/{{{DS_NS}}}X509Certificate"
+
+
 def signature_certificates(
     signature: etree._Element,
 ) -> tuple[x509.Certificate, list[x509.Certificate]]:
     """The signing certificate in KeyInfo/X509Data and any others sent along with it."""
-    ds = f"{{{DS_NS}}}"
-    certificates = []
-    for element in signature.iterfind(f"{ds}KeyInfo/{ds}X509Data/{ds}X509Certificate"):
-        try:
-            der = base64.b64decode("".join((element.text or "").split()), validate=True)
-            certificates.append(x509.load_der_x509_certificate(der))
-        except ValueError as exc:
-            raise signxml.InvalidInput(f"X509Certificate is not a certificate: {exc}") from exc
-    if not certificates:
+    texts = tuple(element.text or "" for element in signature.iterfind(_X509_CERTIFICATES))
+    if not texts:
         raise signxml.InvalidInput("the signature carries no X509Certificate")
-    issuers = {c.issuer for c in certificates}
-    # The signer is the one certificate that issued none of the others.
-    leaf = next((c for c in certificates if c.subject not in issuers), certificates[0])
-    return leaf, [c for c in certificates if c is not leaf]
+    leaf, others = _certificates_of(texts)
+    return leaf, list(others)
+
+
+# Every message of a sender carries the same certificate text: it is decoded, parsed
+# and sorted into signer and others once per distinct text (a failure is not cached,
+# so a bad text fails alike every time).
+@functools.lru_cache(maxsize=1024)
+def _certificates_of(
+    texts: tuple[str, ...],
+) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
+    certificates = []
+    try:
+        for text in texts:
+            der = base64.b64decode("".join(text.split()), validate=True)
+            certificates.append(x509.load_der_x509_certificate(der))
+        # cryptography parses names when first asked, so a garbled one fails only here.
+        issuers = {c.issuer for c in certificates}
+        # The signer is the one certificate that issued none of the others.
+        leaf = next((c for c in certificates if c.subject not in issuers), certificates[0])
+    except ValueError as exc:
+        raise signxml.InvalidInput(f"X509Certificate is not a certificate: {exc}") from exc
+    return leaf, tuple(c for c in certificates if c is not leaf)
+
+
+_XML_WHITESPACE = " \t\r\n"
+_NAME = re.compile(r"^(?:([A-Za-z_][\w.-]*):)?([A-Za-z_][\w.-]*)$")
+_clark_paths: dict[tuple[str, str], str | None] = {}
+
+
+def _clark_path(xpath: str, query: str) -> str | None:
+    """signxml's `xpath` + "prefix:Name" query with the prefix resolved, if it is that
+    simple; None for anything else."""
+    key = (xpath, query)
+    if key in _clark_paths:
+        return _clark_paths[key]
+    path = None
+    match = _NAME.match(query)
+    if match is not None and xpath in ("", "./", ".//"):
+        uri = signxml_namespaces.get(match.group(1) or "ds")
+        if uri is not None:
+            path = f"{xpath}{{{uri}}}{match.group(2)}"
+    # The keys are signxml's own literal queries and the configured location: few.
+    _clark_paths[key] = path
+    return path
+
+
+class _Verifier(signxml.XMLVerifier):
+    """signxml's verifier, without its first copy of an element it is given.
+
+    signxml serializes and reparses its input once to detach it from its ancestors,
+    and then again, from that copy, for each reference it checks (the tree whose
+    signature the enveloped transform removes). The second copy made straight from
+    the element is the same tree: a sub-element serializes with every namespace
+    declared on its ancestors, so both see the same namespace context. signxml only
+    reads the element, never changes it.
+
+    The first copy also refuses what does not survive the round trip (an entity
+    reference our parser kept, text after the element), before anything else; such
+    an element still gets it, so it fails as before.
+    """
+
+    def _find(self, element: Any, query: str, require: bool = True, xpath: str = "") -> Any:
+        # signxml finds each part of the signature by a prefixed path, which lxml
+        # resolves against signxml's namespace map on every call: resolved once, the
+        # same path finds the same element. A miss goes to signxml for its error.
+        path = _clark_path(xpath, query)
+        if path is None:
+            return super()._find(element, query, require=require, xpath=xpath)
+        result = element.find(path)
+        if result is None and require:
+            return super()._find(element, query, require=require, xpath=xpath)
+        return result
+
+    def get_root(self, data: Any) -> Any:
+        if (
+            isinstance(data, etree._Element)
+            and not (data.tail or "").strip(_XML_WHITESPACE)
+            and next(data.iter(etree.Entity), None) is None
+        ):
+            return data
+        return super().get_root(data)
 
 
 _RSA = frozenset(
@@ -253,7 +330,7 @@ def verify_signature(
     # lxml serializes a sub-element with every namespace declared on its ancestors,
     # which is exactly the namespace context inclusive c14n sees in the document.
     try:
-        result = signxml.XMLVerifier().verify(
+        result = _Verifier().verify(
             element, x509_cert=leaf, expect_config=config, validate_schema=validate_schema
         )
     except signxml.exceptions.SignXMLException:

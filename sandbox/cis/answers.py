@@ -3,21 +3,30 @@
 Answers look like the spec's examples (§9.4, §9.6): a SOAP 1.1 envelope whose
 RacunOdgovor carries an `Id` and an enveloped signature over it with inclusive c14n,
 made with the service's own certificate.
+
+Everything that is the same in every answer (the envelope, the answer's header, the
+KeyInfo with the service's certificate) is built once in `AnswerSigner`.
 """
 
 from __future__ import annotations
 
+import copy
+import threading
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import signxml
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
+from signxml.util import strip_pem_header
 
-from fiscal.hr_cis.soap import ECHO_RESPONSE, F73_NS, RACUN_ODGOVOR, SOAP_NS
+from fiscal.hr_cis.signing import FreshRootSigner
+from fiscal.hr_cis.soap import DS_NS, ECHO_RESPONSE, F73_NS, RACUN_ODGOVOR, SOAP_NS
 
 ZAGREB = ZoneInfo("Europe/Zagreb")
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
@@ -37,17 +46,60 @@ class LegacySha1Signer(signxml.XMLSigner):
         return None
 
 
+class _InPlaceSigner(FreshRootSigner, LegacySha1Signer):
+    """Signs a root element just built, in place (fiscal/hr_cis/signing.py says why),
+    with SHA-1 allowed. Holds the element being signed between calls into signxml:
+    one per thread."""
+
+
 def cis_datetime(moment: datetime) -> str:
     """dd.MM.yyyyTHH:mm:ss in Croatian local time (DatumVrijemeType)."""
     return moment.astimezone(ZAGREB).strftime("%d.%m.%YT%H:%M:%S")
 
 
+_ENVELOPE_NSMAP = {"soap": SOAP_NS, "xsd": XSD_NS, "xsi": XSI_NS}
+
+
+def _empty_envelope() -> etree._Element:
+    envelope = etree.Element(f"{{{SOAP_NS}}}Envelope", nsmap=_ENVELOPE_NSMAP)
+    etree.SubElement(envelope, f"{{{SOAP_NS}}}Body")
+    return envelope
+
+
 def _envelope(content: etree._Element) -> bytes:
-    envelope = etree.Element(
-        f"{{{SOAP_NS}}}Envelope", nsmap={"soap": SOAP_NS, "xsd": XSD_NS, "xsi": XSI_NS}
-    )
-    etree.SubElement(envelope, f"{{{SOAP_NS}}}Body").append(content)
+    envelope = _empty_envelope()
+    envelope[0].append(content)
     return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+
+
+def _answer_skeleton() -> etree._Element:
+    """RacunOdgovor with its header, texts left empty, as a root of its own.
+
+    Inclusive c14n of the answer in its envelope sees the envelope's namespace
+    declarations, so the root declares them too; once the answer is in the envelope
+    lxml drops them again as redundant, leaving the answer's own `tns` alone.
+    """
+    answer = etree.Element(RACUN_ODGOVOR, nsmap={"tns": F73_NS, **_ENVELOPE_NSMAP}, Id=_ANSWER_ID)
+    header = etree.SubElement(answer, f"{_TNS}Zaglavlje")
+    etree.SubElement(header, f"{_TNS}IdPoruke")
+    etree.SubElement(header, f"{_TNS}DatumVrijeme")
+    return answer
+
+
+def _text(text: str) -> str | None:
+    """An empty text as no text: answers used to be reparsed before they were sent,
+    which made `<x></x>` into `<x/>`, and they still look the same."""
+    return text or None
+
+
+def _key_info(certificate: x509.Certificate) -> etree._Element:
+    """The KeyInfo signxml makes of `cert=[certificate]`, with the same certificate text."""
+    ds = f"{{{DS_NS}}}"
+    key_info = etree.Element(f"{ds}KeyInfo", nsmap={"ds": DS_NS})
+    data = etree.SubElement(key_info, f"{ds}X509Data")
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
+    etree.SubElement(data, f"{ds}X509Certificate").text = strip_pem_header(pem)
+    return key_info
 
 
 class AnswerSigner:
@@ -60,14 +112,24 @@ class AnswerSigner:
     ) -> None:
         algorithm = SignatureMethod.RSA_SHA1 if sha1 else SignatureMethod.RSA_SHA256
         digest = DigestAlgorithm.SHA1 if sha1 else DigestAlgorithm.SHA256
-        self._signer = LegacySha1Signer(
-            method=signxml.methods.enveloped,
-            signature_algorithm=algorithm,
-            digest_algorithm=digest,
-            c14n_algorithm=CanonicalizationMethod.CANONICAL_XML_1_0,
-        )
+        self._options: dict[str, Any] = {
+            "method": signxml.methods.enveloped,
+            "signature_algorithm": algorithm,
+            "digest_algorithm": digest,
+            "c14n_algorithm": CanonicalizationMethod.CANONICAL_XML_1_0,
+        }
+        self._signers = threading.local()
         self._key = key
         self._certificate = certificate
+        self._key_info = _key_info(certificate)
+        self._skeleton = _answer_skeleton()
+        self._envelope = _empty_envelope()
+
+    def _signer(self) -> _InPlaceSigner:
+        signer: _InPlaceSigner | None = getattr(self._signers, "signer", None)
+        if signer is None:
+            signer = self._signers.signer = _InPlaceSigner(**self._options)
+        return signer
 
     def racun_answer(
         self,
@@ -77,28 +139,25 @@ class AnswerSigner:
         jir: str | None = None,
         errors: Sequence[tuple[str, str]] = (),
     ) -> bytes:
-        envelope = etree.Element(
-            f"{{{SOAP_NS}}}Envelope", nsmap={"soap": SOAP_NS, "xsd": XSD_NS, "xsi": XSI_NS}
-        )
-        body = etree.SubElement(envelope, f"{{{SOAP_NS}}}Body")
-        answer = etree.SubElement(body, RACUN_ODGOVOR, nsmap={"tns": F73_NS}, Id=_ANSWER_ID)
-        header = etree.SubElement(answer, f"{_TNS}Zaglavlje")
-        etree.SubElement(header, f"{_TNS}IdPoruke").text = message_id[:_MAX_MESSAGE_ID]
-        etree.SubElement(header, f"{_TNS}DatumVrijeme").text = cis_datetime(now)
+        answer = copy.deepcopy(self._skeleton)
+        header = answer[0]
+        header[0].text = _text(message_id[:_MAX_MESSAGE_ID])
+        header[1].text = _text(cis_datetime(now))
         if jir is not None:
-            etree.SubElement(answer, f"{_TNS}Jir").text = jir
+            etree.SubElement(answer, f"{_TNS}Jir").text = _text(jir)
         if errors:
             greske = etree.SubElement(answer, f"{_TNS}Greske")
             for code, message in errors:
                 greska = etree.SubElement(greske, f"{_TNS}Greska")
-                etree.SubElement(greska, f"{_TNS}SifraGreske").text = code
-                etree.SubElement(greska, f"{_TNS}PorukaGreske").text = message[:_MAX_MESSAGE]
-        # Signed where it stands: the copy signxml signs carries the envelope's
-        # namespace declarations, as inclusive c14n of the element in place does.
-        signed = self._signer.sign(
-            answer, key=self._key, cert=[self._certificate], reference_uri=f"#{_ANSWER_ID}"
+                etree.SubElement(greska, f"{_TNS}SifraGreske").text = _text(code)
+                etree.SubElement(greska, f"{_TNS}PorukaGreske").text = _text(message[:_MAX_MESSAGE])
+        # No reference_uri: signxml then names the signed element by its Id, the
+        # same "#RacunOdgovor", without searching the tree for it and copying it again.
+        signed = self._signer().sign_in_place(
+            answer, key=self._key, key_info=copy.deepcopy(self._key_info)
         )
-        body.replace(answer, signed)
+        envelope = copy.deepcopy(self._envelope)
+        envelope[0].append(signed)
         return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
 
 

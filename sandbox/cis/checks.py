@@ -6,12 +6,14 @@ certificate, s005 OIB in the message equal to the certificate's (spec §2.1.4).
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import signxml
+from cryptography import x509
 from lxml import etree
 
 from fiscal.hr_cis.certificate import oib_of
@@ -58,6 +60,13 @@ def load_schema(spec_dir: Path) -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(path)))
 
 
+# A sender signs every request with the same certificate; its OIB is read once.
+# Keyed by the certificate, which cryptography compares by its DER.
+@functools.lru_cache(maxsize=1024)
+def _oib_of(certificate: x509.Certificate) -> str | None:
+    return oib_of(certificate)
+
+
 class Refusal(Exception):
     def __init__(self, code: str, detail: str = "") -> None:
         super().__init__(f"{code}: {detail}" if detail else code)
@@ -81,6 +90,17 @@ class AcceptedInvoice:
 def message_id_of(request: etree._Element) -> str:
     """IdPoruke as sent, for answering even a request that fails the schema."""
     return (request.findtext(f"{_TNS}Zaglavlje/{_TNS}IdPoruke") or "").strip()
+
+
+def _child_text(element: etree._Element, name: str, inner: str | None = None) -> str:
+    """`findtext` of the tns path `name` or `name/inner`, stripped, "" when absent:
+    the first match in document order, by lxml's child iteration, not ElementPath."""
+    for child in element.iterchildren(f"{_TNS}{name}"):
+        if inner is None:
+            return (child.text or "").strip()
+        for grandchild in child.iterchildren(f"{_TNS}{inner}"):
+            return (grandchild.text or "").strip()
+    return ""
 
 
 class RequestChecks:
@@ -107,26 +127,23 @@ class RequestChecks:
             self._trust.check(certificate, others, now=now)
         except UntrustedCertificate as exc:
             raise Refusal("s002") from exc
-        certificate_oib = oib_of(certificate)
+        certificate_oib = _oib_of(certificate)
         if certificate_oib is None:
             raise Refusal("s003")
         # Read from what the signature covers, not from the document as received.
         racun = signed.find(f"{_TNS}Racun")
         assert racun is not None  # the schema requires it
-
-        def text(path: str) -> str:
-            return (racun.findtext(f"{_TNS}{path}") or "").strip()
-
-        if text("Oib") != certificate_oib:
+        oib = _child_text(racun, "Oib")
+        if oib != certificate_oib:
             raise Refusal("s005")
         return AcceptedInvoice(
             message_id=message_id_of(signed),
-            oib=text("Oib"),
-            issued_at=text("DatVrijeme"),
-            br_ozn_rac=text(f"BrRac/{_TNS}BrOznRac"),
-            ozn_pos_pr=text(f"BrRac/{_TNS}OznPosPr"),
-            ozn_nap_ur=text(f"BrRac/{_TNS}OznNapUr"),
-            total=text("IznosUkupno"),
-            zki=text("ZastKod"),
-            nak_dost=text("NakDost") in ("true", "1"),
+            oib=oib,
+            issued_at=_child_text(racun, "DatVrijeme"),
+            br_ozn_rac=_child_text(racun, "BrRac", "BrOznRac"),
+            ozn_pos_pr=_child_text(racun, "BrRac", "OznPosPr"),
+            ozn_nap_ur=_child_text(racun, "BrRac", "OznNapUr"),
+            total=_child_text(racun, "IznosUkupno"),
+            zki=_child_text(racun, "ZastKod"),
+            nak_dost=_child_text(racun, "NakDost") in ("true", "1"),
         )

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import signxml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 from lxml import etree
-from signxml.algorithms import CanonicalizationMethod
+from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 
 from fiscal.hr_cis.certificate import FiscalCertificate
 from fiscal.hr_cis.profile import HrCisProfile, SignedInvoice
 from fiscal.hr_cis.settings import FiscalSettings
 from fiscal.hr_cis.soap import (
+    DS_NS,
     F73_NS,
     RACUN_ZAHTJEV,
     SHA2_ONLY,
     SIGNATURE,
     SOAP_NS,
+    WITH_SHA1,
     AnswerInvalid,
     AnswerVerifier,
     CertificateTrust,
@@ -28,9 +33,18 @@ from fiscal.hr_cis.soap import (
     parse_echo_answer,
     parse_racun_answer,
     racuni_envelope,
+    signature_certificates,
     verify_signature,
 )
-from sandbox.cis.answers import AnswerSigner, echo_answer, soap_fault
+from sandbox.cis.answers import (
+    XSD_NS,
+    XSI_NS,
+    AnswerSigner,
+    LegacySha1Signer,
+    cis_datetime,
+    echo_answer,
+    soap_fault,
+)
 from sandbox.cis.ca import TestCA
 from tests.factories import make_invoice
 
@@ -317,3 +331,213 @@ def test_without_a_verifier_the_answer_is_read_unchecked(service: ServiceCert) -
     tampered = answer(service).replace(b"Id=", b"Ix=")
 
     assert parse_racun_answer(tampered, None).jir == JIR
+
+
+# --- what is cached or built once must not blur one answer into another ---------------
+
+
+def answer_built_by_signxml_alone(
+    service: ServiceCert,
+    message_id: str,
+    *,
+    sha1: bool,
+    jir: str | None,
+    errors: list[tuple[str, str]],
+) -> bytes:
+    """The answer as signxml's own signer makes it of the RacunOdgovor in place in its
+    envelope: what AnswerSigner produced before it prebuilt anything."""
+    key, certificate = service
+    envelope = etree.Element(
+        f"{{{SOAP_NS}}}Envelope", nsmap={"soap": SOAP_NS, "xsd": XSD_NS, "xsi": XSI_NS}
+    )
+    body = etree.SubElement(envelope, f"{{{SOAP_NS}}}Body")
+    odgovor = etree.SubElement(body, f"{TNS}RacunOdgovor", nsmap={"tns": F73_NS}, Id="RacunOdgovor")
+    header = etree.SubElement(odgovor, f"{TNS}Zaglavlje")
+    etree.SubElement(header, f"{TNS}IdPoruke").text = message_id
+    etree.SubElement(header, f"{TNS}DatumVrijeme").text = cis_datetime(NOW)
+    if jir is not None:
+        etree.SubElement(odgovor, f"{TNS}Jir").text = jir
+    if errors:
+        greske = etree.SubElement(odgovor, f"{TNS}Greske")
+        for code, message in errors:
+            greska = etree.SubElement(greske, f"{TNS}Greska")
+            etree.SubElement(greska, f"{TNS}SifraGreske").text = code
+            etree.SubElement(greska, f"{TNS}PorukaGreske").text = message
+    signer = LegacySha1Signer(
+        method=signxml.methods.enveloped,
+        signature_algorithm=SignatureMethod.RSA_SHA1 if sha1 else SignatureMethod.RSA_SHA256,
+        digest_algorithm=DigestAlgorithm.SHA1 if sha1 else DigestAlgorithm.SHA256,
+        c14n_algorithm=CanonicalizationMethod.CANONICAL_XML_1_0,
+    )
+    signed = signer.sign(odgovor, key=key, cert=[certificate], reference_uri="#RacunOdgovor")
+    body.replace(odgovor, signed)
+    return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+
+
+@pytest.mark.parametrize("sha1", [True, False], ids=["rsa-sha1", "rsa-sha256"])
+def test_answers_are_byte_for_byte_what_signxml_alone_makes(
+    service: ServiceCert, sha1: bool
+) -> None:
+    # RSA PKCS#1 v1.5 signatures are deterministic, so the bytes must be equal.
+    key, certificate = service
+    signer = AnswerSigner(key, certificate, sha1=sha1)
+    cases: list[tuple[str, str | None, list[tuple[str, str]]]] = [
+        (MESSAGE_ID, JIR, []),
+        ("", None, [("s001", "Poruka <nije> & ']]>' čćž\r\n")]),
+        (MESSAGE_ID, None, [("s004", "a"), ("", "")]),
+        (MESSAGE_ID, JIR, []),  # the first again, after the others
+    ]
+    for message_id, jir, errors in cases:
+        made = signer.racun_answer(message_id, NOW, jir=jir, errors=errors)
+        assert made == answer_built_by_signxml_alone(
+            service, message_id, sha1=sha1, jir=jir, errors=errors
+        )
+
+
+def test_each_answer_carries_only_its_own_content(
+    service: ServiceCert, verifier: AnswerVerifier
+) -> None:
+    key, certificate = service
+    signer = AnswerSigner(key, certificate)
+    refusal = signer.racun_answer("a" * 36, NOW, errors=[("s004", "Neispravan")])
+    accepted = signer.racun_answer(MESSAGE_ID, NOW, jir=JIR)
+
+    assert b"Greske" not in accepted and b"a" * 36 not in accepted
+    assert accepted.count(b"<ds:Signature ") == 1
+    assert parse_racun_answer(accepted, verifier, expected_message_id=MESSAGE_ID).jir == JIR
+    assert parse_racun_answer(refusal, verifier).errors == (("s004", "Neispravan"),)
+
+
+def test_a_tampered_answer_fails_after_the_same_answer_verified(
+    service: ServiceCert, verifier: AnswerVerifier
+) -> None:
+    document = answer(service)
+    assert parse_racun_answer(document, verifier).jir == JIR  # certificate and trust cached
+    other_jir = "11111111-2222-4333-8444-555555555555"
+
+    with pytest.raises(AnswerInvalid, match="Digest mismatch"):
+        parse_racun_answer(document.replace(JIR.encode(), other_jir.encode()), verifier)
+    with pytest.raises(AnswerInvalid, match="Signature verification failed"):
+        parse_racun_answer(
+            document.replace(b"<ds:SignatureValue>", b"<ds:SignatureValue>AAAA"), verifier
+        )
+    assert parse_racun_answer(document, verifier).jir == JIR
+
+
+def test_a_certificate_like_a_trusted_one_is_not_taken_for_it(
+    service: ServiceCert, verifier: AnswerVerifier
+) -> None:
+    # Same CA name, same service subject, another key: only the DER tells them apart.
+    impostor = TestCA.create().issue_service_cert()
+    assert impostor[1].subject == service[1].subject
+    assert parse_racun_answer(answer(service), verifier).jir == JIR
+
+    with pytest.raises(AnswerInvalid, match="untrusted"):
+        parse_racun_answer(answer(impostor), verifier)
+    with pytest.raises(UntrustedCertificate):
+        CertificateTrust([service[1]]).check(impostor[1])
+
+
+def test_the_certificate_is_the_one_the_signature_carries_every_time(
+    service: ServiceCert,
+) -> None:
+    impostor = TestCA.create().issue_service_cert()
+
+    def certificates_of(document: bytes) -> tuple[x509.Certificate, list[x509.Certificate]]:
+        root = etree.fromstring(document)
+        return signature_certificates(
+            find(root, f"{{{SOAP_NS}}}Body/{TNS}RacunOdgovor/{SIGNATURE}")
+        )
+
+    first, _ = certificates_of(answer(service))
+    again, _ = certificates_of(answer(service))
+    other, _ = certificates_of(answer(impostor))
+    # Broken into other lines, the same DER is the same certificate.
+    rewrapped, _ = certificates_of(answer(service).replace(b"\n", b"\n  "))
+
+    assert first is again  # parsed once
+    assert first == service[1] and rewrapped == service[1]
+    assert other == impostor[1]
+
+
+def test_a_broken_certificate_fails_every_time(
+    service: ServiceCert, verifier: AnswerVerifier
+) -> None:
+    document = answer(service).replace(b"<ds:X509Certificate>MII", b"<ds:X509Certificate>MIJ")
+    for _ in range(2):
+        with pytest.raises(AnswerInvalid, match="not a certificate"):
+            parse_racun_answer(document, verifier)
+
+
+def test_a_certificate_with_a_garbled_name_is_refused_as_not_a_certificate(
+    service: ServiceCert, verifier: AnswerVerifier
+) -> None:
+    # Well-formed DER whose issuer name is not valid UTF-8: cryptography loads it and
+    # fails only when the name is read.
+    der = service[1].public_bytes(Encoding.DER)
+    name = service[1].issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    at = der.index(str(name).encode())
+    garbled = der[:at] + b"\xff" + der[at + 1:]
+    document = answer(service)
+    text = base64.b64encode(der).decode()
+    assert text.encode() in document.replace(b"\n", b"")
+    root = etree.fromstring(document)
+    for element in root.iter(f"{{{DS_NS}}}X509Certificate"):
+        element.text = base64.b64encode(garbled).decode()
+
+    with pytest.raises(AnswerInvalid, match="not a certificate"):
+        parse_racun_answer(etree.tostring(root), verifier)
+
+
+def test_verifying_leaves_the_answer_as_it_was(service: ServiceCert) -> None:
+    root = etree.fromstring(answer(service))
+    before = etree.tostring(root)
+    odgovor = find(root, f"{{{SOAP_NS}}}Body/{TNS}RacunOdgovor")
+
+    covered, _, _ = verify_signature(odgovor, WITH_SHA1)
+
+    assert etree.tostring(root) == before
+    assert covered is not odgovor
+    assert covered.find(SIGNATURE) is None
+
+
+@pytest.mark.parametrize(
+    ("original", "replacement", "complaint"),
+    [
+        (b"</tns:RacunOdgovor>", b"</tns:RacunOdgovor>text after it", "XMLSyntaxError"),
+        (b"</tns:RacunOdgovor>", b"</tns:RacunOdgovor>\n\t ", None),
+        (b"<tns:Jir>", b"<tns:Jir>&e;", "XMLSyntaxError"),
+    ],
+    ids=["text-after", "whitespace-after", "entity"],
+)
+def test_what_does_not_survive_signxmls_copy_still_fails_as_before(
+    service: ServiceCert,
+    verifier: AnswerVerifier,
+    original: bytes,
+    replacement: bytes,
+    complaint: str | None,
+) -> None:
+    document = answer(service)
+    doctype = b'<!DOCTYPE soap:Envelope [<!ENTITY e "x">]>\n'
+    document = document.replace(b"\n<soap:Envelope", b"\n" + doctype + b"<soap:Envelope", 1)
+    changed = document.replace(original, replacement, 1)
+    assert changed != document
+
+    if complaint is None:
+        assert parse_racun_answer(changed, verifier).jir == JIR
+    else:
+        with pytest.raises(AnswerInvalid, match=complaint):
+            parse_racun_answer(changed, verifier)
+
+
+def test_a_missing_part_of_the_signature_is_named_as_signxml_names_it(
+    service: ServiceCert,
+) -> None:
+    root = etree.fromstring(answer(service))
+    odgovor = find(root, f"{{{SOAP_NS}}}Body/{TNS}RacunOdgovor")
+    signature = find(odgovor, SIGNATURE)
+    signature.remove(find(signature, f"{{{DS_NS}}}SignatureValue"))
+
+    # Without the xmldsig schema (as the sandbox checks requests) signxml itself finds it.
+    with pytest.raises(signxml.InvalidInput, match="Expected to find XML element SignatureValue"):
+        verify_signature(odgovor, WITH_SHA1, validate_schema=False)
