@@ -8,7 +8,8 @@ KAFKA_BOOTSTRAP_SERVERS names), the topics, a SQLite store, the CIS sandbox answ
 after --latency-ms, and ingest, fiscalizer, reporter and portal as separate processes.
 Then two runs:
   * flat out: N signed webhooks as fast as ingest takes them -> invoices/s fiscalized;
-  * paced:    N webhooks at --rate per second -> webhook->fiscalized latency p50/95/99.
+  * paced:    N webhooks at --rate per second -> webhook->fiscalized latency p50/95/99,
+              and how much of it the fiscalizer and the reporter took (stages.py).
 Baseline, in the same command: the profile's signing loop alone on one core, the
 pipeline's most expensive step; the ratio says how much of that the whole pipeline
 (four more processes and the sandbox, on the same two cores) keeps.
@@ -24,6 +25,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.pipeline.stages import gap_lines, stage_gaps
 from fiscobridge.provision import demo_integration
 from fiscobridge.stack import LocalStack, cpu_seconds_of
 from runtime.kafka.admin import ensure_topics
@@ -97,8 +99,10 @@ async def run(args: argparse.Namespace) -> None:
         cpu["driver (this process)"] = time.process_time() - driver_before
         if broker_pid and broker_before is not None:
             cpu["kafka broker"] = (cpu_seconds_of(broker_pid) or 0.0) - broker_before
+        paced_since = int(time.time() * 1000)
         paced = await drive(kafka, stack.ingest_url, targets, args.invoices,
                             rate=args.rate, concurrency=args.concurrency, timeout=600)
+        gaps = await stage_gaps(kafka, paced_since)
     finally:
         await stack.stop()
         await store.close()
@@ -117,6 +121,9 @@ async def run(args: argparse.Namespace) -> None:
     print(f"paced at {args.rate:.0f}/s:")
     for line in paced.lines():
         print("  " + line)
+    print("  of which, between the records of each invoice:")
+    for line in gap_lines(gaps):
+        print("    " + line)
 
 
 def main() -> None:
