@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Sequence
 
@@ -14,6 +13,8 @@ from schemas.events import InvoiceSigned
 from services.reporter.outcome import Result, Transient, Unverified
 
 SOAP_ACTION = "http://e-porezna.porezna-uprava.hr/fiskalizacija/2012/services/FiskalizacijaService/racuni"
+# Parsed once, as the URL is in __init__: httpx would otherwise parse both per request.
+_HEADERS = httpx.Headers({"Content-Type": "text/xml; charset=utf-8", "SOAPAction": SOAP_ACTION})
 
 CIS_SECONDS = Histogram(
     "fiscobridge_reporter_cis_request_seconds",
@@ -23,27 +24,56 @@ CIS_SECONDS = Histogram(
 
 
 class CisSubmitter:
+    """Posts each submission on a client that has nothing else in flight, if there is one.
+
+    httpcore's pool rescans all of its connections (a poll(2) for every idle one) each
+    time a request starts or ends, so the reporter gives it many small pools (see
+    `services.reporter.service.cis_clients`) and spreads the load here, where picking
+    an idle pool costs O(1). With fewer clients than requests in flight, the least
+    busy client takes the extra one and its own pool queues it as before.
+    """
+
     def __init__(
         self, clients: Sequence[httpx.AsyncClient], url: str, verifier: AnswerVerifier
     ) -> None:
-        self.clients = itertools.cycle(clients)
-        self.url = url
+        if not clients:
+            raise ValueError("CisSubmitter needs at least one HTTP client")
+        self.clients = list(clients)
+        self.url = httpx.URL(url)
         self.verifier = verifier
+        self._in_flight = [0] * len(self.clients)
+        # Last released first: its connection is the one most recently known alive,
+        # and under light load the others may idle out rather than all being kept warm.
+        self._idle = list(range(len(self.clients) - 1, -1, -1))
+
+    def _acquire(self) -> int:
+        index = self._idle.pop() if self._idle else min(
+            range(len(self.clients)), key=self._in_flight.__getitem__
+        )
+        self._in_flight[index] += 1
+        return index
+
+    def _release(self, index: int) -> None:
+        self._in_flight[index] -= 1
+        if not self._in_flight[index]:
+            self._idle.append(index)
 
     async def submit(self, signed: InvoiceSigned) -> Result:
         body = racuni_envelope(signed.document.encode())
         started = time.perf_counter()
+        index = self._acquire()
         try:
-            response = await next(self.clients).post(
-                self.url,
-                content=body,
-                headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": SOAP_ACTION},
+            client = self.clients[index]
+            # Timeouts are the client's own (set with it); send() applies them.
+            response = await client.send(
+                client.build_request("POST", self.url, content=body, headers=_HEADERS)
             )
         except httpx.TimeoutException:
             return Transient("timeout", "no answer from the tax authority in time")
         except httpx.TransportError as exc:
             return Transient("connection", f"could not reach the tax authority: {exc!r}")
         finally:
+            self._release(index)
             CIS_SECONDS.observe(time.perf_counter() - started)
         if response.status_code >= 500 and b"RacunOdgovor" not in response.content:
             return Transient(f"http_{response.status_code}", f"HTTP {response.status_code}")

@@ -272,23 +272,37 @@ class Reporter:
         return {"kafka": self.running and consumer is not None and await kafka_ok(consumer)}
 
 
+async def cis_clients(
+    stack: contextlib.AsyncExitStack, settings: ReporterSettings
+) -> list[httpx.AsyncClient]:
+    """The HTTP clients CisSubmitter spreads submissions over, closed with `stack`.
+
+    httpcore rescans every connection of a pool (a poll(2) for each idle one) whenever
+    a request starts or ends, so one pool of N connections costs O(N) per request.
+    Pools of `cis_connections_per_client` connections, one client per that many
+    submissions in flight, keep it O(1); CisSubmitter hands each submission a client
+    with nothing in flight.
+    """
+    per_client = settings.cis_connections_per_client
+    count = -(-settings.concurrency // per_client)
+    limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+    timeout = httpx.Timeout(settings.timeout_seconds)
+    # One context for all: httpx would build (and load the CA bundle into) one per client.
+    tls = httpx.create_ssl_context()
+    return [
+        await stack.enter_async_context(
+            httpx.AsyncClient(timeout=timeout, limits=limits, verify=tls)
+        )
+        for _ in range(count)
+    ]
+
+
 async def main(stop: asyncio.Event) -> None:
     kafka = KafkaSettings()
     settings = ReporterSettings()
     verifier = AnswerVerifier(load_trust(settings))
-    # httpcore checks every pooled connection for expiry on every request (a poll(2)
-    # each), so one pool of N connections costs O(N) per request; shards of 8 keep
-    # that constant as concurrency grows.
-    shards = max(1, -(-settings.concurrency // 8))
-    per_shard = -(-settings.concurrency // shards)
-    limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
     async with contextlib.AsyncExitStack() as clients:
-        pool = [
-            await clients.enter_async_context(
-                httpx.AsyncClient(timeout=httpx.Timeout(settings.timeout_seconds), limits=limits)
-            )
-            for _ in range(shards)
-        ]
+        pool = await cis_clients(clients, settings)
         submitter = CisSubmitter(pool, settings.cis_url, verifier)
         reporter = Reporter(kafka, settings, submitter)
         ops = OpsServer(reporter.readiness, settings.ops_host, settings.ops_port)

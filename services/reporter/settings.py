@@ -21,6 +21,11 @@ class ReporterSettings(BaseSettings):
     # 300 invoices/s at CIS's usual 50 ms answer need 15 in flight; more connections
     # cost httpx's pool more per request than they gain.
     concurrency: int = Field(default=32, ge=1, description="submissions in flight at once")
+    # httpcore's per-request pool upkeep grows with the connections in one pool, so the
+    # reporter keeps many small pools; see services.reporter.service.cis_clients.
+    cis_connections_per_client: int = Field(
+        default=1, ge=1, description="keep-alive connections per HTTP client (pool)"
+    )
     retry_base_seconds: float = 1.0
     retry_cap_seconds: float = 300.0
     retry_deadline_seconds: float = 24 * 3600.0

@@ -1,0 +1,165 @@
+"""CisSubmitter against the sandbox CIS over real HTTP, on the reporter's own client pool:
+every outcome class (JIR, refusal, 5xx, timeout, refused connection, unverifiable
+answer) and the spreading of concurrent submissions over idle clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from fiscal.hr_cis.certificate import FiscalCertificate
+from fiscal.hr_cis.profile import HrCisProfile
+from fiscal.hr_cis.settings import FiscalSettings
+from fiscal.hr_cis.soap import AnswerVerifier, CisAnswer
+from sandbox.cis.ca import TestCA
+from schemas.events import InvoiceSigned
+from services.reporter.cis import CisSubmitter
+from services.reporter.outcome import Transient, Unverified
+from services.reporter.service import cis_clients
+from services.reporter.settings import ReporterSettings
+from tests.factories import make_invoice
+from tests.fixtures.cis import CisSandboxHandle
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+_numbers = itertools.count(7000)
+PROFILE = HrCisProfile()
+
+
+def signed_event(settings: FiscalSettings, certificate: FiscalCertificate) -> InvoiceSigned:
+    number = next(_numbers)
+    invoice = make_invoice(number=f"INV-{number}", source_id=str(460000000000000000 + number))
+    signed = PROFILE.sign(invoice, settings, certificate)
+    return InvoiceSigned(
+        integration_uid="acme", invoice=invoice, profile="hr-cis",
+        message_id=signed.message_id, protection_code=signed.protection_code,
+        document=signed.document.decode(),
+    )
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[list[httpx.AsyncClient]]:
+    async with contextlib.AsyncExitStack() as stack:
+        yield await cis_clients(stack, ReporterSettings(concurrency=4, timeout_seconds=1))
+
+
+@pytest.fixture
+def verifier(test_ca: TestCA) -> AnswerVerifier:
+    return AnswerVerifier([test_ca.certificate])
+
+
+@pytest.fixture
+def cis(clean_cis_sandbox: CisSandboxHandle) -> CisSandboxHandle:
+    return clean_cis_sandbox
+
+
+async def test_the_pool_has_one_client_per_connection_and_the_settings_timeout() -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        settings = ReporterSettings(concurrency=5, cis_connections_per_client=2,
+                                    timeout_seconds=7)
+        clients = await cis_clients(stack, settings)
+        assert len(clients) == 3
+        assert all(c.timeout == httpx.Timeout(7) for c in clients)
+        assert all(not c.is_closed for c in clients)
+    assert all(c.is_closed for c in clients)
+
+
+async def test_an_accepted_invoice_gets_its_verified_jir(
+    cis: CisSandboxHandle, pool: list[httpx.AsyncClient], verifier: AnswerVerifier,
+    fiscal_settings: FiscalSettings, demo_certificate: FiscalCertificate,
+) -> None:
+    event = signed_event(fiscal_settings, demo_certificate)
+
+    result = await CisSubmitter(pool, cis.url, verifier).submit(event)
+
+    assert isinstance(result, CisAnswer) and result.jir is not None
+    assert result.message_id == event.message_id
+    assert [e["message_id"] for e in cis.ledger()] == [event.message_id]
+
+
+async def test_concurrent_submissions_all_succeed_and_leave_every_client_idle(
+    cis: CisSandboxHandle, pool: list[httpx.AsyncClient], verifier: AnswerVerifier,
+    fiscal_settings: FiscalSettings, demo_certificate: FiscalCertificate,
+) -> None:
+    cis.set_faults(latency_ms=50)
+    # More than the pool's clients: the extra ones share the least busy client.
+    events = [signed_event(fiscal_settings, demo_certificate) for _ in range(10)]
+    submitter = CisSubmitter(pool, cis.url, verifier)
+
+    results = await asyncio.gather(*(submitter.submit(e) for e in events))
+
+    assert all(isinstance(r, CisAnswer) and r.jir for r in results)
+    assert {e["message_id"] for e in cis.ledger()} == {e.message_id for e in events}
+    assert sorted(submitter._idle) == list(range(len(pool)))
+    assert submitter._in_flight == [0] * len(pool)
+
+
+async def test_a_refusal_is_a_verified_answer_with_its_error(
+    cis: CisSandboxHandle, pool: list[httpx.AsyncClient], verifier: AnswerVerifier,
+    fiscal_settings: FiscalSettings, demo_certificate: FiscalCertificate,
+) -> None:
+    cis.set_faults(s006=1)
+
+    result = await CisSubmitter(pool, cis.url, verifier).submit(
+        signed_event(fiscal_settings, demo_certificate)
+    )
+
+    assert isinstance(result, CisAnswer) and result.jir is None
+    assert [code for code, _ in result.errors] == ["s006"]
+
+
+async def test_a_bare_http_500_is_transient(
+    cis: CisSandboxHandle, pool: list[httpx.AsyncClient], verifier: AnswerVerifier,
+    fiscal_settings: FiscalSettings, demo_certificate: FiscalCertificate,
+) -> None:
+    cis.set_faults(http500=1)
+
+    result = await CisSubmitter(pool, cis.url, verifier).submit(
+        signed_event(fiscal_settings, demo_certificate)
+    )
+
+    assert result == Transient("http_500", "HTTP 500")
+
+
+async def test_no_answer_within_the_client_timeout_is_a_transient_timeout(
+    cis: CisSandboxHandle, pool: list[httpx.AsyncClient], verifier: AnswerVerifier,
+    fiscal_settings: FiscalSettings, demo_certificate: FiscalCertificate,
+) -> None:
+    cis.set_faults(hang=1, hang_seconds=5)
+    submitter = CisSubmitter(pool, cis.url, verifier)
+
+    result = await submitter.submit(signed_event(fiscal_settings, demo_certificate))
+
+    assert isinstance(result, Transient) and result.code == "timeout"
+    assert submitter._in_flight == [0] * len(pool)
+
+
+async def test_a_refused_connection_is_transient(
+    pool: list[httpx.AsyncClient], verifier: AnswerVerifier,
+    fiscal_settings: FiscalSettings, demo_certificate: FiscalCertificate,
+) -> None:
+    result = await CisSubmitter(pool, "http://127.0.0.1:9/", verifier).submit(
+        signed_event(fiscal_settings, demo_certificate)
+    )
+
+    assert isinstance(result, Transient) and result.code == "connection"
+
+
+async def test_an_answer_signed_by_someone_untrusted_is_unverified(
+    cis: CisSandboxHandle, pool: list[httpx.AsyncClient],
+    fiscal_settings: FiscalSettings, demo_certificate: FiscalCertificate,
+) -> None:
+    stranger = AnswerVerifier([TestCA.create("Stranger DEMO CA").certificate])
+
+    result = await CisSubmitter(pool, cis.url, stranger).submit(
+        signed_event(fiscal_settings, demo_certificate)
+    )
+
+    assert isinstance(result, Unverified)
+    assert b"RacunOdgovor" in result.document
+
