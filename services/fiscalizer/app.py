@@ -152,7 +152,6 @@ class Fiscalizer:
         self.retry_topic = self.app.topic(INVOICES_RETRY.name)
         self.status_topic = self.app.topic(INVOICES_STATUS.name)
         self.integrations_topic = self.app.topic(INTEGRATIONS_EVENTS.name)
-        self._outputs: dict[str, Any] = {}
         self._pending = Pending()
         self._stopping = asyncio.Event()
         self._stall = StallWatch(settings.stall_seconds)
@@ -264,11 +263,12 @@ class Fiscalizer:
                     headers_for(message.topic, message.partition, message.offset, exc),
                 )]
             for output in outputs:
-                if output.topic not in self._outputs:
-                    self._outputs[output.topic] = self.app.topic(output.topic)
+                # Straight to the producer: faust's Topic.send wraps each message in
+                # three more objects and callbacks, and nothing here needs them.
                 sends.append(
-                    await self._outputs[output.topic].send(
-                        key=output.key, value=output.value, headers=output.headers
+                    await self.app.producer.send(
+                        output.topic, output.key, output.value, partition=None,
+                        timestamp=None, headers=output.headers,
                     )
                 )
         # The batch's events are acknowledged when the next batch is taken; faust
