@@ -11,7 +11,7 @@ import pytest
 
 from fiscal.hr_cis.certificate import FiscalCertificate
 from fiscal.hr_cis.settings import FiscalSettings
-from runtime.store import IntegrationStatus, Outcome, Store
+from runtime.store import IntegrationStatus, Outcome, Store, projection
 from runtime.store.projection import license_month
 from schemas.events import (
     Event,
@@ -279,3 +279,126 @@ async def test_drop_projection_resets_to_neutral(store: Store, uid: str) -> None
     assert record is not None and record.status is IntegrationStatus.PENDING
     # Credentials are not part of the projection.
     assert await store.integrations.certificate(uid)
+
+
+def mixed_history() -> list[Event]:
+    """Several invoices, each with late and repeated deliveries, and integration events."""
+    events: list[Event] = []
+    for n in range(4):
+        source = f"46000000000001{n:02d}"
+        t = T0 + timedelta(minutes=n)
+        events += [
+            status(InvoiceState.RETRYING, t, source_id=source, attempt=1),
+            status(InvoiceState.FISCALIZED, t + timedelta(seconds=30), source_id=source, attempt=2),
+            # the reporter's crash window: a second receipt, later, must not replace the first
+            status(InvoiceState.FISCALIZED, t + timedelta(seconds=50), source_id=source, attempt=3),
+        ]
+    events += [
+        integration_event(IntegrationEventKind.CONNECTED, T0, tier="starter"),
+        integration_event(IntegrationEventKind.TOKEN_INVALID, T0 + timedelta(minutes=5)),
+    ]
+    return events
+
+
+async def test_replaying_a_whole_batch_changes_nothing(store: Store, uid: str) -> None:
+    events = mixed_history()
+    first = await store.apply(events)
+    assert first[Outcome.DUPLICATE] == 0
+    before = await projection_snapshot(store)
+    assert await store.apply(events) == {Outcome.DUPLICATE: len(events)}
+    # and again mixed with one new event: only that one is applied
+    extra = status(InvoiceState.REJECTED, T0, source_id="4600000000000999")
+    assert await store.apply([*events, extra]) == {
+        Outcome.DUPLICATE: len(events),
+        Outcome.APPLIED: 1,
+    }
+    after = await projection_snapshot(store)
+    assert after["journal"][:-1] == before["journal"]
+    assert after["usage"] == before["usage"] == [(uid, "2025-03", 4)]
+    assert after["integrations"] == before["integrations"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_one_batch_reaches_the_state_of_one_event_at_a_time(
+    store: Store, uid: str, seed: int
+) -> None:
+    # Out of order within one batch: older after newer, the later receipt before the
+    # earlier one (across the Zagreb month boundary), the same invoice several times.
+    events = [
+        *mixed_history(),
+        status(InvoiceState.FISCALIZED, datetime(2025, 4, 1, 0, 5, tzinfo=UTC), receipt="late"),
+        status(InvoiceState.RETRYING, datetime(2025, 3, 31, 20, 0, tzinfo=UTC), attempt=4),
+        status(
+            InvoiceState.FISCALIZED, datetime(2025, 3, 31, 21, 59, tzinfo=UTC), receipt="early"
+        ),
+    ]
+    random.Random(seed).shuffle(events)
+    for event in events:
+        await store.apply([event])
+    one_by_one = await projection_snapshot(store)
+    await store.drop_projection()
+    await store.apply(events)
+    batched = await projection_snapshot(store)
+    # A count that went up and down again within one batch leaves no row; one event at
+    # a time leaves a row of 0 for that month. Both read as 0.
+    one_by_one["usage"] = [u for u in one_by_one["usage"] if u[2]]
+    assert batched == one_by_one
+    entry = await store.journal.get(uid, "4600000000000001")
+    assert entry is not None
+    assert (entry.state, entry.receipt_id, entry.attempts) == (InvoiceState.FISCALIZED, "early", 4)
+    assert entry.first_seen_at == datetime(2025, 3, 31, 20, 0, tzinfo=UTC)
+    assert await store.usage.count(uid, "2025-03") == 5
+    assert await store.usage.count(uid, "2025-04") == 0
+
+
+async def test_two_events_of_one_invoice_in_one_batch(store: Store, uid: str) -> None:
+    source = "4600000000000001"
+    retrying = status(InvoiceState.RETRYING, T0, attempt=1)
+    # The winning event repeats none of the evidence: what an earlier attempt stored stays.
+    bare = {"protection_code": None, "signed_request": None, "signed_answer": None}
+    await store.apply([retrying])
+    fiscalized = status(InvoiceState.FISCALIZED, T0 + timedelta(minutes=1), attempt=2)
+    rejected = status(InvoiceState.REJECTED, T0 + timedelta(minutes=2), attempt=3)
+    outcomes = await store.apply(
+        [fiscalized.model_copy(update=bare), rejected.model_copy(update=bare)]
+    )
+    assert outcomes == {Outcome.APPLIED: 1, Outcome.STALE: 1}
+    entry = await store.journal.get(uid, source)
+    assert entry is not None
+    assert (entry.state, entry.receipt_id, entry.last_event_id) == (
+        InvoiceState.FISCALIZED,
+        fiscalized.receipt_id,
+        fiscalized.event_id,
+    )
+    assert (entry.protection_code, entry.signed_request, entry.signed_answer) == (
+        "a" * 32,
+        "<Racun>signed</Racun>",
+        None,
+    )
+    assert (entry.attempts, entry.first_seen_at, entry.last_seen_at) == (
+        3,
+        T0,
+        T0 + timedelta(minutes=2),
+    )
+    assert await store.usage.count(uid, T0) == 1
+    # A new invoice created and moved on within one batch.
+    other = "4600000000000002"
+    assert await store.apply(
+        [
+            status(InvoiceState.RETRYING, T0, source_id=other, attempt=1),
+            status(InvoiceState.FISCALIZED, T0 + timedelta(seconds=5), source_id=other, attempt=2),
+        ]
+    ) == {Outcome.APPLIED: 2}
+    entry = await store.journal.get(uid, other)
+    assert entry is not None and (entry.state, entry.attempts) == (InvoiceState.FISCALIZED, 2)
+    assert await store.usage.count(uid, T0) == 2
+
+
+async def test_changes_pending_in_the_callers_session_are_kept(store: Store, uid: str) -> None:
+    # rebuild applies batches in a session that already holds its own work
+    async with store.transaction() as session:
+        await projection.drop(session)
+        assert await projection.apply_batch(session, [status(InvoiceState.FISCALIZED, T0)]) == [
+            Outcome.APPLIED
+        ]
+    assert await store.usage.count(uid, T0) == 1
