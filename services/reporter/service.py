@@ -139,40 +139,45 @@ class Reporter:
             group_id=self.settings.group_id,
             max_poll_records=self.settings.concurrency * 4,
         )
-        await self.producer.start()
-        await self.lookup.start()
-        self.consumer.subscribe([INVOICES_SIGNED.name], listener=self._Listener(self))
-        await self.consumer.start()
-        self.running = True
-        lag = asyncio.create_task(metrics.track_lag(self.consumer, self.settings.group_id))
+        async with contextlib.AsyncExitStack() as clients:
+            # Each client is stopped even when stopping another fails (a broker outage
+            # at shutdown), consumer first, producer last.
+            await self.producer.start()
+            clients.push_async_callback(self.producer.stop)
+            await self.lookup.start()
+            clients.push_async_callback(self.lookup.stop)
+            self.consumer.subscribe([INVOICES_SIGNED.name], listener=self._Listener(self))
+            await self.consumer.start()
+            clients.push_async_callback(self.consumer.stop)
+            self.running = True
+            lag = asyncio.create_task(metrics.track_lag(self.consumer, self.settings.group_id))
+            clients.callback(lag.cancel)
+            clients.callback(setattr, self, "running", False)
+            await self._consume(stop)
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        assert self.consumer is not None
         last_commit = time.monotonic()
-        try:
-            while not stop.is_set():
-                batch = await self.consumer.getmany(timeout_ms=100)
-                if batch:
-                    await self.settled.wait()
-                for tp, records in batch.items():
-                    if tp not in self.reported:
-                        continue
-                    for record in records:
-                        await self.slots.acquire()
-                        self.tracker.started(tp, record.offset)
-                        task = asyncio.create_task(self.handle(tp, record))
-                        self.tasks.add(task)
-                        task.add_done_callback(self.tasks.discard)
-                if time.monotonic() - last_commit >= self.settings.commit_interval_seconds:
-                    await self.commit()
-                    last_commit = time.monotonic()
-            log.info("draining", extra={"in_flight": len(self.tasks)})
-            if self.tasks:
-                await asyncio.gather(*self.tasks, return_exceptions=True)
-            await self.commit()
-        finally:
-            self.running = False
-            lag.cancel()
-            await self.consumer.stop()
-            await self.lookup.stop()
-            await self.producer.stop()
+        while not stop.is_set():
+            batch = await self.consumer.getmany(timeout_ms=100)
+            if batch:
+                await self.settled.wait()
+            for tp, records in batch.items():
+                if tp not in self.reported:
+                    continue
+                for record in records:
+                    await self.slots.acquire()
+                    self.tracker.started(tp, record.offset)
+                    task = asyncio.create_task(self.handle(tp, record))
+                    self.tasks.add(task)
+                    task.add_done_callback(self.tasks.discard)
+            if time.monotonic() - last_commit >= self.settings.commit_interval_seconds:
+                await self.commit()
+                last_commit = time.monotonic()
+        log.info("draining", extra={"in_flight": len(self.tasks)})
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.commit()
 
     async def commit(self) -> None:
         assert self.consumer is not None
