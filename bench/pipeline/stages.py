@@ -9,6 +9,7 @@ trip, verify, publish), with no clock but the one this machine shares.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 
 from runtime.kafka.clients import consumer as make_consumer
@@ -22,9 +23,14 @@ Key = tuple[bytes | None, str]  # (record key: integration uid, source invoice i
 
 
 async def first_seen(
-    kafka: KafkaSettings, topic: str, since_ms: int, final_only: bool = False
+    kafka: KafkaSettings, topic: str, since_ms: int, final_only: bool = False,
+    timeout: float = 60.0,
 ) -> dict[Key, int]:
-    """Each invoice's first record on `topic` at or after `since_ms`: its timestamp."""
+    """Each invoice's first record on `topic` at or after `since_ms`: its timestamp.
+
+    Reads committed records only, so a transaction left open would keep a partition's
+    end out of reach: after `timeout` it answers with what it has.
+    """
     consumer = make_consumer(kafka, group_id=None)
     await consumer.start()
     try:
@@ -37,7 +43,8 @@ async def first_seen(
             consumer.seek(tp, hit.offset if hit else ends[tp])
         seen: dict[Key, int] = {}
         pending = {tp for tp in tps if (await consumer.position(tp)) < ends[tp]}
-        while pending:
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
             batch = await consumer.getmany(*pending, timeout_ms=500)
             for tp, records in batch.items():
                 for record in records:

@@ -12,6 +12,7 @@ import click
 
 from runtime import lifecycle
 from runtime.eventloop import use_uvloop
+from runtime.heap import freeze_live_objects
 from runtime.logging import configure
 
 # name -> module with `async def main(stop: asyncio.Event)`; the fiscalizer is a faust
@@ -33,6 +34,7 @@ def run(service: str, log_level: str) -> None:
     configure(service, log_level)
     use_uvloop()
     module = importlib.import_module(SERVICES[service])
+    freeze_live_objects()
     if hasattr(module, "run"):
         module.run()
     else:

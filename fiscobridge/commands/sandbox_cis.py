@@ -113,8 +113,10 @@ def cis(
     click.echo(f"  trust anchor (CA certificate): {directory / CERT_FILE}")
     click.echo(f"  controls: {server.base_url}/_sandbox/faults | ledger | stats")
     from runtime.eventloop import use_uvloop
+    from runtime.heap import freeze_live_objects
 
     use_uvloop()
+    freeze_live_objects()
     server.run()
 
 
