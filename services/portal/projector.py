@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import prometheus_client
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
@@ -127,7 +128,8 @@ class Projector:
     async def _poll(
         self, consumer: AIOKafkaConsumer
     ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
-        """The next batch: what has arrived, plus what arrives within `linger` after it.
+        """The next batch: what has arrived, plus what arrives within `linger` after it
+        (less, once the batch is full).
 
         A batch costs a few milliseconds of CPU whatever its size (transaction, offset
         commit) and well under one per event, and the fetcher hands over records every
@@ -136,14 +138,17 @@ class Projector:
         before the portal shows a status.
         """
         batches = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
-        room = self.batch_size - sum(len(records) for records in batches.values())
-        if not batches or room <= 0 or self.linger <= 0:
+        if not batches or self.linger <= 0:
             return batches
-        await asyncio.sleep(self.linger)
-        more = await consumer.getmany(timeout_ms=0, max_records=room)
-        for tp, records in more.items():
-            # Later offsets of the same partition: the commit takes the last one.
-            batches[tp] = batches.get(tp, []) + records
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.linger
+        room = self.batch_size - sum(len(records) for records in batches.values())
+        while room > 0 and (left := deadline - loop.time()) > 0:
+            more = await consumer.getmany(timeout_ms=int(left * 1000), max_records=room)
+            for tp, records in more.items():
+                # Later offsets of the same partition: the commit takes the last one.
+                batches[tp] = batches.get(tp, []) + records
+                room -= len(records)
         return batches
 
     async def _process(
@@ -176,7 +181,16 @@ class Projector:
                     await self._dead_letter(producer, record, error)
         for outcome, n in outcomes.items():
             EVENTS.labels(outcome.value).inc(n)
-        await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        try:
+            await consumer.commit(
+                {tp: records[-1].offset + 1 for tp, records in batches.items()}
+            )
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group moved a partition on while the batch was in hand (a rebalance).
+            # Its new owner re-reads from the last commit, and the events already applied
+            # are found processed by their ids: nothing is applied twice. Not a crash.
+            log.warning("commit refused after a rebalance; the new owner re-reads",
+                        extra={"error": str(exc).splitlines()[0]})
         BATCH_SECONDS.observe(time.perf_counter() - started)
 
     async def _dead_letter(

@@ -30,7 +30,8 @@ async def main(stop: asyncio.Event) -> None:
     store = Store.open(vault=Vault.from_env(allow_dev_keyfile=True))
     await store.require_schema()
     await store.verify_secrets()  # a wrong master key fails here, not on a user's first page
-    projector = Projector(store, kafka, group_id=settings.projector_group_id)
+    projector = Projector(store, kafka, group_id=settings.projector_group_id,
+                          linger=settings.projector_linger_seconds)
     producer = make_producer(kafka)
     await producer.start()
     http = httpx.AsyncClient(timeout=settings.zoho_timeout_seconds)

@@ -54,6 +54,10 @@ class PortalSettings(BaseSettings):
     zoho_timeout_seconds: float = 15.0
 
     projector_group_id: str = GROUP_ID
+    projector_linger_seconds: float = Field(
+        default=0.2, ge=0,
+        description="how long a fetched batch waits for more records before it is applied",
+    )
 
     @property
     def base_url(self) -> str:
