@@ -120,10 +120,9 @@ class AnswerSigner:
         }
         self._signers = threading.local()
         self._key = key
-        self._certificate = certificate
         self._key_info = _key_info(certificate)
         self._skeleton = _answer_skeleton()
-        self._envelope = _empty_envelope()
+        self._empty = _empty_envelope()
 
     def _signer(self) -> _InPlaceSigner:
         signer: _InPlaceSigner | None = getattr(self._signers, "signer", None)
@@ -156,7 +155,7 @@ class AnswerSigner:
         signed = self._signer().sign_in_place(
             answer, key=self._key, key_info=copy.deepcopy(self._key_info)
         )
-        envelope = copy.deepcopy(self._envelope)
+        envelope = copy.deepcopy(self._empty)
         envelope[0].append(signed)
         return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
 

@@ -264,7 +264,8 @@ class Fiscalizer:
                 )]
             for output in outputs:
                 # Straight to the producer: faust's Topic.send wraps each message in
-                # three more objects and callbacks, and nothing here needs them.
+                # three more objects and callbacks (and tells faust's sensors, which
+                # nothing here reads: our own metrics count what is published).
                 sends.append(
                     await self.app.producer.send(
                         output.topic, output.key, output.value, partition=None,

@@ -26,11 +26,10 @@ CIS_SECONDS = Histogram(
 class CisSubmitter:
     """Posts each submission on a client that has nothing else in flight, if there is one.
 
-    httpcore's pool rescans all of its connections (a poll(2) for every idle one) each
-    time a request starts or ends, so the reporter gives it many small pools (see
-    `services.reporter.service.cis_clients`) and spreads the load here, where picking
-    an idle pool costs O(1). With fewer clients than requests in flight, the least
-    busy client takes the extra one and its own pool queues it as before.
+    The reporter gives it many small pools (`services.reporter.service.cis_clients`
+    says why), and picking an idle one here costs O(1). With fewer clients than
+    requests in flight, the least busy client takes the extra one and its own pool
+    queues it.
     """
 
     def __init__(
@@ -64,7 +63,7 @@ class CisSubmitter:
         index = self._acquire()
         try:
             client = self.clients[index]
-            # Timeouts are the client's own (set with it); send() applies them.
+            # Timeouts are the client's own: build_request puts them on the request.
             response = await client.send(
                 client.build_request("POST", self.url, content=body, headers=_HEADERS)
             )

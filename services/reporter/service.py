@@ -139,20 +139,20 @@ class Reporter:
             group_id=self.settings.group_id,
             max_poll_records=self.settings.concurrency * 4,
         )
-        async with contextlib.AsyncExitStack() as clients:
+        async with contextlib.AsyncExitStack() as shutdown:
             # Each client is stopped even when stopping another fails (a broker outage
             # at shutdown), consumer first, producer last.
             await self.producer.start()
-            clients.push_async_callback(self.producer.stop)
+            shutdown.push_async_callback(self.producer.stop)
             await self.lookup.start()
-            clients.push_async_callback(self.lookup.stop)
+            shutdown.push_async_callback(self.lookup.stop)
             self.consumer.subscribe([INVOICES_SIGNED.name], listener=self._Listener(self))
             await self.consumer.start()
-            clients.push_async_callback(self.consumer.stop)
+            shutdown.push_async_callback(self.consumer.stop)
             self.running = True
             lag = asyncio.create_task(metrics.track_lag(self.consumer, self.settings.group_id))
-            clients.callback(lag.cancel)
-            clients.callback(setattr, self, "running", False)
+            shutdown.callback(lag.cancel)
+            shutdown.callback(setattr, self, "running", False)
             await self._consume(stop)
 
     async def _consume(self, stop: asyncio.Event) -> None:

@@ -18,11 +18,10 @@ class ReporterSettings(BaseSettings):
         "default: the local sandbox's CA",
     )
     timeout_seconds: float = Field(default=10.0, gt=0)
-    # 300 invoices/s at CIS's usual 50 ms answer need 15 in flight; more connections
-    # cost httpx's pool more per request than they gain.
+    # 300 invoices/s at CIS's usual 50 ms answer need 15 in flight; twice that covers
+    # slower answers without letting one reporter flood the service.
     concurrency: int = Field(default=32, ge=1, description="submissions in flight at once")
-    # httpcore's per-request pool upkeep grows with the connections in one pool, so the
-    # reporter keeps many small pools; see services.reporter.service.cis_clients.
+    # Why small pools: services.reporter.service.cis_clients.
     cis_connections_per_client: int = Field(
         default=1, ge=1, description="keep-alive connections per HTTP client (pool)"
     )

@@ -58,7 +58,7 @@ def cis(clean_cis_sandbox: CisSandboxHandle) -> CisSandboxHandle:
     return clean_cis_sandbox
 
 
-async def test_the_pool_has_one_client_per_connection_and_the_settings_timeout() -> None:
+async def test_each_client_holds_its_share_of_the_connections_and_the_timeout() -> None:
     async with contextlib.AsyncExitStack() as stack:
         settings = ReporterSettings(concurrency=5, cis_connections_per_client=2,
                                     timeout_seconds=7)

@@ -12,6 +12,7 @@ import pytest
 from fiscal.hr_cis.certificate import FiscalCertificate
 from fiscal.hr_cis.settings import FiscalSettings
 from runtime.store import IntegrationStatus, Outcome, Store, projection
+from runtime.store.models import LicenseUsage
 from runtime.store.projection import license_month
 from schemas.events import (
     Event,
@@ -395,10 +396,13 @@ async def test_two_events_of_one_invoice_in_one_batch(store: Store, uid: str) ->
 
 
 async def test_changes_pending_in_the_callers_session_are_kept(store: Store, uid: str) -> None:
-    # rebuild applies batches in a session that already holds its own work
+    # rebuild applies batches in a session that already holds its own work: that work
+    # reaches the database before the projection's statements, which build on it (left
+    # pending, the row below would collide with the one the projection writes).
     async with store.transaction() as session:
         await projection.drop(session)
+        session.add(LicenseUsage(integration_uid=uid, month=license_month(T0), fiscalized=5))
         assert await projection.apply_batch(session, [status(InvoiceState.FISCALIZED, T0)]) == [
             Outcome.APPLIED
         ]
-    assert await store.usage.count(uid, T0) == 1
+    assert await store.usage.count(uid, license_month(T0)) == 6
