@@ -90,6 +90,9 @@ SIGN_SECONDS = Histogram(
 # A commit waits this long behind a missing record before its partition is read again
 # (commits normally move every broker_commit_interval).
 REWIND_SECONDS = 5.0
+# Inputs whose records are processed as they come; retries wait for their time on
+# purpose, so their commits and reads may stand still.
+STALLABLE = (INVOICES_RECEIVED.name, INVOICES_STATUS.name)
 
 
 def _write(event: Any, table: Any, key: str, value: Any) -> None:
@@ -196,17 +199,18 @@ class Fiscalizer:
                     CONSUMER_LAG.labels(self.settings.app_id, tp.topic, str(tp.partition)).set(
                         max(0, high - (read + 1 if read is not None else 0))
                     )
-                # Retries wait for their time on purpose: only the other inputs can stall.
-                if tp.topic in (INVOICES_RECEIVED.name, INVOICES_STATUS.name):
+                if tp.topic in STALLABLE:
                     watched[tp] = (read, high)
-            for tp, offset in consumer.due_rewinds(time.monotonic(), REWIND_SECONDS).items():
+            inputs = [tp for tp in assigned if tp.topic in STALLABLE]
+            due = consumer.due_rewinds(inputs, time.monotonic(), REWIND_SECONDS)
+            for tp, offset in due.items():
                 log.warning(
                     "commit held behind records no agent got; reading again from there",
                     extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
                 )
                 await consumer.seek(tp, offset)
             # Should reading again not cure it, the commit held is a stall too.
-            for tp, (committed, done) in consumer.held_commits().items():
+            for tp, (committed, done) in consumer.held_commits(inputs).items():
                 watched[("commit", tp)] = (committed - 1, done)
             if self._stall.stalled(watched, time.monotonic()):
                 log.error(

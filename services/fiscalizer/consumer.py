@@ -18,13 +18,15 @@ record. A commit never starts beyond the committed offset: a run of acknowledgem
 that does not begin there waits for the records before it.
 
 faust can also drop records between its fetcher and the agents when it seeks after an
-assignment (seen here: 22 and 178 records read just then never reached the agent).
-Their commit then waits for good; `due_rewinds` names such partitions so the worker
-reads them again from the commit.
+assignment (seen here: 22 and 178 records read just then never reached the agent, and
+once the last 303 records of a partition, with nothing after them). Their commit then
+waits for good; `due_rewinds` names such partitions so the worker reads them again
+from the commit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from collections.abc import Set as AbstractSet
 from typing import Any, ClassVar
 
@@ -97,22 +99,33 @@ class ContiguousConsumer(Consumer):
         offset: int | None = super()._new_offset(tp)
         return offset
 
-    def held_commits(self) -> dict[TP, tuple[int, int]]:
-        """Partitions with records processed beyond the committed offset: (committed, end
-        of what was processed). A commit that stays held while records after it are done
-        means a record before them never reached an agent."""
+    def held_commits(self, partitions: Collection[TP]) -> dict[TP, tuple[int, int]]:
+        """Those of `partitions` whose committed offset is behind records already read:
+        (committed,
+        end of what was read or processed). Normal while a batch is in hand; held for a
+        while, it means records read never reached an agent: a hole before processed
+        ones, or the tail of the partition dropped with nothing after it to show it.
+        (A transaction marker after the last record is not read, so it holds nothing.)"""
         held = {}
-        for tp, acked in self._acked.items():
-            committed = self._committed_offset[tp]
-            if acked and committed is not None:
-                held[tp] = (committed, max(acked) + 1)
+        for tp in partitions:
+            committed = self._committed_offset.get(tp)
+            if committed is None:
+                continue
+            acked = self._acked.get(tp)
+            read = self._read_offset.get(tp)
+            end = max(max(acked) + 1 if acked else 0, read + 1 if read is not None else 0)
+            if end > committed:
+                held[tp] = (committed, end)
         return held
 
-    def due_rewinds(self, now: float, after: float) -> dict[TP, int]:
-        """Partitions whose commit has been held at the same offset for `after` seconds,
-        with that offset: reading them again from there gives the agents the records they
-        missed (those already processed come again as duplicates, which are no-ops)."""
-        held = self.held_commits()
+    def due_rewinds(
+        self, partitions: Collection[TP], now: float, after: float
+    ) -> dict[TP, int]:
+        """Those of `partitions` whose commit has been held at the same offset for
+        `after` seconds, with that offset: reading them again from there gives the agents
+        the records they missed (those already processed come again as duplicates, which
+        are no-ops)."""
+        held = self.held_commits(partitions)
         for tp in set(self._held_since) - set(held):
             del self._held_since[tp]
         due = {}

@@ -140,11 +140,11 @@ def test_a_commit_held_behind_an_unprocessed_record_is_reported(app: faust.App) 
     for message in messages[3:]:  # 100..102 never reached an agent
         consumer.ack(message)
     _commit(consumer)
-    assert consumer.held_commits() == {tp: (100, 110)}
+    assert consumer.held_commits([tp]) == {tp: (100, 110)}
     for message in messages[:3]:
         consumer.ack(message)
     _commit(consumer)
-    assert consumer.held_commits() == {}
+    assert consumer.held_commits([tp]) == {}
 
 
 def test_a_commit_held_for_a_while_is_due_to_be_read_again(app: faust.App) -> None:
@@ -154,12 +154,46 @@ def test_a_commit_held_for_a_while_is_due_to_be_read_again(app: faust.App) -> No
     for offset in range(100, 110):
         _hand_on(consumer, _message(offset))
     consumer.ack(_message(105))
-    assert consumer.due_rewinds(now=0.0, after=5.0) == {}
-    assert consumer.due_rewinds(now=4.0, after=5.0) == {}
-    assert consumer.due_rewinds(now=5.0, after=5.0) == {tp: 100}
-    assert consumer.due_rewinds(now=6.0, after=5.0) == {}  # not again at once
+    assert consumer.due_rewinds([tp], now=0.0, after=5.0) == {}
+    assert consumer.due_rewinds([tp], now=4.0, after=5.0) == {}
+    assert consumer.due_rewinds([tp], now=5.0, after=5.0) == {tp: 100}
+    assert consumer.due_rewinds([tp], now=6.0, after=5.0) == {}  # not again at once
     asyncio.run(consumer.on_partitions_revoked({tp}))
-    assert consumer.due_rewinds(now=20.0, after=5.0) == {}
+    assert consumer.due_rewinds([tp], now=20.0, after=5.0) == {}
+
+
+def test_a_tail_read_but_never_handed_on_holds_the_commit(app: faust.App) -> None:
+    # faust read 100..109 (its read offset moved) but dropped them before any agent:
+    # nothing after them arrives, so no gap and no processed record shows the loss.
+    consumer = _consumer(app, ContiguousConsumer)
+    assert isinstance(consumer, ContiguousConsumer)
+    consumer._committed_offset[tp] = 100
+    consumer._read_offset[tp] = 109
+    assert consumer.held_commits([tp]) == {tp: (100, 110)}
+    assert consumer.due_rewinds([tp], now=0.0, after=5.0) == {}
+    assert consumer.due_rewinds([tp], now=5.0, after=5.0) == {tp: 100}
+
+
+def test_a_caught_up_partition_holds_nothing(app: faust.App) -> None:
+    # Everything read was processed and committed; a transaction marker after the last
+    # record is never read, so a highwater beyond it holds nothing either.
+    consumer = _consumer(app, ContiguousConsumer)
+    assert isinstance(consumer, ContiguousConsumer)
+    consumer._committed_offset[tp] = 110
+    consumer._read_offset[tp] = 109
+    assert consumer.held_commits([tp]) == {}
+    assert consumer.due_rewinds([tp], now=0.0, after=5.0) == {}
+    assert consumer.due_rewinds([tp], now=60.0, after=5.0) == {}
+
+
+def test_only_the_partitions_asked_about_are_held(app: faust.App) -> None:
+    # The fiscalizer leaves out retries: they wait for their time on purpose.
+    consumer = _consumer(app, ContiguousConsumer)
+    assert isinstance(consumer, ContiguousConsumer)
+    consumer._committed_offset[tp] = 100
+    consumer._read_offset[tp] = 109
+    assert consumer.held_commits([]) == {}
+    assert consumer.due_rewinds([], now=60.0, after=5.0) == {}
 
 
 def test_fetches_are_sized_as_configured(app: faust.App) -> None:
