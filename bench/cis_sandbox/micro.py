@@ -36,16 +36,15 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 
 ROUND_CALLS = 10
-OIB, OPERATOR = "69435151530", "47721904125"
 STEPS = ("check", "sign", "verify")
 
 
 def _steps(count: int) -> dict[str, Callable[[], object]]:
     """The three steps over `count` distinct invoices, each call taking the next."""
+    from bench.cis_sandbox.__main__ import OIB, OPERATOR, invoice
     from fiscal.hr_cis.certificate import load_certificate
     from fiscal.hr_cis.profile import HrCisProfile
     from fiscal.hr_cis.settings import FiscalSettings
@@ -58,42 +57,6 @@ def _steps(count: int) -> dict[str, Callable[[], object]]:
     from sandbox.cis.app import CisSandbox
     from sandbox.cis.ca import TestCA
     from sandbox.cis.checks import default_spec_dir
-    from schemas.invoice import (
-        Customer,
-        Invoice,
-        InvoiceLine,
-        PaymentMethod,
-        SourceStatus,
-        TaxLine,
-    )
-
-    issued = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
-
-    def invoice(number: int) -> Invoice:
-        return Invoice(
-            source="zoho_books",
-            source_id=str(460000000000000000 + number),
-            number=f"INV-{number:06d}",
-            issued_at=issued,
-            currency="EUR",
-            customer=Customer(name="Kavana Trg d.o.o."),
-            lines=(
-                InvoiceLine(
-                    description="Espresso blend 1 kg",
-                    quantity=Decimal(3),
-                    unit_price=Decimal("18.90"),
-                    tax_rate=Decimal(25),
-                    amount=Decimal("56.70"),
-                ),
-            ),
-            taxes=(TaxLine(rate=Decimal(25), base=Decimal("56.70"), amount=Decimal("14.18")),),
-            subtotal=Decimal("56.70"),
-            tax_total=Decimal("14.18"),
-            total=Decimal("70.88"),
-            payment_method=PaymentMethod.CARD,
-            status=SourceStatus.SENT,
-            last_modified_at=issued,
-        )
 
     ca = TestCA.create()
     certificate = load_certificate(ca.issue_pfx(OIB, "bench"), "bench")
