@@ -187,9 +187,12 @@ class StatusWatcher:
         wanted = set(keys)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            missing = wanted - self.outcomes.final.keys()
-            if not missing:
-                return set()
+            # Counting first: the set difference over thousands of keys, ten times a
+            # second, was a tenth of the benchmark driver's CPU.
+            if len(self.outcomes.final) >= len(wanted):
+                missing = wanted - self.outcomes.final.keys()
+                if not missing:
+                    return set()
             await asyncio.sleep(0.1)
         return wanted - self.outcomes.final.keys()
 
