@@ -87,10 +87,7 @@ async def send_webhook(
     http: aiohttp.ClientSession, ingest_url: str, uid: str, secret: str,
     payload: dict[str, object],
 ) -> int:
-    """POST one signed webhook as Zoho would; the HTTP status (0: no answer).
-
-    aiohttp rather than httpx: the driver shares the machine's two cores with the
-    pipeline it measures, and aiohttp costs far less CPU per request."""
+    """Sign `payload` and POST it as Zoho would; the HTTP status (0: no answer)."""
     return await post_webhook(http, ingest_url, Webhook.of(uid, secret, payload))
 
 
@@ -111,6 +108,10 @@ class Webhook:
 
 
 async def post_webhook(http: aiohttp.ClientSession, ingest_url: str, webhook: Webhook) -> int:
+    """POST a webhook built beforehand; the HTTP status (0: no answer).
+
+    aiohttp rather than httpx: the driver shares the machine's two cores with the
+    pipeline it measures, and aiohttp costs far less CPU per request."""
     try:
         async with http.post(
             f"{ingest_url}/webhook/zoho/{webhook.uid}",
