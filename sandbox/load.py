@@ -219,7 +219,7 @@ class LoadReport:
     states: dict[str, int]
     missing: int
     seconds: float
-    latencies: list[float]
+    latencies: list[float]  # seconds, in the order the webhooks were sent
     statuses: list[InvoiceStatus] = field(default_factory=list)
 
     @property
@@ -239,7 +239,19 @@ class LoadReport:
             f"throughput         {self.throughput:.1f} invoices/s over {self.seconds:.1f} s",
             f"webhook->final     p50 {p[50] * 1000:.0f} ms, p95 {p[95] * 1000:.0f} ms, "
             f"p99 {p[99] * 1000:.0f} ms",
+            *self._trend(),
         ]
+
+    def _trend(self) -> list[str]:
+        """Whether the pipeline kept up: a backlog makes the last webhooks sent wait
+        longer than the first; a pipeline that keeps pace gives them the same latency."""
+        third = len(self.latencies) // 3
+        if third < 10:
+            return []
+        first = percentiles(self.latencies[:third])
+        last = percentiles(self.latencies[-third:])
+        return [f"  by send order    p50 {first[50] * 1000:.0f} ms for the first third sent, "
+                f"{last[50] * 1000:.0f} ms for the last third"]
 
 
 async def drive(

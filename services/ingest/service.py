@@ -39,7 +39,7 @@ async def main(stop: asyncio.Event) -> None:
     directory = WebhookDirectory(
         load, settings.integration_cache_seconds, settings.unknown_cache_seconds
     )
-    producer = make_producer(kafka, linger_ms=kafka.linger_ms)
+    producer = make_producer(kafka, linger_ms=settings.publish_linger_ms)
     await producer.start()
 
     async def publish(key: bytes, value: bytes) -> None:
