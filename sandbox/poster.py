@@ -96,18 +96,21 @@ class WebhookPoster:
         # A kept-alive connection the server closed just as the request went out never
         # heard it: that one, and only that one, is sent again on a new connection.
         for fresh in (False, True):
-            try:
-                connection, was_idle = await self._connection(origin, fresh=fresh)
-            except OSError:
-                return NO_ANSWER
+            connection: _Connection | None = None
             try:
                 async with asyncio.timeout(self.timeout):
+                    connection, was_idle = await self._connection(origin, fresh=fresh)
                     status = await connection.exchange(request)
-            except TimeoutError:
-                connection.close()
-                return NO_ANSWER
+            except BaseException as exc:
+                # Timed out, refused, or cancelled: an answer would land in nobody's hands.
+                if connection is not None:
+                    connection.close()
+                if isinstance(exc, OSError):  # TimeoutError is one
+                    return NO_ANSWER
+                raise
             if status != NO_ANSWER or not was_idle or connection.heard:
                 break
+        assert connection is not None  # each pass either has one or returned
         if connection.reusable:
             self._idle[origin].append(connection)
         else:
