@@ -115,10 +115,6 @@ async def post_webhook(http: WebhookPoster, ingest_url: str, webhook: Webhook) -
     )
 
 
-def webhook_session() -> WebhookPoster:
-    return WebhookPoster(timeout=30)
-
-
 @dataclass
 class Outcomes:
     """First final state per (integration uid, source invoice id), with the time seen."""
@@ -280,7 +276,7 @@ async def drive(
             sent_at.pop(key, None)
         slots.release()
 
-    async with webhook_session() as http:
+    async with WebhookPoster() as http:
         tasks = []
         for n in range(invoices):
             await slots.acquire()

@@ -18,7 +18,8 @@ from runtime.kafka.clients import consumer as make_consumer
 from runtime.kafka.clients import partitions_of
 from runtime.kafka.clients import producer as make_producer
 from runtime.kafka.dlq import ERROR_MESSAGE, ERROR_TYPE, SOURCE
-from sandbox.load import StatusWatcher, send_webhook, webhook_session, zoho_invoice
+from sandbox.load import StatusWatcher, send_webhook, zoho_invoice
+from sandbox.poster import WebhookPoster
 from schemas.events import InvoiceSigned, InvoiceState
 from schemas.topics import INVOICES_RECEIVED, INVOICES_SIGNED
 from tests.e2e.conftest import Pipeline
@@ -102,7 +103,7 @@ async def _fiscalize_after(pipeline: Pipeline, made: DemoIntegration, run: int) 
     await watcher.start()
     try:
         expected = set()
-        async with webhook_session() as http:
+        async with WebhookPoster() as http:
             for n in range(1, VALID_AFTER + 1):
                 payload = zoho_invoice(n, run=run)
                 expected.add((made.uid, payload["invoice"]["invoice_id"]))  # type: ignore[index]

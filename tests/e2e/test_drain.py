@@ -13,7 +13,8 @@ from collections import Counter
 
 import pytest
 
-from sandbox.load import StatusWatcher, send_webhook, webhook_session, zoho_invoice
+from sandbox.load import StatusWatcher, send_webhook, zoho_invoice
+from sandbox.poster import WebhookPoster
 from schemas.events import InvoiceState
 from tests.e2e.conftest import Pipeline
 
@@ -53,7 +54,7 @@ class SteadyWebhooks:
     async def _run(self) -> None:
         slots = asyncio.Semaphore(32)
         tasks = []
-        async with webhook_session() as http:
+        async with WebhookPoster() as http:
 
             async def one(n: int) -> None:
                 payload = zoho_invoice(n, run=self.run)

@@ -14,7 +14,8 @@ from connectors.zoho.webhook import parse_webhook, signature_of
 from runtime.kafka.clients import consumer as make_consumer
 from runtime.kafka.clients import partitions_of
 from runtime.kafka.clients import producer as make_producer
-from sandbox.load import StatusWatcher, drive, send_webhook, webhook_session, zoho_invoice
+from sandbox.load import StatusWatcher, drive, send_webhook, zoho_invoice
+from sandbox.poster import WebhookPoster
 from schemas.events import (
     Channel,
     IntegrationEvent,
@@ -76,7 +77,7 @@ async def test_b_duplicate_webhooks_and_polls_fiscalize_once(pipeline: Pipeline)
     await producer.start()
     expected = set()
     try:
-        async with webhook_session() as http:
+        async with WebhookPoster() as http:
             for n in range(1, 101):
                 m = made[n % 2]
                 payload = zoho_invoice(n, run=777_000 + n % 7)
