@@ -72,6 +72,11 @@ class Invoice(Contract):
     source_id: str
     number: str
     issued_at: AwareDatetime
+    created_at: AwareDatetime | None = Field(
+        default=None,
+        description="when the record was created in the source (Zoho created_time); "
+        "an invoice created before its integration's start is never fiscalized",
+    )
     currency: CurrencyCode
     customer: Customer
     lines: tuple[InvoiceLine, ...]

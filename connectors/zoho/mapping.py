@@ -121,6 +121,7 @@ def map_invoice(
         source_id=_id(doc.get("invoice_id"), "invoice_id"),
         number=number,
         issued_at=_issued_at(_date(doc.get("date"), "date"), created),
+        created_at=created,
         currency=currency,
         customer=Customer(
             name=_text(doc, "customer_name"),
