@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from connectors.zoho.mapping import InvoiceMappingError, map_invoice, parse_datetime
-from schemas.invoice import PaymentMethod, SourceStatus
+from schemas.invoice import ChargeKind, PaymentMethod, SourceStatus
 
 NEW_YORK_APRIL = timezone(timedelta(hours=-4))
 
@@ -269,21 +269,37 @@ def test_entity_discount_spread_keeps_every_cent() -> None:
     assert invoice.subtotal == Decimal("2.00")
 
 
-def test_discount_after_tax_is_refused_with_what_to_change() -> None:
-    document = zoho_invoice(is_discount_before_tax=False, discount="5.00", discount_amount=5)
-    with pytest.raises(InvoiceMappingError) as caught:
-        map_invoice(document)
-    assert caught.value.code == "discount_after_tax"
-    assert "before tax" in str(caught.value)
+def test_discount_after_tax_is_a_charge_outside_the_vat_breakdown() -> None:
+    document = zoho_invoice(
+        is_discount_before_tax=False, discount="5.00", discount_total=5, total="7.38"
+    )
+    invoice = map_invoice(document)
+    assert [(c.kind, c.amount) for c in invoice.charges] == [
+        (ChargeKind.DISCOUNT_AFTER_TAX, Decimal("-5.00"))
+    ]
+    assert invoice.subtotal == Decimal("10.09") and invoice.tax_total == Decimal("2.29")
+    assert invoice.total == Decimal("7.38")
+
+
+@pytest.mark.parametrize(
+    ("field", "kind"),
+    [("adjustment", ChargeKind.ADJUSTMENT), ("roundoff_value", ChargeKind.ROUNDING)],
+)
+def test_adjustment_and_rounding_are_signed_charges(field: str, kind: ChargeKind) -> None:
+    invoice = map_invoice(zoho_invoice(**{field: -0.38, "total": 12.0}))
+    assert [(c.kind, c.amount) for c in invoice.charges] == [(kind, Decimal("-0.38"))]
+    assert invoice.total == Decimal("12.00")
+    assert sum(t.amount for t in invoice.taxes) == Decimal("2.29")  # the tax is untouched
 
 
 @pytest.mark.parametrize("field", ["adjustment", "roundoff_value"])
-def test_adjustment_and_rounding_are_refused_naming_the_field(field: str) -> None:
+def test_a_charge_that_does_not_reach_zohos_total_is_refused_naming_the_total(
+    field: str,
+) -> None:
     with pytest.raises(InvoiceMappingError) as caught:
-        map_invoice(zoho_invoice(**{field: -0.38, "total": 12.0}))
-    assert caught.value.code == f"{field}_unsupported"
-    assert caught.value.field == field
-    assert "INV-000042" in str(caught.value)
+        map_invoice(zoho_invoice(**{field: -0.38, "total": 12.38}))
+    assert caught.value.code == "total_mismatch"
+    assert "INV-000042" in str(caught.value) and "12.00" in str(caught.value)
 
 
 def test_shipping_becomes_a_taxed_line() -> None:
@@ -341,12 +357,12 @@ def test_tax_without_names_belongs_to_the_only_taxed_rate() -> None:
     assert map_invoice(document).taxes[0].amount == Decimal("0.83")
 
 
-def test_tax_that_matches_no_line_is_refused() -> None:
+def test_a_tax_summary_that_differs_from_the_lines_is_refused() -> None:
     document = zoho_invoice(taxes=[{"tax_name": "Mystery tax", "tax_amount": "1.00"}])
     with pytest.raises(InvoiceMappingError) as caught:
         map_invoice(document)
-    assert caught.value.code == "unknown_tax"
-    assert "Mystery tax" in str(caught.value)
+    assert caught.value.code == "taxes_mismatch"
+    assert "1.00" in str(caught.value) and "2.29" in str(caught.value)
 
 
 def test_total_that_does_not_add_up_is_refused_with_both_figures() -> None:
