@@ -105,6 +105,7 @@ class InvoiceState(StrEnum):
     DUPLICATE = "duplicate"
     RETRYING = "retrying"
     FAILED = "failed"
+    SKIPPED = "skipped"  # not this integration's to fiscalize; the message says why
 
     @property
     def is_final(self) -> bool:

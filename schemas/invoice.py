@@ -5,6 +5,7 @@ Source ids stay strings (Zoho ids are up to 19 digits, beyond a double's precisi
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -237,6 +238,11 @@ class Invoice(Contract):
             tax_total=self.tax_total,
             total=self.total,
         )
+
+    def originated_before(self, instant: datetime) -> bool:
+        """Whether the invoice existed in the source before `instant`: by its creation
+        time when the source gives one, else by its issue time."""
+        return (self.created_at or self.issued_at) < instant
 
     @property
     def version(self) -> str:

@@ -7,7 +7,12 @@ fiscal journal and license usage, on SQLite (embedded) or PostgreSQL.
 """
 
 from runtime.store.accounts import AccountRecord
-from runtime.store.integrations import CertificateInfo, CreatedIntegration, IntegrationRecord
+from runtime.store.integrations import (
+    CertificateInfo,
+    CreatedIntegration,
+    IntegrationRecord,
+    OrganizationTaken,
+)
 from runtime.store.journal import JournalRecord
 from runtime.store.migrate import SchemaOutOfDate
 from runtime.store.models import IntegrationStatus
@@ -26,6 +31,7 @@ __all__ = [
     "JournalRecord",
     "NotFound",
     "OAuthTokens",
+    "OrganizationTaken",
     "Outcome",
     "SchemaOutOfDate",
     "Store",

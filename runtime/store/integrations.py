@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from runtime.store.models import (
     TIERS,
@@ -73,6 +74,8 @@ class IntegrationRecord:
     zoho_api_domain: str | None
     status_reason: str | None
     status_changed_at: datetime | None
+    starts_at: datetime | None = None
+    starts_at_chosen: bool = False
 
     @property
     def webhook_path(self) -> str:
@@ -93,6 +96,17 @@ class CertificateInfo:
     uploaded_at: datetime
     is_current: bool
     replaced_at: datetime | None
+
+
+class OrganizationTaken(InvalidInput):
+    """The Zoho organization is held by another integration; nothing was changed."""
+
+    def __init__(self, organization_id: str, holder: IntegrationRecord) -> None:
+        super().__init__(
+            f"Zoho organization {organization_id} is held by integration {holder.uid}"
+        )
+        self.organization_id = organization_id
+        self.holder = holder
 
 
 @dataclass(frozen=True)
@@ -173,11 +187,62 @@ class Integrations(Repository):
     async def set_zoho_connection(
         self, uid: str, *, organization_id: str, accounts_server: str, api_domain: str
     ) -> None:
+        """Connect `uid` to the organization, claiming it; `OrganizationTaken` when
+        another integration that is not removed holds it (the unique index decides, so
+        two connections racing for one organization cannot both win)."""
+        try:
+            async with self._tx() as session:
+                row = await self._require(session, uid)
+                if row.status == IntegrationStatus.REMOVED.value:
+                    raise InvalidInput(f"integration {uid!r} is removed")
+                row.zoho_organization_id = organization_id
+                row.zoho_organization_claim = organization_id
+                row.zoho_accounts_server = accounts_server
+                row.zoho_api_domain = api_domain
+        except IntegrityError:
+            holder = await self.holder_of(organization_id)
+            record = await self.get(holder) if holder else None
+            if record is None:  # released meanwhile: the caller may simply try again
+                raise InvalidInput(
+                    f"Zoho organization {organization_id} was being connected elsewhere"
+                ) from None
+            raise OrganizationTaken(organization_id, record) from None
+
+    async def holder_of(self, organization_id: str) -> str | None:
+        """The integration holding a Zoho organization, if any."""
+        async with self._tx() as session:
+            result: str | None = await session.scalar(
+                select(Integration.uid).where(
+                    Integration.zoho_organization_claim == organization_id
+                )
+            )
+            return result
+
+    async def choose_start(self, uid: str, starts_at: datetime, *, now: datetime) -> None:
+        """The customer's explicit start, earlier than the one the integration has.
+
+        The poller reads from the new start again (its watermark moves back to it), so
+        invoices between the two are fiscalized: the caller warns that they must not
+        have been fiscalized elsewhere.
+        """
+        if starts_at.tzinfo is None:
+            raise InvalidInput("the start must be an instant with a time zone")
+        if starts_at > now:
+            raise InvalidInput("the start cannot be in the future")
         async with self._tx() as session:
             row = await self._require(session, uid)
-            row.zoho_organization_id = organization_id
-            row.zoho_accounts_server = accounts_server
-            row.zoho_api_domain = api_domain
+            if row.status == IntegrationStatus.REMOVED.value:
+                raise InvalidInput(f"integration {uid!r} is removed")
+            if row.starts_at is not None and starts_at >= row.starts_at:
+                raise InvalidInput(
+                    f"the start can only move earlier than {row.starts_at.isoformat()}; "
+                    "invoices after that are fiscalized already"
+                )
+            row.starts_at = starts_at
+            row.starts_at_chosen = True
+            poll = await session.get(PollState, uid)
+            if poll is not None and poll.watermark is not None and poll.watermark > starts_at:
+                poll.watermark = starts_at
 
     async def get(self, uid: str) -> IntegrationRecord | None:
         async with self._tx() as session:
@@ -285,6 +350,8 @@ def _record(row: Integration) -> IntegrationRecord:
         zoho_api_domain=row.zoho_api_domain,
         status_reason=row.status_reason,
         status_changed_at=row.status_event_at,
+        starts_at=row.starts_at,
+        starts_at_chosen=bool(row.starts_at_chosen),
     )
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -49,7 +50,9 @@ class IntegrationStatus(StrEnum):
 
 
 TIERS = ("trial", "starter", "growth", "scale")
-INVOICE_STATES = ("fiscalized", "rejected", "blocked", "duplicate", "retrying", "failed")
+INVOICE_STATES = (
+    "fiscalized", "rejected", "blocked", "duplicate", "retrying", "failed", "skipped",
+)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -84,6 +87,10 @@ class Integration(Base):
     __table_args__ = (
         CheckConstraint(_in("status", tuple(IntegrationStatus)), name="status"),
         CheckConstraint(_in("tier", TIERS), name="tier"),
+        # One Zoho organization, one integration fiscalizing it: two would report every
+        # invoice twice under two certificates.
+        Index("uq_integrations_zoho_organization_claim", "zoho_organization_claim",
+              unique=True),
     )
 
     uid: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -98,6 +105,13 @@ class Integration(Base):
     zoho_accounts_server: Mapped[str | None] = mapped_column(String(200))
     zoho_api_domain: Mapped[str | None] = mapped_column(String(200))
     webhook_secret: Mapped[bytes] = mapped_column(LargeBinary)
+    # The organization this integration holds, from choosing it until removal (NULL
+    # then): an inactive integration keeps it, and Reconnect is how it comes back.
+    zoho_organization_claim: Mapped[str | None] = mapped_column(String(64))
+    # Nothing created in the source before this instant is fiscalized: the moment the
+    # integration first became active, or an earlier one the customer chose explicitly.
+    starts_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    starts_at_chosen: Mapped[bool] = mapped_column(Boolean, server_default=false())
     # Projection bookkeeping: which integration event decided status and tier, so an
     # older event delivered late never moves them backwards.
     status_reason: Mapped[str | None] = mapped_column(Text)

@@ -388,11 +388,15 @@ class _Integration:
     status_event_at: datetime | None
     tier: str
     tier_event_at: datetime | None
+    starts_at: datetime | None
+    zoho_organization_claim: str | None
     changed: bool = False
 
     def params(self) -> dict[str, Any]:
         return {
             "k_uid": self.uid,
+            "b_starts_at": self.starts_at,
+            "b_zoho_organization_claim": self.zoho_organization_claim,
             "b_status": self.status,
             "b_status_reason": self.status_reason,
             "b_status_event_id": self.status_event_id,
@@ -420,6 +424,8 @@ def _project_integration_events(
             status_event_at=r.status_event_at,
             tier=r.tier,
             tier_event_at=r.tier_event_at,
+            starts_at=r.starts_at,
+            zoho_organization_claim=r.zoho_organization_claim,
         )
         for r in stored
     }
@@ -445,6 +451,15 @@ def _fold_integration_event(row: _Integration | None, event: IntegrationEvent) -
         row.status_reason = event.reason
         row.status_event_id = event.event_id
         row.status_event_at = event.occurred_at
+        changed = True
+        if status is IntegrationStatus.REMOVED:
+            row.zoho_organization_claim = None  # removal is final: the organization is free
+    if status is IntegrationStatus.ACTIVE and row.starts_at is None:
+        # The first activation starts the integration, unless the customer chose an
+        # earlier start; `drop` keeps it, so a rebuild cannot move it.
+        # Whole seconds, as Zoho stamps creation: an invoice created in the second the
+        # integration started counts as after it.
+        row.starts_at = event.occurred_at.replace(microsecond=0)
         changed = True
     if event.tier is not None and (
         row.tier_event_at is None or event.occurred_at >= row.tier_event_at
@@ -610,6 +625,8 @@ def _build(dialect: str) -> _Sql:
             i.c.status_event_at,
             i.c.tier,
             i.c.tier_event_at,
+            i.c.starts_at,
+            i.c.zoho_organization_claim,
         )
         .where(i.c.uid.in_(bindparam("uids", expanding=True)))
         .order_by(i.c.uid)
@@ -626,6 +643,8 @@ def _build(dialect: str) -> _Sql:
                     "status_event_at",
                     "tier",
                     "tier_event_at",
+                    "starts_at",
+                    "zoho_organization_claim",
                 )
             }
         ),

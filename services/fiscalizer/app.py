@@ -9,7 +9,7 @@ are co-partitioned with every stream that touches them:
 Agents run at concurrency=1 (faust-streaming #606 loses messages above 1); parallelism
 comes from partitions and from `stream.take` batches. Offsets are committed by faust
 after the producer is flushed, so every output of a batch is on the broker first, and
-only over contiguous processed records (services/fiscalizer/consumer.py).
+only over contiguous processed records (runtime/faust_adapter.py).
 A batch's table writes reach the changelog only after its outputs are acked
 (services/fiscalizer/pending.py says why), and a stopping agent finishes its batch
 first: faust acknowledges every event of a batch when its agent stops, processed or not.
@@ -20,23 +20,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-import weakref
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import faust
-from faust.streams import _current_event
 from prometheus_client import Counter, Histogram
 
 from fiscal.hr_cis.certificate import CertificateError
 from fiscal.hr_cis.profile import HrCisProfile, InvoiceRejected
-from runtime.kafka.dlq import headers_for
+from runtime.faust_adapter import FaustWorker, WatchPolicy
+from runtime.kafka.dlq import DeadLetters
 from runtime.logging import log_context
-from runtime.metrics import CONSUMER_LAG
 from runtime.settings import KafkaSettings, home_dir
 from schemas.events import (
     InvoiceReceived,
@@ -55,7 +52,6 @@ from schemas.topics import (
     INVOICES_SIGNED,
     INVOICES_STATUS,
 )
-from services.fiscalizer.consumer import ContiguousConsumer
 from services.fiscalizer.directory import (
     IntegrationDirectory,
     IntegrationUnusable,
@@ -73,7 +69,6 @@ from services.fiscalizer.rules import (
     on_status,
 )
 from services.fiscalizer.settings import FiscalizerSettings
-from services.fiscalizer.stall import STALL_EXIT_CODE, StallWatch
 
 log = logging.getLogger("fiscobridge.fiscalizer")
 
@@ -95,16 +90,10 @@ REWIND_SECONDS = 5.0
 STALLABLE = (INVOICES_RECEIVED.name, INVOICES_STATUS.name)
 
 
-def _write(event: Any, table: Any, key: str, value: Any) -> None:
-    # faust takes a write's changelog partition from the event being iterated.
-    _current_event.set(weakref.ref(event))
-    table[key] = value
-
-
 class Output(NamedTuple):
     topic: str
-    key: bytes
-    value: bytes
+    key: bytes | None
+    value: bytes | None
     headers: list[tuple[str, bytes]] | None = None
 
 
@@ -144,9 +133,12 @@ class Fiscalizer:
             key_serializer="raw",
             value_serializer="raw",
         )
-        # Before anything creates the consumer (services/fiscalizer/consumer.py says why).
-        self.app.transport.Consumer = ContiguousConsumer.fetching(  # type: ignore[misc]
-            kafka.fetch_min_bytes, kafka.fetch_max_wait_ms
+        # Before anything creates the consumer.
+        self.worker = FaustWorker(
+            self.app,
+            WatchPolicy(settings.app_id, frozenset(STALLABLE), REWIND_SECONDS,
+                        settings.stall_seconds),
+            fetch_min_bytes=kafka.fetch_min_bytes, fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         )
         state_table, usage_table = FISCALIZER_TABLES
         self.states = self.app.Table(state_table, default=None, partitions=kafka.partitions)
@@ -157,10 +149,9 @@ class Fiscalizer:
         self.integrations_topic = self.app.topic(INTEGRATIONS_EVENTS.name)
         self._pending = Pending()
         self._stopping = asyncio.Event()
-        self._stall = StallWatch(settings.stall_seconds)
-        # faust holds streams back while more than this many table writes wait to be
-        # produced; a settled batch writes up to two per event at once.
-        self.app.producer.buffer.max_messages = 4 * settings.batch_size
+        self._dead_letters = DeadLetters([INVOICES_RECEIVED, INVOICES_RETRY, INVOICES_STATUS])
+        # A settled batch writes up to two table entries per event at once.
+        self.worker.hold_streams_at(4 * settings.batch_size)
         self._register_agents()
 
     # -- wiring -------------------------------------------------------------------
@@ -184,43 +175,8 @@ class Fiscalizer:
                 await self._batch(events, "status", self._on_status)
 
         @self.app.timer(interval=5.0)
-        async def consumer_lag() -> None:
-            consumer = self.app.consumer
-            assert isinstance(consumer, ContiguousConsumer)
-            assigned = list(consumer.assignment())
-            # From the broker, not faust's fetch state: a stalled fetcher would hide lag.
-            ends = await consumer.highwaters(*assigned) if assigned else {}
-            watched: dict[Hashable, tuple[int | None, int | None]] = {}
-            for tp in assigned:
-                high = ends.get(tp)
-                # faust keeps the last offset it read per partition; no public accessor.
-                read = consumer._read_offset.get(tp)
-                if high is not None:
-                    CONSUMER_LAG.labels(self.settings.app_id, tp.topic, str(tp.partition)).set(
-                        max(0, high - (read + 1 if read is not None else 0))
-                    )
-                if tp.topic in STALLABLE:
-                    watched[tp] = (read, high)
-            inputs = [tp for tp in assigned if tp.topic in STALLABLE]
-            due = consumer.due_rewinds(inputs, time.monotonic(), REWIND_SECONDS)
-            for tp, offset in due.items():
-                log.warning(
-                    "commit held behind records no agent got; reading again from there",
-                    extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
-                )
-                await consumer.seek(tp, offset)
-            # Should reading again not cure it, the commit held is a stall too.
-            for tp, (committed, done) in consumer.held_commits(inputs).items():
-                watched[("commit", tp)] = (committed - 1, done)
-            if self._stall.stalled(watched, time.monotonic()):
-                log.error(
-                    "stalled: records have waited %.0f s with none read, or a commit has "
-                    "been held that long behind a record no agent got; exiting to be "
-                    "restarted (nothing is lost: offsets follow outputs)",
-                    self._stall.limit, extra={"exit_code": STALL_EXIT_CODE},
-                )
-                logging.shutdown()
-                os._exit(STALL_EXIT_CODE)
+        async def watch() -> None:
+            await self.worker.watch()
 
         @self.app.agent(self.integrations_topic, concurrency=1, name="integrations")
         async def integrations(stream: Any) -> None:
@@ -262,10 +218,8 @@ class Fiscalizer:
                 batch.discard_event()
                 log.exception("cannot process; sent to DLQ", extra={"topic": message.topic})
                 PROCESSED.labels(kind, "dead_letter").inc()
-                outputs = [Output(
-                    f"{message.topic}.dlq", message.key, message.value,
-                    headers_for(message.topic, message.partition, message.offset, exc),
-                )]
+                letter = self._dead_letters.letter(message, exc)
+                outputs = [Output(letter.topic, letter.key, letter.value, letter.headers)]
             for output in outputs:
                 # Straight to the producer: faust's Topic.send wraps each message in
                 # three more objects and callbacks (and tells faust's sensors, which
@@ -280,7 +234,7 @@ class Fiscalizer:
         # flushes the producer (changelog writes included) before it commits them.
         if sends:
             await asyncio.gather(*sends)
-        batch.settle(_write)
+        batch.settle(self.worker.write)
 
     # -- handlers -----------------------------------------------------------------
 
@@ -311,6 +265,7 @@ class Fiscalizer:
                     self.settings.monthly_limit(integration.tier) if integration else None
                 ),
                 now=now,
+                starts_at=integration.starts_at if integration else None,
             )
             if isinstance(decision, Skip):
                 PROCESSED.labels("received", decision.reason).inc()

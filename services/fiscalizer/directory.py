@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pydantic import SecretStr
 
@@ -32,6 +33,7 @@ class IntegrationView:
     pfx_password: SecretStr
     certificates: CertificateCache = field(repr=False, compare=False)
     trigger: Trigger = Trigger.ISSUED
+    starts_at: datetime | None = None  # nothing created before it is fiscalized
 
     def certificate(self) -> FiscalCertificate:
         return self.certificates.get(

@@ -98,6 +98,7 @@ def on_received(
     used_this_month: int,
     monthly_limit: int | None,
     now: datetime,
+    starts_at: datetime | None,
 ) -> Decision:
     if not trigger.due(invoice.status):
         return Skip("not_due")
@@ -120,6 +121,22 @@ def on_received(
             InvoiceState.BLOCKED, "integration_inactive",
             f"The integration is {integration_status}; invoices are fiscalized only while it "
             "is active. Reconnect it in the Client Portal; invoices are picked up again then.",
+        )
+    if starts_at is None:
+        return Report(
+            InvoiceState.BLOCKED, "no_start",
+            "The integration has no start instant, so FiscoBridge cannot tell which "
+            "invoices are its own; reconnect it in the Client Portal.",
+        )
+    if invoice.originated_before(starts_at):
+        # Invoices from before the integration existed were issued without it: they were
+        # fiscalized elsewhere or not at all, and signing them now could report them twice.
+        return Report(
+            InvoiceState.SKIPPED, "before_start",
+            f"Invoice {invoice.number} was created before the integration's start "
+            f"({starts_at.isoformat(timespec='minutes')}), so FiscoBridge does not fiscalize "
+            "it. If it was not fiscalized elsewhere, set an earlier start on the "
+            "integration in the Client Portal.",
         )
     if monthly_limit is not None and used_this_month >= monthly_limit:
         return Report(

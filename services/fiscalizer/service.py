@@ -44,6 +44,7 @@ def build() -> tuple[Fiscalizer, Store, FiscalizerSettings]:
             pfx_password=SecretStr(password),
             certificates=certificates,
             trigger=trigger,
+            starts_at=record.starts_at,
         )
 
     directory = IntegrationDirectory(load, settings.integration_cache_seconds)

@@ -18,6 +18,11 @@ POLL_SECONDS = Histogram(
 INVOICES_FOUND = Counter(
     "fiscobridge_poller_invoices_found_total", "Changed invoices published to invoices.received"
 )
+INVOICES_BEFORE_START = Counter(
+    "fiscobridge_poller_invoices_before_start_total",
+    "Changed invoices not published because they were created before their "
+    "integration's start (never fiscalized by FiscoBridge)",
+)
 INVOICES_REJECTED = Counter(
     "fiscobridge_poller_invoices_rejected_total",
     "Changed invoices that cannot become a canonical invoice (logged with the reason)",

@@ -231,7 +231,8 @@ class Poller:
             session = await self.sessions.open(target)
         except NotConfigured as error:
             return PollReport(uid, PollOutcome.NOT_CONFIGURED, error=str(error)), None
-        watermark = await self.store.watermark.get(uid)
+        # A first poll reads from the integration's start, not the organization's history.
+        watermark = await self.store.watermark.get(uid) or target.starts_at
         calls_before = session.client.limiter.calls
         try:
             await self.sessions.learn_time_zone(session)
@@ -252,9 +253,11 @@ class Poller:
         self, session: Session, watermark: datetime | None, result: SyncResult, calls: int
     ) -> tuple[PollReport, datetime | None]:
         uid = session.target.uid
+        start = session.target.starts_at
+        own = [i for i in result.invoices if start is not None and not i.originated_before(start)]
         try:
             await asyncio.wait_for(
-                self._publish(uid, result.invoices), self.settings.publish_timeout_seconds
+                self._publish(uid, own), self.settings.publish_timeout_seconds
             )
         except Exception as error:  # no ack for every invoice: the watermark stays
             log.error(
@@ -264,7 +267,9 @@ class Poller:
             return PollReport(
                 uid, PollOutcome.PUBLISH_FAILED, 0, 0, calls, watermark, repr(error)
             ), None
-        metrics.INVOICES_FOUND.inc(len(result.invoices))
+        metrics.INVOICES_FOUND.inc(len(own))
+        metrics.INTEGRATION_INVOICES.count(uid, "received", len(own))
+        metrics.INVOICES_BEFORE_START.inc(len(result.invoices) - len(own))
         for rejected in result.rejected:
             metrics.INVOICES_REJECTED.inc()
             log.warning(
@@ -291,7 +296,7 @@ class Poller:
                        "retry_at": ending.retry_at.isoformat() if ending.retry_at else None},
             )
         report = PollReport(
-            uid, ending.outcome, len(result.invoices), len(result.rejected), calls, watermark,
+            uid, ending.outcome, len(own), len(result.rejected), calls, watermark,
             why, deactivated,
         )
         return report, ending.retry_at

@@ -18,13 +18,14 @@ from runtime.store.models import IntegrationStatus
 
 @dataclass(frozen=True)
 class Target:
-    """An active integration with a Zoho connection: everything a poll needs to start."""
+    """An active integration with a Zoho connection and a start: what a poll needs."""
 
     uid: str
     tier: str
     organization_id: str
     accounts_server: str
     api_domain: str
+    starts_at: datetime | None = None  # nothing created before it is published
 
 
 def target_of(record: IntegrationRecord) -> Target | None:
@@ -33,12 +34,15 @@ def target_of(record: IntegrationRecord) -> Target | None:
         return None
     if not (record.zoho_organization_id and record.zoho_accounts_server and record.zoho_api_domain):
         return None
+    if record.starts_at is None:  # cannot tell its own invoices from older ones
+        return None
     return Target(
         record.uid,
         record.tier,
         record.zoho_organization_id,
         record.zoho_accounts_server,
         record.zoho_api_domain,
+        record.starts_at,
     )
 
 

@@ -10,7 +10,9 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,16 +20,21 @@ import pytest_asyncio
 
 from fiscobridge.provision import DemoIntegration, demo_integration
 from fiscobridge.stack import free_port, port_variable
+from runtime.kafka.clients import producer as make_producer
+from runtime.settings import KafkaSettings
+from runtime.store import IntegrationStatus, OrganizationTaken
 from runtime.supervisor import Child
 from sandbox.load import StatusWatcher
-from schemas.events import InvoiceState, InvoiceStatus
+from schemas.events import IntegrationEvent, IntegrationEventKind, InvoiceState, InvoiceStatus
+from services.portal.projector import publish_and_apply
 from tests.e2e.conftest import Pipeline
 from tests.e2e.zoho_helpers import ZohoGrant, poller_env, store_connection, zoho_grant
-from tests.fixtures.zoho import ZohoSandboxHandle
+from tests.fixtures.zoho import ZohoSandboxHandle, invoice_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 INVOICES = 25
+HISTORY = 12
 
 
 @dataclass
@@ -36,9 +43,11 @@ class ZohoPipeline:
     zoho: ZohoSandboxHandle
     client: dict[str, Any]
 
-    async def integration(self) -> tuple[DemoIntegration, ZohoGrant]:
+    async def integration(
+        self, grant: ZohoGrant | None = None
+    ) -> tuple[DemoIntegration, ZohoGrant]:
         """A Zoho-connected integration with a sandbox certificate, made active."""
-        grant = await zoho_grant(self.zoho, self.client)
+        grant = grant or await zoho_grant(self.zoho, self.client)
 
         async def connect(uid: str) -> None:
             await store_connection(self.pipeline.store, uid, grant)
@@ -73,6 +82,16 @@ async def zoho_pipeline(
     stack.children["poller"] = poller  # stopped (SIGTERM) with the rest of the stack
     await stack.wait_ready("poller")
     yield ZohoPipeline(pipeline, zoho_sandbox, client)
+
+
+@asynccontextmanager
+async def producer_of(kafka: KafkaSettings) -> AsyncIterator[Any]:
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
 
 
 def fiscalized(statuses: list[InvoiceStatus], uid: str) -> Counter[str]:
@@ -180,3 +199,77 @@ async def test_with_webhooks_on_the_pollers_repeats_are_no_ops(
     ledger = await zp.pipeline.ledger({made.oib})
     numbers = [entry["br_ozn_rac"] for entry in ledger]
     assert len(numbers) == INVOICES and len(set(numbers)) == INVOICES
+
+
+async def test_one_organization_is_fiscalized_by_one_integration_from_its_start(
+    zoho_pipeline: ZohoPipeline,
+) -> None:
+    """The double fiscalization, replayed: an organization with a history, fiscalized by
+    integration A (started early enough to take that history). A second integration for
+    another OIB cannot connect the organization while A holds it. Once A is removed it
+    can, and its polls and webhooks fiscalize only what was created after its start: the
+    history is never reported again. The CIS sandbox's ledger is the witness."""
+    zp = zoho_pipeline
+    store = zp.pipeline.store
+    grant = await zoho_grant(zp.zoho, zp.client)
+    org = grant.organization_id
+    month_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
+    history = await zp.zoho.create_invoices(org, [
+        invoice_spec(customer_name=f"Stari kupac {n}", created_time=month_ago.isoformat(),
+                     last_modified_time=month_ago.isoformat()) for n in range(HISTORY)
+    ])
+    old_ids = {h["invoice_id"] for h in history}
+    watcher = StatusWatcher(zp.pipeline.kafka)
+    await watcher.start(since_ms=int(time.time() * 1000) - 1000)
+    try:
+        first, _ = await zp.integration(grant=grant)
+        now = datetime.now(UTC)
+        await store.integrations.choose_start(first.uid, month_ago - timedelta(days=1), now=now)
+        assert await watcher.wait_for({(first.uid, i) for i in old_ids}, timeout=120) == set()
+
+        tried: list[str] = []
+
+        async def connect(uid: str) -> None:
+            tried.append(uid)
+            await store_connection(store, uid, grant)
+
+        with pytest.raises(OrganizationTaken) as taken:
+            await demo_integration(store, zp.pipeline.kafka,
+                                   zp.pipeline.stack.home / "sandbox-ca", tier="scale",
+                                   account="rival@fiscobridge.example", connect=connect)
+        assert taken.value.holder.uid == first.uid
+        [second_uid] = tried
+        second = await store.integrations.get(second_uid)
+        assert second is not None and second.status is IntegrationStatus.PENDING
+
+        async with producer_of(zp.pipeline.kafka) as producer:
+            await publish_and_apply(producer, store, IntegrationEvent(
+                integration_uid=first.uid, kind=IntegrationEventKind.REMOVED))
+            await store_connection(store, second_uid, grant)
+            await publish_and_apply(producer, store, IntegrationEvent(
+                integration_uid=second_uid, kind=IntegrationEventKind.CONNECTED))
+        # Webhooks now reach the second integration; an old invoice edited after its
+        # start arrives that way and by poll, and is still not its to fiscalize.
+        await zp.zoho.set_webhook(
+            org, f"{zp.pipeline.stack.ingest_url}/webhook/zoho/{second_uid}",
+            await store.integrations.webhook_secret(second_uid),
+        )
+        edited = sorted(old_ids)[0]
+        await asyncio.sleep(1.1)  # Zoho stamps whole seconds: the new one is after the start
+        await zp.zoho.edit_invoice(org, edited, status="paid")
+        new = (await zp.zoho.create_invoice(org, customer_name="Novi kupac"))["invoice_id"]
+        assert await watcher.wait_for({(second_uid, new), (second_uid, edited)},
+                                      timeout=120) == set()
+        await asyncio.sleep(3)  # two more polls: let any backfill show itself
+    finally:
+        await watcher.stop()
+
+    mine = [s for s in watcher.outcomes.all if s.integration_uid == second_uid]
+    assert {s.invoice.source_id for s in mine} <= {new, edited}
+    assert {s.invoice.source_id for s in mine if s.state is InvoiceState.FISCALIZED} == {new}
+    skipped = [s for s in mine if s.invoice.source_id == edited]
+    assert skipped and {(s.state, s.reason_code) for s in skipped} == {
+        (InvoiceState.SKIPPED, "before_start")}
+    ledger = await zp.pipeline.ledger({first.oib, second.fiscal_settings["oib"]})
+    reported = Counter(entry["oib"] for entry in ledger)
+    assert reported == {first.oib: HISTORY, second.fiscal_settings["oib"]: 1}

@@ -88,7 +88,6 @@ async def test_run_poller_idles_ready_then_polls_and_drains_on_sigterm(
 
             # Connected through the portal (here: straight into the store).
             grant = await zoho_grant(zoho_sandbox, client)
-            await zoho_sandbox.create_invoice(grant.organization_id)
             account, _ = await store.accounts.ensure("owner@obrt.hr")
             created = await store.integrations.create(
                 account_id=account.account_id, fiscal_settings=fiscal_settings,
@@ -100,6 +99,7 @@ async def test_run_poller_idles_ready_then_polls_and_drains_on_sigterm(
             await store.apply(
                 [IntegrationEvent(integration_uid=uid, kind=IntegrationEventKind.CONNECTED)]
             )
+            await zoho_sandbox.create_invoice(grant.organization_id)  # after its start
 
             async def polled() -> bool:
                 return await store.watermark.get(uid) is not None

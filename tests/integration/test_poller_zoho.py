@@ -67,9 +67,11 @@ class World:
     fiscal_settings: FiscalSettings
 
     async def integration(
-        self, *, tier: str = "scale", limits: dict[str, Any] | None = None, **grant: Any
+        self, *, tier: str = "scale", limits: dict[str, Any] | None = None,
+        backfill: timedelta | None = timedelta(days=30), **grant: Any,
     ) -> tuple[str, ZohoGrant]:
-        """An active integration connected to a new sandbox organization."""
+        """An active integration connected to a new sandbox organization, started
+        `backfill` before now as a customer would choose (None: it starts now)."""
         made = await zoho_grant(self.zoho, self.client, limits=limits, **grant)
         account, _ = await self.store.accounts.ensure("owner@obrt.hr")
         created = await self.store.integrations.create(
@@ -82,6 +84,9 @@ class World:
         await self.store.apply(
             [IntegrationEvent(integration_uid=uid, kind=IntegrationEventKind.CONNECTED)]
         )
+        if backfill is not None:
+            now = datetime.now(UTC)
+            await self.store.integrations.choose_start(uid, now - backfill, now=now)
         return uid, made
 
     @asynccontextmanager
@@ -152,6 +157,45 @@ def days_ago(n: int, count: int, step: timedelta = timedelta(minutes=1)) -> list
 def only(reports: list[PollReport]) -> PollReport:
     assert len(reports) == 1, reports
     return reports[0]
+
+
+@SQLITE
+async def test_an_organizations_history_before_the_start_is_never_published(
+    world: World,
+) -> None:
+    """A new integration on an organization with years of invoices: its first poll
+    reads from its start, and an old invoice edited afterwards is still not published."""
+    uid, grant = await world.integration(limits=FAST, backfill=None)
+    org = grant.organization_id
+    old = [c["invoice_id"] for c in await seed(world.zoho, grant, days_ago(400, 30))]
+    async with world.poller() as poller:
+        first = only(await poller.run_once())
+        assert (first.outcome, first.published) == (PollOutcome.OK, 0), first
+        assert first.api_calls == 1 + 1  # the organization, one list page: no details
+
+        await world.zoho.edit_invoice(org, old[3], status="paid")  # modified after start
+        await asyncio.sleep(1.1)  # Zoho stamps whole seconds
+        new = (await world.zoho.create_invoice(org))["invoice_id"]
+        second = only(await poller.run_once())
+        assert second.outcome is PollOutcome.OK and second.published == 1, second
+
+    assert [e.invoice.source_id for e in await world.published()] == [new]
+    record = await world.store.integrations.get(uid)
+    assert record is not None and record.starts_at is not None and not record.starts_at_chosen
+
+
+@SQLITE
+async def test_an_earlier_start_chosen_later_reads_back_to_it(world: World) -> None:
+    uid, grant = await world.integration(limits=FAST, backfill=None)
+    times = days_ago(2, 5)
+    ids = [c["invoice_id"] for c in await seed(world.zoho, grant, times)]
+    async with world.poller() as poller:
+        assert only(await poller.run_once()).published == 0
+        now = datetime.now(UTC)
+        await world.store.integrations.choose_start(uid, now - timedelta(days=3), now=now)
+        poller.schedule.forget(uid)
+        assert only(await poller.run_once()).published == 5
+    assert sorted(e.invoice.source_id for e in await world.published()) == sorted(ids)
 
 
 @SQLITE

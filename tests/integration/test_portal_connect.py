@@ -445,3 +445,86 @@ async def test_reconnect_with_a_user_of_another_organization_changes_nothing(
     assert await env.store.tokens.get(uid) == old
     # The stranger's grant is not kept, so it is revoked at once.
     assert (await env.zoho.counters())["oauth:com"]["revoked"] == before + 1
+
+
+async def test_an_organization_held_by_an_active_integration_cannot_be_connected_again(
+    env: PortalUnderTest, demo_pfx: Pfx, demo_oib: str, producer: AIOKafkaProducer
+) -> None:
+    """The double fiscalization: a second integration, of the same account or another,
+    choosing the organization an active integration holds is refused with who holds it;
+    once the holder is removed the organization is free."""
+    from schemas.events import IntegrationEvent
+    from services.portal.projector import publish_and_apply
+
+    user, (org,) = await zoho_user_with_org(env.zoho)
+    org_id = org["organization_id"]
+    owner = env.browser()
+    await owner.signup("holder@firma.example")
+    holder = await owner.connect(demo_pfx, demo_oib, user)
+
+    for browser, email, says in (
+        (owner, None, f"your integration {holder} (active)"),
+        (env.browser(), "rival@firma.example", "another FiscoBridge account"),
+    ):
+        if email:
+            await browser.signup(email)
+        uid, state = await browser.start_connect(demo_pfx, demo_oib)
+        chooser = await browser.callback(await env.zoho.authorize(env.client, user, state=state))
+        path = chooser.headers["location"]
+        page = await browser.get(path)
+        assert f"already fiscalized by {says.split(' (')[0]}" in html.unescape(page.text)
+        refused = await browser.submit(path, "organization", path, {"organization_id": org_id})
+        assert refused.status_code == 409
+        assert says in html.unescape(refused.text) and "Nothing was changed" in refused.text
+        record = await env.store.integrations.get(uid)
+        assert record is not None and record.status is IntegrationStatus.PENDING
+        assert record.zoho_organization_id is None and await env.store.tokens.get(uid) is None
+        assert await env.store.integrations.holder_of(org_id) == holder
+
+    # The store holds the line even without the page: a race cannot connect it twice.
+    from runtime.store import OrganizationTaken
+    with pytest.raises(OrganizationTaken):
+        await env.store.integrations.set_zoho_connection(
+            uid, organization_id=org_id, accounts_server="x", api_domain="y")
+
+    await publish_and_apply(producer, env.store, IntegrationEvent(
+        integration_uid=holder, kind=IntegrationEventKind.REMOVED))
+    assert await env.store.integrations.holder_of(org_id) is None
+    done = await browser.submit(path, "organization", path, {"organization_id": org_id})
+    assert done.status_code == 303, done.text
+    record = await env.store.integrations.get(uid)
+    assert record is not None and record.status is IntegrationStatus.ACTIVE
+    assert await env.store.integrations.holder_of(org_id) == uid
+
+
+async def test_an_earlier_start_needs_a_date_and_the_confirmation(
+    env: PortalUnderTest, demo_pfx: Pfx, demo_oib: str
+) -> None:
+    user, _ = await zoho_user_with_org(env.zoho)
+    browser = env.browser()
+    await browser.signup("backfill@firma.example")
+    uid = await browser.connect(demo_pfx, demo_oib, user)
+    record = await env.store.integrations.get(uid)
+    assert record is not None and record.starts_at is not None and not record.starts_at_chosen
+    page = f"/integrations/{uid}"
+    assert "when it became active" in (await browser.get(page)).text
+
+    action = f"/integrations/{uid}/start"
+    unconfirmed = await browser.submit(page, "start", action, {"starts_on": "2026-01-01"})
+    assert unconfirmed.status_code == 400 and "not fiscalized by another" in unconfirmed.text
+    garbled = await browser.submit(page, "start", action,
+                                   {"starts_on": "1.1.2026", "confirm": "on"})
+    assert garbled.status_code == 400 and "YYYY-MM-DD" in garbled.text
+    later = await browser.submit(page, "start", action,
+                                 {"starts_on": "2999-01-01", "confirm": "on"})
+    assert later.status_code == 400 and "future" in later.text
+    assert await env.store.integrations.get(uid) == record  # nothing changed
+
+    done = await browser.submit(page, "start", action,
+                                {"starts_on": "2026-01-01", "confirm": "on"})
+    assert done.status_code == 303
+    moved = await env.store.integrations.get(uid)
+    assert moved is not None and moved.starts_at_chosen
+    assert moved.starts_at is not None
+    assert moved.starts_at.isoformat() == "2025-12-31T23:00:00+00:00"
+    assert "chosen by you" in (await browser.get(page)).text

@@ -28,7 +28,7 @@ async def _tables(store: Store) -> set[str]:
 
 
 async def test_revisions_form_a_sequence() -> None:
-    assert migrations.head() == "0002"
+    assert migrations.head() == "0003"
 
 
 async def test_applies_from_empty(database: Database) -> None:
@@ -38,11 +38,11 @@ async def test_applies_from_empty(database: Database) -> None:
         with pytest.raises(SchemaOutOfDate, match="fiscobridge db upgrade"):
             await store.require_schema()
         await store.migrate()
-        assert await migrations.current(store.engine) == "0002"
+        assert await migrations.current(store.engine) == "0003"
         await store.require_schema()
         assert {t.name for t in Base.metadata.sorted_tables} <= await _tables(store)
         await store.migrate()  # a second run is a no-op
-        assert await migrations.current(store.engine) == "0002"
+        assert await migrations.current(store.engine) == "0003"
     finally:
         await store.close()
 
@@ -81,6 +81,53 @@ async def test_upgrades_from_previous_revision_keeping_data(database: Database) 
         await store.close()
 
 
+async def test_upgrade_gives_a_shared_organization_to_its_first_integration(
+    database: Database,
+) -> None:
+    """Before 0003 two integrations could hold one Zoho organization; after it the first
+    keeps it and the other is inactive, with a reason naming the holder."""
+    store = Store.open(database.url)
+    try:
+        await store.migrate("0002")
+        first = datetime(2025, 3, 1, 12, tzinfo=UTC)
+        second = datetime(2025, 4, 1, 12, tzinfo=UTC)
+
+        def at(t: datetime) -> datetime:
+            return t.replace(tzinfo=None) if database.backend == "sqlite" else t
+
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO accounts (id, name, created_at) VALUES ('a1', 'Obrt', :t)"),
+                {"t": at(first)},
+            )
+            for uid, created, status, org in (
+                ("int-1", first, "active", "777"), ("int-2", second, "active", "777"),
+                ("int-3", second, "pending", None), ("int-4", first, "removed", "888"),
+                ("int-5", second, "active", "888"),
+            ):
+                await conn.execute(
+                    text(
+                        "INSERT INTO integrations (uid, account_id, type, status, tier,"
+                        " created_at, fiscal_profile, fiscal_settings, webhook_secret,"
+                        " zoho_organization_id) VALUES (:u, 'a1', 'zoho_books', :st, 'growth',"
+                        " :t, 'hr-cis', '{}', :w, :o)"
+                    ),
+                    {"u": uid, "t": at(created), "st": status, "w": b"\x01", "o": org},
+                )
+        await store.migrate()
+        records = {r.uid: r for r in await store.integrations.find()}
+        assert records["int-1"].status == "active"
+        assert records["int-1"].starts_at == first
+        assert records["int-2"].status == "inactive"
+        assert "int-1" in (records["int-2"].status_reason or "")
+        assert records["int-3"].starts_at is None  # never connected: starts when it is
+        assert records["int-5"].status == "active"  # int-4 was removed: 888 was free
+        assert await store.integrations.holder_of("777") == "int-1"
+        assert await store.integrations.holder_of("888") == "int-5"
+    finally:
+        await store.close()
+
+
 async def test_downgrade_then_upgrade_round_trips(database: Database) -> None:
     store = Store.open(database.url)
     try:
@@ -89,7 +136,7 @@ async def test_downgrade_then_upgrade_round_trips(database: Database) -> None:
         assert await migrations.current(store.engine) == "0001"
         assert not PROJECTION_TABLES & await _tables(store)
         await store.migrate()
-        assert await migrations.current(store.engine) == "0002"
+        assert await migrations.current(store.engine) == "0003"
     finally:
         await store.close()
 

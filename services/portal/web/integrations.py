@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, date, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from runtime.store import IntegrationRecord, IntegrationStatus
+from runtime.store import IntegrationRecord, IntegrationStatus, InvalidInput
 from schemas.events import IntegrationEvent, IntegrationEventKind
 from services.portal.web import grants
 from services.portal.web.context import (
@@ -35,6 +37,8 @@ STATUS_LABELS = {
     IntegrationStatus.REMOVED: "Removed",
 }
 TYPE_LABELS = {"zoho_books": "Zoho Books"}
+# A chosen start is a day in the tax authority's calendar (CIS: Croatian local time).
+START_ZONE = ZoneInfo("Europe/Zagreb")
 SETTINGS_FIELDS = ("oib", "premises_code", "device_code", "operator_oib", "sequence_mark")
 
 
@@ -131,7 +135,52 @@ async def integration_page(request: Request, uid: str) -> Response:
         webhook=webhook,
         journal=await portal.store.journal.entries(uid, limit=200),
         awaiting_choice=session_of(request).pending_choice(uid) is not None,
+        zone=START_ZONE,
     )
+
+
+@router.post("/integrations/{uid}/start")
+async def choose_start(request: Request, uid: str) -> Response:
+    """An earlier start: invoices created since that day are fiscalized too."""
+    portal = portal_of(request)
+    record = await portal.owned_integration(request, uid)
+    form = await request.form()
+    back = {"next_url": f"/integrations/{uid}", "next_label": "Back to the integration"}
+    try:
+        day = date.fromisoformat(str(form.get("starts_on") or ""))
+    except ValueError:
+        raise PageError(400, "Not a date",
+                        "Give the first day whose invoices FiscoBridge should fiscalize, as "
+                        "YYYY-MM-DD. Nothing was changed.", **back) from None
+    if form.get("confirm") != "on":
+        raise PageError(400, "Please confirm",
+                        "Tick the confirmation that invoices from that day on were not "
+                        "fiscalized by another system: FiscoBridge will fiscalize them, and an "
+                        "invoice fiscalized twice is reported twice. Nothing was changed.",
+                        **back)
+    starts_at = datetime.combine(day, time(0, 0), tzinfo=START_ZONE)
+    try:
+        await portal.store.integrations.choose_start(
+            uid, starts_at, now=datetime.now(UTC)
+        )
+    except InvalidInput as refused:
+        raise PageError(400, "Start not changed",
+                        f"The start of integration {uid} was not changed: {refused}.",
+                        **back) from None
+    await announce(
+        portal,
+        IntegrationEvent(integration_uid=uid, kind=IntegrationEventKind.SETTINGS_CHANGED,
+                         reason=f"start moved to {day.isoformat()} by the owner in the portal",
+                         details={"starts_at": starts_at.isoformat()}),
+        failure="The new start was saved; the services pick it up within a minute.",
+    )
+    log.info("integration start moved earlier", extra={"integration_uid": uid})
+    when = ("from its next check of Zoho" if record.status is IntegrationStatus.ACTIVE
+            else "once it is connected")
+    session_of(request).flash(
+        f"Invoices created since {day.isoformat()} are fiscalized by this integration {when}."
+    )
+    return RedirectResponse(f"/integrations/{uid}", status_code=303)
 
 
 @router.get("/integrations/{uid}/remove")

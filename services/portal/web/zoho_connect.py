@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import binascii
 import secrets
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from connectors.zoho.errors import ClientInvalid, OAuthError, TokenInvalid
 from connectors.zoho.oauth import DEFAULT_SCOPES, TokenSet, ZohoOAuth, authorization_url
-from runtime.store import IntegrationRecord, IntegrationStatus
+from runtime.store import IntegrationRecord, IntegrationStatus, OrganizationTaken
 from runtime.vault import VaultError
 from schemas.events import IntegrationEvent, IntegrationEventKind
 from services.portal.web import grants
@@ -76,6 +77,34 @@ def _not_connectable(record: IntegrationRecord) -> PageError:
     return PageError(409, "Already connected",
                      f"Integration {record.uid} is connected to Zoho Books already; nothing "
                      "was changed.", **_back(record.uid))
+
+
+def held_elsewhere(record: IntegrationRecord, organization_id: str,
+                   holder: IntegrationRecord) -> str:
+    """Why `record` cannot have the organization, and the way back, in the owner's words."""
+    if holder.account_id != record.account_id:
+        return (f"Zoho Books organization {organization_id} is already fiscalized by an "
+                "integration of another FiscoBridge account. One organization can have only "
+                "one integration, or every invoice would be fiscalized twice. If that "
+                "integration is yours or was set up for you, remove it there first. Nothing "
+                "was changed.")
+    way_back = ("Reconnect that integration to resume fiscalization"
+                if holder.status is not IntegrationStatus.ACTIVE else
+                "It is active: nothing needs to be done")
+    return (f"Zoho Books organization {organization_id} is already fiscalized by your "
+            f"integration {holder.uid} ({holder.status.value}). One organization can have "
+            f"only one integration, or every invoice would be fiscalized twice. {way_back}; "
+            "to move the organization here, remove that integration first. Nothing was "
+            "changed.")
+
+
+async def _holder(portal: Portal, record: IntegrationRecord,
+                  organization_id: str) -> IntegrationRecord | None:
+    """The other integration holding the organization, if any."""
+    uid = await portal.store.integrations.holder_of(organization_id)
+    if uid is None or uid == record.uid:
+        return None
+    return await portal.store.integrations.get(uid)
 
 
 @router.post("/integrations/{uid}/connect")
@@ -185,7 +214,12 @@ async def callback(request: Request) -> Response:
         await grants.revoke_quietly(oauth, tokens.refresh_token, accounts_server, uid)
         raise
     if kept:
-        await _store_grant(portal, record, tokens, accounts_server, kept)
+        try:
+            await _store_grant(portal, record, tokens, accounts_server, kept)
+        except OrganizationTaken as taken:
+            await grants.revoke_quietly(oauth, tokens.refresh_token, accounts_server, uid)
+            raise PageError(409, "Organization held by another integration",
+                            held_elsewhere(record, kept, taken.holder), **_back(uid)) from None
         await _activate(portal, record, IntegrationEventKind.RECONNECTED)
         session_of(request).flash("Reconnected to Zoho Books: invoices are fiscalized again.")
         return RedirectResponse(f"/integrations/{uid}", status_code=303)
@@ -203,16 +237,22 @@ async def _store_grant(
     portal: Portal, record: IntegrationRecord, tokens: TokenSet, accounts_server: str,
     organization_id: str,
 ) -> None:
-    """Keep the new grant, then let go of the one it replaces."""
+    """Claim the organization, keep the new grant, then let go of the one it replaces.
+
+    `OrganizationTaken` when another integration holds the organization: nothing kept.
+    """
     assert tokens.refresh_token is not None
+    holder = await _holder(portal, record, organization_id)
+    if holder is not None:
+        raise OrganizationTaken(organization_id, holder)
     old = await portal.store.tokens.get(record.uid)
-    await portal.store.tokens.set(
-        record.uid, refresh_token=tokens.refresh_token, access_token=tokens.access_token,
-        access_expires_at=tokens.expires_at,
-    )
     await portal.store.integrations.set_zoho_connection(
         record.uid, organization_id=organization_id, accounts_server=accounts_server,
         api_domain=tokens.api_domain,
+    )
+    await portal.store.tokens.set(
+        record.uid, refresh_token=tokens.refresh_token, access_token=tokens.access_token,
+        access_expires_at=tokens.expires_at,
     )
     if old is not None and old.refresh_token != tokens.refresh_token:
         await grants.revoke_quietly(
@@ -274,7 +314,21 @@ async def organization_page(request: Request, uid: str) -> Response:
         _oauth(portal), portal.http, tokens, choice["accounts_server"]
     )
     return render(request, "choose_organization.html", record=record,
-                  organizations=organizations, error=None)
+                  organizations=await _marked(portal, record, organizations), error=None)
+
+
+async def _marked(portal: Portal, record: IntegrationRecord,
+                  organizations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The organizations, each with `held_by`: who already fiscalizes it, if anyone."""
+    marked = []
+    for org in organizations:
+        holder = await _holder(portal, record, str(org["organization_id"]))
+        held_by = None
+        if holder is not None:
+            held_by = (f"your integration {holder.uid}" if holder.account_id == record.account_id
+                       else "another FiscoBridge account")
+        marked.append({**org, "held_by": held_by})
+    return marked
 
 
 @router.post("/integrations/{uid}/organization")
@@ -297,10 +351,17 @@ async def choose_organization(request: Request, uid: str) -> Response:
     match = next((o for o in organizations if str(o["organization_id"]) == chosen), None)
     if match is None:
         return render(request, "choose_organization.html", 400, record=record,
-                      organizations=organizations,
+                      organizations=await _marked(portal, record, organizations),
                       error="Choose the Zoho Books organization whose invoices this "
                       "integration fiscalizes.")
-    await _store_grant(portal, record, tokens, accounts_server, chosen)
+    try:
+        await _store_grant(portal, record, tokens, accounts_server, chosen)
+    except OrganizationTaken as taken:
+        log.warning("organization held by another integration",
+                    extra={"integration_uid": uid, "holder": taken.holder.uid})
+        return render(request, "choose_organization.html", 409, record=record,
+                      organizations=await _marked(portal, record, organizations),
+                      error=held_elsewhere(record, chosen, taken.holder))
     session.clear_choice()
     kind = (IntegrationEventKind.CONNECTED if record.status is IntegrationStatus.PENDING
             else IntegrationEventKind.RECONNECTED)

@@ -41,7 +41,7 @@ def invoice(status: SourceStatus = SourceStatus.SENT, minute: int = 0) -> Invoic
 def decide(inv: Invoice, entry: Entry | None = None, **kw: object) -> object:
     args: dict[str, object] = dict(
         integration_status="active", trigger=Trigger.ISSUED, used_this_month=0,
-        monthly_limit=50, now=NOW,
+        monthly_limit=50, now=NOW, starts_at=NOW - timedelta(days=1),
     )
     args.update(kw)
     return on_received(inv, entry, **args)  # type: ignore[arg-type]
@@ -49,6 +49,34 @@ def decide(inv: Invoice, entry: Entry | None = None, **kw: object) -> object:
 
 def entry(phase: Phase, attempt: int = 1, version: str | None = None) -> Entry:
     return Entry(phase, version or invoice().version, attempt, NOW)
+
+
+def test_an_invoice_created_before_the_start_is_skipped_with_the_way_out() -> None:
+    old = invoice().model_copy(update={"created_at": NOW - timedelta(days=2)})
+    decision = decide(old, starts_at=NOW - timedelta(days=1))
+    assert isinstance(decision, Report)
+    assert (decision.state, decision.reason_code) == (InvoiceState.SKIPPED, "before_start")
+    assert "set an earlier start" in decision.message
+
+
+def test_the_creation_time_decides_not_the_issue_time() -> None:
+    # created as a draft before the start, issued after it: existed before, not ours
+    drafted = invoice().model_copy(update={"created_at": NOW - timedelta(hours=2)})
+    assert isinstance(decide(drafted, starts_at=NOW - timedelta(hours=1)), Report)
+    # no creation time from the source: the issue time decides
+    assert isinstance(decide(invoice(), starts_at=NOW + timedelta(seconds=1)), Report)
+    assert isinstance(decide(invoice(), starts_at=NOW), Sign)
+
+
+def test_an_already_fiscalized_invoice_stays_a_duplicate_whatever_the_start() -> None:
+    decision = decide(invoice(), entry(Phase.FISCALIZED), starts_at=NOW + timedelta(days=1))
+    assert isinstance(decision, Report) and decision.state is InvoiceState.DUPLICATE
+
+
+def test_an_active_integration_without_a_start_signs_nothing() -> None:
+    decision = decide(invoice(), starts_at=None)
+    assert isinstance(decision, Report)
+    assert (decision.state, decision.reason_code) == (InvoiceState.BLOCKED, "no_start")
 
 
 @pytest.mark.parametrize("status", [SourceStatus.DRAFT, SourceStatus.VOID])
