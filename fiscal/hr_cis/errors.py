@@ -1,8 +1,12 @@
-"""The CIS error codes (spec v2.6 §2 code lists and §13) and what each means for us.
+"""The CIS error codes (spec v2.6 §2 code lists and §13, plus the 2026 service's
+s013) and what each means for us.
 
-`permanence` answers one question: can sending the invoice again, unchanged but
+`permanence` answers one question: can sending the message again, unchanged but
 re-signed, succeed? Only the service's own failure (s006) passes that test; every
-other code needs a person to change something first, and `action` says what.
+other code needs a person (or a different message) first, and `action` says what.
+s007-s013 answer the messages that follow a fiscalized invoice (a change of payment
+method or buyer OIB, a tip) and the 2026 restrictive checks; resending the same data
+finds the same fault, so they are permanent too.
 """
 
 from __future__ import annotations
@@ -69,17 +73,20 @@ _CODES: dict[str, tuple[Permanence, str, str]] = {
         "System error at the tax authority while processing the request.",
         "Nothing: FiscoBridge sends the invoice again automatically.",
     ),
-    # Payment-method change (promijeniNacPlac, §2.1.5.4).
+    # Payment-method change (promijeniNacPlac, §2.1.5.4; replaced by
+    # promijeniPodatkeRacuna in 2026, the codes stay in the service's list).
     "s007": (
         P,
         "The invoice date in a payment-method change is not today.",
-        "A payment method can only be changed on the day the invoice was issued.",
+        "The change can no longer be sent (only until midnight of the day of issue):"
+        " issue a storno of the invoice and a new invoice with the right payment method.",
     ),
     "s008": (
         P,
         "The invoice in the payment-method change differs from the fiscalized one, or it"
         " was never fiscalized.",
-        "Check that the invoice was fiscalized and that its number, premises and device match.",
+        "Check that the invoice has a JIR and that the change carries its number, premises,"
+        " device, date-time, total and ZKI exactly as fiscalized; " + _REPORT_BUG,
     ),
     # Tips (napojnica, §2.3).
     "s009": (
@@ -93,17 +100,33 @@ _CODES: dict[str, tuple[Permanence, str, str]] = {
         " fiscalized.",
         "Check that the invoice was fiscalized and that its number, premises and device match.",
     ),
-    # Invoice data change (promijeniPodatkeRacuna, §2.1.5.4).
+    # Invoice data change (promijeniPodatkeRacuna, §2.1.5, 2026: payment method and/or
+    # buyer OIB of an invoice fiscalized the same day).
     "s011": (
         P,
         "The invoice date in an invoice data change is not today.",
-        "Invoice data can only be changed on the day the invoice was issued.",
+        "The payment method or buyer OIB can be changed only until midnight of the day the"
+        " invoice was issued: issue a storno of the invoice and a new invoice with the right"
+        " payment method and buyer OIB.",
     ),
     "s012": (
         P,
         "The invoice in the data change differs from the fiscalized one, or it was never"
         " fiscalized.",
-        "Check that the invoice was fiscalized and that its number, premises and device match.",
+        "Check that the invoice has a JIR and that the change carries its number, premises,"
+        " device, date-time, total and ZKI exactly as fiscalized; " + _REPORT_BUG,
+    ),
+    # The 2026 service's restrictive checks of the invoice data, enforced since 1 Jan
+    # 2026 (e.g. the buyer's OIB with payment by transaction account). The v2.7 text
+    # with the exact list is not in shared/specs (*uncertain*): the service's message
+    # names the rule, so the action sends the person there.
+    "s013": (
+        P,
+        "The invoice breaks one of the tax authority's restrictive rules (since 1 Jan 2026),"
+        " named in the error message.",
+        "Correct the invoice as the error message says (for example: no buyer OIB on an"
+        " invoice paid by transaction account, where it is an e-invoice instead), then"
+        " fiscalize it again.",
     ),
     # Working hours of business premises (§2.8.5).
     "s101": (
@@ -239,7 +262,8 @@ def classify(code: str) -> CisErrorCode:
     return CisErrorCode(
         code=shown,
         permanence=Permanence.PERMANENT,
-        meaning=f"Unknown error code {shown}: not in the CIS specification v2.6.",
+        meaning=f"Unknown error code {shown}: not in the CIS specification (v2.6 and the"
+        " 2026 additions s007-s013).",
         action="Read the tax authority's message on the invoice and contact FiscoBridge"
         " support before sending the invoice again.",
     )

@@ -17,7 +17,7 @@ from fiscal.hr_cis.rejection import InvoiceRejected
 from fiscal.hr_cis.settings import FiscalSettings
 from fiscal.hr_cis.signing import RequestSigner
 from fiscal.hr_cis.vat import vat_breakdown
-from fiscal.hr_cis.zki import protection_code, zki_input
+from fiscal.hr_cis.zki import ZkiHash, configured_zki_hash, protection_code, zki_input
 from schemas.invoice import Customer, Invoice
 
 __all__ = ["HrCisProfile", "InvoiceRejected", "SignedInvoice", "invoice_number_digits"]
@@ -94,7 +94,10 @@ def _aware(moment: datetime) -> datetime:
 class HrCisProfile:
     name = "hr-cis"
 
-    def __init__(self) -> None:
+    def __init__(self, *, zki_hash: ZkiHash | None = None) -> None:
+        """`zki_hash`: the hash of the ZKI's RSA signature, a property of the CIS
+        environment (fiscal/hr_cis/zki.py); None reads FISCOBRIDGE_CIS_ZKI_HASH."""
+        self.zki_hash: ZkiHash = zki_hash or configured_zki_hash()
         self._local = threading.local()
 
     def _signer(self, certificate: FiscalCertificate) -> RequestSigner:
@@ -152,6 +155,7 @@ class HrCisProfile:
                 settings.device_code,
                 total,
             ),
+            self.zki_hash,
         )
         fields = RacunFields(
             oib=settings.oib,

@@ -67,3 +67,30 @@ def test_a_missing_code_is_unknown_too() -> None:
     error = classify("")
     assert error.permanence is Permanence.PERMANENT
     assert error.code == "(no code)"
+
+
+@pytest.mark.parametrize("code", [f"s{n:03d}" for n in range(7, 14)])
+def test_the_2026_answers_s007_to_s013_are_classified_permanent(code: str) -> None:
+    error = classify(code)
+    assert error.code == code
+    assert error.permanence is Permanence.PERMANENT
+    assert "unknown" not in error.meaning.lower()
+
+
+@pytest.mark.parametrize("code", ["s007", "s011"])
+def test_a_change_after_the_day_of_issue_says_to_storno_and_reissue(code: str) -> None:
+    action = classify(code).action.lower()
+    assert "midnight" in action or "only" in action
+    assert "storno" in action and "new invoice" in action
+
+
+@pytest.mark.parametrize("code", ["s008", "s012"])
+def test_a_change_that_does_not_match_says_what_must_match(code: str) -> None:
+    action = classify(code).action.lower()
+    assert "jir" in action and "zki" in action and "total" in action
+
+
+def test_a_restrictive_error_sends_the_person_to_the_message() -> None:
+    error = classify("s013")
+    assert "restrictive" in error.meaning.lower() and "2026" in error.meaning
+    assert "error message" in error.action.lower()
