@@ -46,8 +46,15 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup)
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """FiscoBridge: invoice fiscalization bridge."""
+    if ctx.invoked_subcommand not in (None, "dev"):
+        # A running `fiscobridge dev` is found through <home>/dev.json when no variable
+        # names a broker (fiscobridge/devfile.py); dev itself decides for itself.
+        from fiscobridge import devfile
+
+        devfile.apply_to_environment()
 
 
 def main() -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from fiscobridge import devfile
+from fiscobridge.devfile import DevEndpoints
 from runtime.settings import home_dir
 from runtime.supervisor import Child
 
@@ -63,8 +65,14 @@ def children(ports: Ports, log_dir: Path, zoho_secret: str) -> list[Child]:
         "FISCOBRIDGE_POLLER_ZOHO_CLIENT_SECRET": zoho_secret,
         "FISCOBRIDGE_POLLER_ZOHO_ACCOUNTS_SERVERS": json.dumps(accounts),
     }
+    from sandbox.cis.ca import SERVICE_CERT_FILE, default_ca_dir
+
     common = {
         "FISCOBRIDGE_REPORTER_CIS_URL": f"http://127.0.0.1:{ports.cis}/FiskalizacijaServiceTest",
+        # Explicitly the sandbox: the reporter trusts the sandbox's own answer-signing
+        # certificate, made before any child starts (see `dev`), and nothing else.
+        "FISCOBRIDGE_REPORTER_CIS_TRUST": str(default_ca_dir() / SERVICE_CERT_FILE),
+        "FISCOBRIDGE_REPORTER_CIS_SANDBOX": "true",
         **zoho,
     }
     spec = [
@@ -78,6 +86,20 @@ def children(ports: Ports, log_dir: Path, zoho_secret: str) -> list[Child]:
         env = {**common, port_variable(name): str(ports.service(name))}
         made.append(Child(name, [*exe, "run", name], env, log_dir / f"{name}.log"))
     return made
+
+
+def endpoints(ports: Ports, kafka_bootstrap: str) -> DevEndpoints:
+    """What `<home>/dev.json` says (fiscobridge/devfile.py)."""
+    local = "http://127.0.0.1"
+    return DevEndpoints(
+        pid=os.getpid(),
+        kafka=kafka_bootstrap,
+        ingest=f"{local}:{ports.ingest}",
+        portal=f"{local}:{ports.portal}",
+        cis=f"{local}:{ports.cis}/FiskalizacijaServiceTest",
+        zoho=[f"{local}:{ports.zoho + i}" for i in range(4)],
+        ops={name: f"{local}:{ports.service(name)}" for name in SERVICES},
+    )
 
 
 def listing(ports: Ports) -> str:
@@ -126,16 +148,17 @@ def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
         if not report.ok:
             raise click.ClickException("topics differ from the registry; see above")
         prepare_embedded_store()
-        # The reporter trusts the CIS sandbox's CA: make it before either starts, so the
-        # reporter never races the sandbox for the file.
-        from sandbox.cis.ca import TestCA, default_ca_dir
+        # The reporter trusts the CIS sandbox's answer-signing certificate: make it (and
+        # its CA) before either starts, so the reporter never races the sandbox for it.
+        from sandbox.cis.ca import TestCA, default_ca_dir, load_or_create_service
 
-        TestCA.load_or_create(default_ca_dir())
+        load_or_create_service(TestCA.load_or_create(default_ca_dir()), default_ca_dir())
         log_dir = home_dir() / "logs"
         log_dir.mkdir(exist_ok=True)
         supervisor = Supervisor(children(ports, log_dir, secrets.token_urlsafe(24)))
+        written = devfile.write(endpoints(ports, os.environ["KAFKA_BOOTSTRAP_SERVERS"]))
         click.echo(
-            f"FiscoBridge is starting (logs in {log_dir}):\n"
+            f"FiscoBridge is starting (logs in {log_dir}; endpoints in {written}):\n"
             f"  portal    http://127.0.0.1:{portal_port}  (Zoho sandbox users demo@com.example"
             " / demo@eu.example, password 'sandbox')\n"
             f"  webhooks  http://127.0.0.1:{ingest_port}/webhook/zoho/<integration uid>\n"
@@ -153,6 +176,7 @@ def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
 
         asyncio.run(main())
     finally:
+        devfile.remove(os.getpid())
         if broker is not None:
             broker.stop()
         click.echo("stopped")

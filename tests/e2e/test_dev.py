@@ -3,6 +3,7 @@ invoices through it, Ctrl-C stops it all."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -109,13 +110,23 @@ def test_dev_runs_the_system_and_demo_fiscalizes(tmp_path: Path) -> None:
         # dev says where each service listens, and it is where it was asked to.
         assert listed == {**{k: ports[k] for k in ("ingest", "portal")}, **ops}, "".join(lines)
         controller = _controller_port(tmp_path)
+        # dev says where it listens in <home>/dev.json ...
+        written = json.loads((tmp_path / "dev.json").read_text())
+        assert written["pid"] == dev.pid
+        assert written["kafka"] == f"127.0.0.1:{ports['kafka']}"
+        assert written["ingest"] == f"http://127.0.0.1:{ports['ingest']}"
+        assert written["portal"] == f"http://127.0.0.1:{ports['portal']}"
+        assert written["zoho"] == [f"http://127.0.0.1:{zoho + i}" for i in range(4)]
+        assert written["ops"] == {name: f"http://127.0.0.1:{port}" for name, port in listed.items()}
+        # ... and demo finds it there: no broker variable, no ingest URL, none of the
+        # default ports.
+        assert "KAFKA_BOOTSTRAP_SERVERS" not in env and "FISCOBRIDGE_INGEST_URL" not in env
         demo = subprocess.run(
-            [*exe, "demo", "--invoices", "20", "--ingest-url",
-             f"http://127.0.0.1:{ports['ingest']}", "--timeout", "120"],
-            env={**env, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{ports['kafka']}"},
-            capture_output=True, text=True, timeout=300,
+            [*exe, "demo", "--invoices", "20", "--timeout", "120"],
+            env=env, capture_output=True, text=True, timeout=300,
         )
         assert demo.returncode == 0, demo.stderr
+        assert f"webhooks to http://127.0.0.1:{ports['ingest']}" in demo.stdout, demo.stdout
         assert "fiscalized 20" in demo.stdout, demo.stdout
         # Ready once is not enough: a service that crashed since (say, a crash-looping
         # poller) was reported by the supervisor, and must not be.
@@ -133,6 +144,7 @@ def test_dev_runs_the_system_and_demo_fiscalizes(tmp_path: Path) -> None:
     assert dev.returncode == 0, output
     assert "stopped" in output
     assert "did not stop within" not in output  # each drained on SIGTERM, none was killed
+    assert not (tmp_path / "dev.json").exists()  # a stopped dev is not found by demo
     everything = [*ports.values(), *ops.values(), *range(zoho, zoho + 4)]
     if controller is not None:
         everything.append(controller)
