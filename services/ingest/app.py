@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from connectors.zoho.webhook import PayloadInvalid, parse_webhook, verify_signature
 from runtime.logging import log_context
+from runtime.metrics import INTEGRATION_INVOICES
 from runtime.ops import ReadinessCheck, routes
 from schemas.events import Channel, InvoiceReceived
 from services.ingest.directory import WebhookDirectory
@@ -36,6 +37,9 @@ SECONDS = Histogram(
     "fiscobridge_ingest_request_seconds", "Webhook handling time including the broker ack",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
+
+# Ingest owns the "received" stage of the per-integration counters (with the poller).
+INTEGRATION_INVOICES.declare("received")
 
 Publish = Callable[[bytes, bytes], Awaitable[Any]]
 SIGNATURE_HEADER = "X-Zoho-Webhook-Signature"
@@ -116,6 +120,7 @@ def create_app(
                                    "the invoice could not be queued; retry later")
                 PUBLISHED.inc()
                 RECEIVED.labels("202").inc()
+                INTEGRATION_INVOICES.count(integration_uid, "received")
                 log.info("accepted", extra={"invoice_id": invoice.source_id})
                 return JSONResponse(
                     {"event_id": event.event_id, "invoice_id": invoice.source_id},

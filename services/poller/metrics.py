@@ -7,6 +7,19 @@ import asyncio
 import httpx
 from prometheus_client import Counter, Gauge, Histogram
 
+from runtime.metrics import (
+    INTEGRATION_INVOICES,
+    ZOHO_ERRORS,
+    declare_zoho_errors,
+    zoho_error_code,
+)
+
+# The poller owns the "received" stage (with ingest) and Zoho's error counts. The
+# write-back stage will talk to Zoho with the same tokens and rate limits; its stages
+# are exported at 0 until it exists (alert WriteBackFailing in deploy/prometheus/alerts.yml).
+INTEGRATION_INVOICES.declare("received", "written_back", "write_back_failed")
+declare_zoho_errors()
+
 POLLS = Counter(
     "fiscobridge_poller_polls_total", "Polls of an integration, by outcome", ["outcome"]
 )
@@ -68,6 +81,8 @@ async def count_api_answer(response: httpx.Response) -> None:
     """httpx response hook: every Books API answer, whoever made the call."""
     if "/books/v3/" in response.request.url.path:
         API_CALLS.labels(_api_outcome(response.status_code)).inc()
+        if response.status_code >= 300:
+            ZOHO_ERRORS.labels(zoho_error_code(response.status_code)).inc()
 
 
 def instrumented_http(timeout: float) -> httpx.AsyncClient:

@@ -31,6 +31,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from runtime.kafka import clients
 from runtime.kafka.admin import cluster_topics
 from runtime.kafka.dlq import send_to_dlq
+from runtime.metrics import INTEGRATION_INVOICES
 from runtime.settings import KafkaSettings
 from runtime.store import Outcome, Store, projection
 from schemas.events import Event, IntegrationEvent, InvoiceStatus
@@ -181,6 +182,11 @@ class Projector:
                     await self._dead_letter(producer, record, error)
         for outcome, n in outcomes.items():
             EVENTS.labels(outcome.value).inc(n)
+        for _, event in good:
+            # Per-integration outcomes (bounded: runtime/metrics.py). A batch re-read after
+            # a crash counts again; the journal, not this counter, is the exact record.
+            if isinstance(event, InvoiceStatus):
+                INTEGRATION_INVOICES.count(event.integration_uid, event.state.value)
         try:
             await consumer.commit(
                 {tp: records[-1].offset + 1 for tp, records in batches.items()}

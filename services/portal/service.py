@@ -8,20 +8,29 @@ import logging
 import httpx
 import uvicorn
 
+from runtime import metrics
 from runtime.health import store_ok
 from runtime.kafka.clients import producer as make_producer
 from runtime.ops import QuietServer
 from runtime.settings import KafkaSettings
 from runtime.store.store import Store
 from runtime.vault import Vault
-from schemas.events import IntegrationEvent
+from schemas.events import IntegrationEvent, InvoiceState
+from schemas.topics import PRIMARY
 from services.fiscalizer.settings import FiscalizerSettings
 from services.portal.projector import Projector, publish_and_apply
 from services.portal.settings import PortalSettings
 from services.portal.web.app import create_app
 from services.portal.web.context import Portal
+from services.reporter.settings import ReporterSettings
 
 log = logging.getLogger("fiscobridge.portal")
+
+
+def consumer_groups(settings: PortalSettings) -> list[str]:
+    """The pipeline's consumer groups, whose lag the portal reports for all of them."""
+    return [FiscalizerSettings().app_id, ReporterSettings().group_id,
+            settings.projector_group_id]
 
 
 async def main(stop: asyncio.Event) -> None:
@@ -51,6 +60,14 @@ async def main(stop: asyncio.Event) -> None:
     serving = asyncio.create_task(server.serve())
     projecting = asyncio.create_task(projector.run(stop))
     stopping = asyncio.create_task(stop.wait())
+    # The projector counts each integration's outcomes (alerts read them from the start).
+    metrics.INTEGRATION_INVOICES.declare(*(state.value for state in InvoiceState))
+    # The system-wide gauges (group lag, dead letters, integrations, invoices by state,
+    # licence use) for the dashboard and alerts; it never ends the portal.
+    watching = asyncio.create_task(metrics.watch_system(
+        store, kafka, groups=consumer_groups(settings), dlq_topics=[t.dlq for t in PRIMARY],
+        monthly_limit=FiscalizerSettings().monthly_limit,
+    ))
     log.info("portal listening", extra={"host": settings.host, "port": settings.port})
     try:
         await asyncio.wait([serving, projecting, stopping], return_when=asyncio.FIRST_COMPLETED)
@@ -61,6 +78,7 @@ async def main(stop: asyncio.Event) -> None:
         await asyncio.gather(serving, projecting)
     finally:
         stopping.cancel()
+        watching.cancel()
         await producer.stop()
         await http.aclose()
         await store.close()

@@ -50,6 +50,10 @@ PROCESSED = Counter(
 )
 PUBLISHED = Counter("fiscobridge_reporter_published_total", "Events published", ["topic"])
 IN_FLIGHT = Gauge("fiscobridge_reporter_in_flight", "Submissions in flight")
+# Exported at 0 from the start: CIS error codes (alert CisErrorRate), and the "late"
+# stage, which the reporter will count once it judges lateness (alert InvoicesLate).
+metrics.declare_cis_errors()
+metrics.INTEGRATION_INVOICES.declare("late")
 
 
 def load_trust(settings: ReporterSettings) -> list[x509.Certificate]:
@@ -247,6 +251,8 @@ class Reporter:
                 if status.state is InvoiceState.FISCALIZED:
                     seen.add(invoice)
             PROCESSED.labels(status.state.value).inc()
+            if status.state is not InvoiceState.FISCALIZED:  # alert CisErrorRate
+                metrics.CIS_ERRORS.labels(status.reason_code).inc()
             log.info(
                 "reported",
                 extra={"state": status.state.value, "reason_code": status.reason_code,
