@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from runtime.faust_adapter import STALL_EXIT_CODE
 from runtime.supervisor import Child
-from services.fiscalizer.stall import STALL_EXIT_CODE
 
 PIPELINE = ("portal", "reporter", "fiscalizer", "ingest")
 

@@ -1,7 +1,7 @@
 """The projector: keeps the store's integration status, fiscal journal and license usage
 current from `invoices.status` and `integrations.events`.
 
-Each poll's records are applied in one database transaction, and offsets are committed
+Each batch of records is applied in one database transaction, and offsets are committed
 only after it commits; a crash in between re-delivers records the projection already
 holds, which it recognises by event id. So the projector can be killed at any point and
 started again. A record that is not a valid event, or that the database refuses as data
@@ -23,19 +23,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import prometheus_client
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from runtime.kafka import clients
 from runtime.kafka.admin import cluster_topics
-from runtime.kafka.dlq import send_to_dlq
+from runtime.kafka.commit import EVERY_BATCH, CommitOffsets
+from runtime.kafka.dlq import DeadLetters
+from runtime.kafka.steps import Batch, Step
+from runtime.kafka.stream import StreamConsumer
 from runtime.metrics import INTEGRATION_INVOICES
 from runtime.settings import KafkaSettings
 from runtime.store import Outcome, Store, projection
 from schemas.events import Event, IntegrationEvent, InvoiceStatus
-from schemas.topics import INTEGRATIONS_EVENTS, INVOICES_STATUS
+from schemas.topics import INTEGRATIONS_EVENTS, INVOICES_STATUS, Topic
 
 log = logging.getLogger(__name__)
 
@@ -106,66 +108,50 @@ class Projector:
         self.group_id = group_id
         self.batch_size = batch_size
         self.linger = linger
+        self.dead_letters = DeadLetters([])
         self.ready = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = clients.consumer(self.kafka, *self.topics.names, group_id=self.group_id)
+        consumer = clients.consumer(self.kafka, group_id=self.group_id)
         producer = clients.producer(self.kafka)
+        self.dead_letters = DeadLetters(
+            [Topic(self.topics.status, InvoiceStatus), Topic(self.topics.events, IntegrationEvent)],
+            producer,
+        )
+        # Fetches return at least every quarter linger, so a batch waits about `linger`.
+        poll = min(0.5, self.linger / 4) if self.linger > 0 else 0.5
+        stream = StreamConsumer(consumer, self._steps, EVERY_BATCH, poll_seconds=poll,
+                                max_records=self.batch_size)
+        stream.subscribe(self.topics.names)
         await consumer.start()
         try:
             await producer.start()
             try:
                 self.ready = True
-                while not stop.is_set():
-                    batches = await self._poll(consumer)
-                    if batches:
-                        await self._process(consumer, producer, batches)
+                await stream.run(stop)
             finally:
                 self.ready = False
                 await producer.stop()
         finally:
             await consumer.stop()
 
-    async def _poll(
-        self, consumer: AIOKafkaConsumer
-    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
-        """The next batch: what has arrived, plus what arrives within `linger` after it
-        (less, once the batch is full).
+    async def _steps(self, partitions: frozenset[TopicPartition], commit: CommitOffsets) -> Step:
+        # A batch costs a few milliseconds of CPU whatever its size (transaction, offset
+        # commit) and well under one per event, while the fetcher hands over a handful
+        # of records at a time: lingering for more makes batches several times larger,
+        # for up to `linger` before the portal shows a status.
+        return Batch(self._apply, commit, self.batch_size, self.linger)
 
-        A batch costs a few milliseconds of CPU whatever its size (transaction, offset
-        commit) and well under one per event, and the fetcher hands over records every
-        few tens of milliseconds, a handful at a time; waiting briefly for more makes
-        the batches several times larger for the price of a fraction of a second
-        before the portal shows a status.
-        """
-        batches = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
-        if not batches or self.linger <= 0:
-            return batches
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.linger
-        room = self.batch_size - sum(len(records) for records in batches.values())
-        while room > 0 and (left := deadline - loop.time()) > 0:
-            more = await consumer.getmany(timeout_ms=int(left * 1000), max_records=room)
-            for tp, records in more.items():
-                # Later offsets of the same partition: the commit takes the last one.
-                batches[tp] = batches.get(tp, []) + records
-                room -= len(records)
-        return batches
-
-    async def _process(
-        self,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
-        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
-    ) -> None:
+    async def _apply(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply a batch in one transaction; records that are no event, or that the
+        database refuses as data, are parked as dead letters and the rest applied."""
         started = time.perf_counter()
         good: list[tuple[ConsumerRecord[bytes, bytes], Event]] = []
-        for records in batches.values():
-            for record in records:
-                try:
-                    good.append((record, decode(self.topics, record)))
-                except (ValidationError, ValueError) as error:
-                    await self._dead_letter(producer, record, error)
+        for record in records:
+            try:
+                good.append((record, decode(self.topics, record)))
+            except (ValidationError, ValueError) as error:
+                await self._dead_letter(record, error)
         try:
             outcomes = await self.store.apply([event for _, event in good])
         except Exception as batch_error:
@@ -179,7 +165,7 @@ class Projector:
                 except Exception as error:
                     if not refused_as_data(error):
                         raise
-                    await self._dead_letter(producer, record, error)
+                    await self._dead_letter(record, error)
         for outcome, n in outcomes.items():
             EVENTS.labels(outcome.value).inc(n)
         for _, event in good:
@@ -187,21 +173,9 @@ class Projector:
             # a crash counts again; the journal, not this counter, is the exact record.
             if isinstance(event, InvoiceStatus):
                 INTEGRATION_INVOICES.count(event.integration_uid, event.state.value)
-        try:
-            await consumer.commit(
-                {tp: records[-1].offset + 1 for tp, records in batches.items()}
-            )
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The group moved a partition on while the batch was in hand (a rebalance).
-            # Its new owner re-reads from the last commit, and the events already applied
-            # are found processed by their ids: nothing is applied twice. Not a crash.
-            log.warning("commit refused after a rebalance; the new owner re-reads",
-                        extra={"error": str(exc).splitlines()[0]})
         BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    async def _dead_letter(
-        self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], error: Exception
-    ) -> None:
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:
         log.error(
             "record is not an event the projection can apply; sent to the dead-letter topic",
             extra={
@@ -211,7 +185,7 @@ class Projector:
                 "error": type(error).__name__,
             },
         )
-        await send_to_dlq(producer, record, error)
+        await self.dead_letters.park(record, error)
         DEAD_LETTERS.inc()
 
 

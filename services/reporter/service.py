@@ -13,15 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError
 from cryptography import x509
 from prometheus_client import Counter, Gauge
 
@@ -30,7 +26,10 @@ from runtime import metrics
 from runtime.health import kafka_ok
 from runtime.kafka.clients import consumer as make_consumer
 from runtime.kafka.clients import producer as make_producer
-from runtime.kafka.dlq import send_to_dlq
+from runtime.kafka.commit import CommitOffsets, CommitPolicy
+from runtime.kafka.dlq import DeadLetters
+from runtime.kafka.steps import RunConcurrently, Step
+from runtime.kafka.stream import StreamConsumer
 from runtime.logging import log_context
 from runtime.ops import OpsServer
 from runtime.settings import KafkaSettings
@@ -38,7 +37,6 @@ from schemas.events import InvoiceSigned, InvoiceState
 from schemas.topics import INVOICES_RETRY, INVOICES_SIGNED, INVOICES_STATUS
 from services.reporter.backoff import Backoff
 from services.reporter.cis import CisSubmitter
-from services.reporter.offsets import OffsetTracker
 from services.reporter.outcome import decide
 from services.reporter.reported import Recent, invoice_key, published_outcomes
 from services.reporter.settings import ReporterSettings
@@ -85,63 +83,25 @@ class Reporter:
             cap=timedelta(seconds=settings.retry_cap_seconds),
             deadline=timedelta(seconds=settings.retry_deadline_seconds),
         )
-        self.tracker = OffsetTracker()
-        # Partitions ready to process, with the message ids they must not submit again.
-        # Records of other partitions are fetched during a rebalance and dropped: their
-        # owner (us again, once prepared, or another instance) reads them from the
-        # committed offset.
-        self.reported: dict[TopicPartition, Recent] = {}
-        self.settled = asyncio.Event()
-        self.slots = asyncio.Semaphore(settings.concurrency)
-        self.tasks: set[asyncio.Task[None]] = set()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.lookup: AIOKafkaConsumer | None = None
+        self.dead_letters = DeadLetters([INVOICES_SIGNED])
         self.running = False
-
-    # -- rebalance --------------------------------------------------------------
-
-    class _Listener(ConsumerRebalanceListener):
-        def __init__(self, reporter: Reporter) -> None:
-            self.reporter = reporter
-
-        async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-            await self.reporter.drain(revoked)
-
-        async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-            await self.reporter.prepare(assigned)
-
-    async def drain(self, tps: list[TopicPartition]) -> None:
-        """Finish what is in flight for partitions we are losing, and commit it."""
-        self.settled.clear()
-        # Each finishes within the CIS timeout; polling beats an event per partition.
-        while self.tracker.in_flight(tps):  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        await self.commit()
-        self.tracker.forget(tps)
-        for tp in tps:
-            self.reported.pop(tp, None)
-
-    async def prepare(self, tps: list[TopicPartition]) -> None:
-        assert self.consumer is not None and self.lookup is not None
-        committed = {tp: await self.consumer.committed(tp) for tp in tps}
-        found = await published_outcomes(self.lookup, tps, committed, INVOICES_STATUS.name)
-        self.reported.update(found)
-        self.settled.set()
-        skipped = sum(len(recent) for recent in found.values())
-        if skipped:
-            log.info("outcomes already published for re-read messages", extra={"count": skipped})
-
-    # -- main loop --------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         # Outcomes of concurrent submissions share produce requests.
         self.producer = make_producer(self.kafka, linger_ms=self.kafka.linger_ms)
+        self.dead_letters.producer = self.producer
         self.lookup = make_consumer(self.kafka, group_id=None)
         self.consumer = make_consumer(
             self.kafka,
             group_id=self.settings.group_id,
             max_poll_records=self.settings.concurrency * 4,
+        )
+        stream = StreamConsumer(
+            self.consumer, self._steps,
+            CommitPolicy(seconds=self.settings.commit_interval_seconds), poll_seconds=0.1,
         )
         async with contextlib.AsyncExitStack() as shutdown:
             # Each client is stopped even when stopping another fails (a broker outage
@@ -150,75 +110,52 @@ class Reporter:
             shutdown.push_async_callback(self.producer.stop)
             await self.lookup.start()
             shutdown.push_async_callback(self.lookup.stop)
-            self.consumer.subscribe([INVOICES_SIGNED.name], listener=self._Listener(self))
+            stream.subscribe([INVOICES_SIGNED.name])
             await self.consumer.start()
             shutdown.push_async_callback(self.consumer.stop)
             self.running = True
             lag = asyncio.create_task(metrics.track_lag(self.consumer, self.settings.group_id))
             shutdown.callback(lag.cancel)
             shutdown.callback(setattr, self, "running", False)
-            await self._consume(stop)
+            await stream.run(stop)
+            log.info("drained")
 
-    async def _consume(self, stop: asyncio.Event) -> None:
-        assert self.consumer is not None
-        last_commit = time.monotonic()
-        while not stop.is_set():
-            batch = await self.consumer.getmany(timeout_ms=100)
-            if batch:
-                await self.settled.wait()
-            for tp, records in batch.items():
-                if tp not in self.reported:
-                    continue
-                for record in records:
-                    await self.slots.acquire()
-                    self.tracker.started(tp, record.offset)
-                    task = asyncio.create_task(self.handle(tp, record))
-                    self.tasks.add(task)
-                    task.add_done_callback(self.tasks.discard)
-            if time.monotonic() - last_commit >= self.settings.commit_interval_seconds:
-                await self.commit()
-                last_commit = time.monotonic()
-        log.info("draining", extra={"in_flight": len(self.tasks)})
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.commit()
+    async def _steps(self, partitions: frozenset[TopicPartition], commit: CommitOffsets) -> Step:
+        """The chain for newly assigned partitions, once the outcomes already published
+        for their uncommitted records are known: those are never submitted again."""
+        assert self.consumer is not None and self.lookup is not None
+        committed = {tp: await self.consumer.committed(tp) for tp in partitions}
+        reported = await published_outcomes(self.lookup, partitions, committed,
+                                            INVOICES_STATUS.name)
+        skipped = sum(len(recent) for recent in reported.values())
+        if skipped:
+            log.info("outcomes already published for re-read messages", extra={"count": skipped})
 
-    async def commit(self) -> None:
-        assert self.consumer is not None
-        offsets = self.tracker.committable()
-        if offsets:
-            try:
-                await self.consumer.commit(offsets)
-            except CommitFailedError as exc:
-                # The group moved the partitions on (a rebalance, often while we drain on
-                # SIGTERM). Their new owner re-reads from the last commit and finds these
-                # outcomes on invoices.status, so nothing is reported twice; not a crash.
-                log.warning("commit refused after a rebalance; the new owner re-reads",
-                            extra={"error": str(exc).splitlines()[0]})
-                return
-            self.tracker.committed(offsets)
+        async def handle(record: ConsumerRecord[bytes, bytes]) -> None:
+            await self.handle(reported, record)
 
-    async def handle(self, tp: TopicPartition, record: ConsumerRecord) -> None:
+        return RunConcurrently(handle, commit, self.settings.concurrency)
+
+    async def handle(
+        self, reported: dict[TopicPartition, Recent], record: ConsumerRecord[bytes, bytes]
+    ) -> None:
+        """Submit one signed invoice and publish its outcome, or park the record as a dead
+        letter; either way the result is on the broker when this returns."""
         IN_FLIGHT.inc()
         try:
             signed: InvoiceSigned | None = None
             try:
                 signed = InvoiceSigned.from_json(record.value)
-                await self._handle(tp, signed)
+                tp = TopicPartition(record.topic, record.partition)
+                await self._handle(reported.get(tp), signed)
             except Exception as exc:  # publish retries until acked, so this is the record's fault
                 await self.dead_letter(record, exc, signed)
-            # The outcome (status or dead letter) is on the broker: the offset may pass.
-            self.tracker.finished(tp, record.offset)
         finally:
             IN_FLIGHT.dec()
-            self.slots.release()
 
     async def dead_letter(
-        self, record: ConsumerRecord, error: Exception, signed: InvoiceSigned | None
+        self, record: ConsumerRecord[bytes, bytes], error: Exception, signed: InvoiceSigned | None
     ) -> None:
-        """Park a record we cannot process on `<topic>.dlq`, waiting for the broker's ack."""
-        assert self.producer is not None
-        producer = self.producer
         with log_context(integration_uid=signed.integration_uid if signed else None,
                          event_id=signed.event_id if signed else None):
             log.error(
@@ -227,13 +164,12 @@ class Reporter:
                 extra={"topic": record.topic, "partition": record.partition,
                        "offset": record.offset, "error": type(error).__name__},
             )
-            await self._until_acked(f"{record.topic}.dlq",
-                                    lambda: send_to_dlq(producer, record, error))
+            await self.dead_letters.park(record, error)
+        PUBLISHED.labels(INVOICES_SIGNED.dlq).inc()
         PROCESSED.labels("dead_letter").inc()
 
-    async def _handle(self, tp: TopicPartition, signed: InvoiceSigned) -> None:
+    async def _handle(self, seen: Recent | None, signed: InvoiceSigned) -> None:
         with log_context(integration_uid=signed.integration_uid, event_id=signed.event_id):
-            seen = self.reported.get(tp)
             invoice = invoice_key(signed.integration_uid, signed.invoice.source_id)
             if seen is not None and (signed.message_id in seen or invoice in seen):
                 PROCESSED.labels("already_reported").inc()
@@ -262,14 +198,10 @@ class Reporter:
     async def publish(self, topic: str, key: bytes, value: bytes) -> None:
         """Publish, retrying until acked: an outcome we cannot record must not be committed."""
         assert self.producer is not None
-        producer = self.producer
-        await self._until_acked(topic, lambda: producer.send_and_wait(topic, value, key=key))
-
-    async def _until_acked(self, topic: str, send: Callable[[], Awaitable[object]]) -> None:
         delay = 0.1
         while True:
             try:
-                await send()
+                await self.producer.send_and_wait(topic, value, key=key)
                 PUBLISHED.labels(topic).inc()
                 return
             except Exception as exc:  # broker unavailable: hold the offset, keep trying

@@ -19,10 +19,9 @@ class ReporterSettings(BaseSettings):
     )
     timeout_seconds: float = Field(default=10.0, gt=0)
     # A slot is held for the whole round trip as the reporter sees it: the answer, its
-    # verification and the ack of the outcome, each waiting for CPU on a busy host.
-    # Flat out on two cores that took ~110 ms behind CIS's 50 ms, so 32 slots capped
-    # the pipeline at ~285/s with CPU to spare; 64 leave CPU the limit (bench/pipeline)
-    # and still bound what one reporter asks of the service, and what a crash resends.
+    # verification and the ack of the outcome, each waiting for CPU on a busy host. Enough
+    # slots that CPU, not slots, limits throughput (bench/pipeline tells); few enough to
+    # bound what one reporter asks of the service, and what a crash resends.
     concurrency: int = Field(default=64, ge=1, description="submissions in flight at once")
     # Why small pools: services.reporter.service.cis_clients.
     cis_connections_per_client: int = Field(

@@ -1,4 +1,9 @@
-"""The fiscalizer's consumer commits only offsets whose records were all processed."""
+"""runtime.faust_adapter: the consumer that commits only offsets whose records were all
+processed, the stall watch, and the faust particulars behind FaustWorker.
+
+The `test_stock_faust_*` tests assert the faust behaviour a workaround exists for: when
+one fails, faust has changed there, and the workaround can go (or must change).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import pytest
 from faust.transport.drivers.aiokafka import Consumer, Transport
 from faust.types import TP, Message
 
-from services.fiscalizer.consumer import ContiguousConsumer
+from runtime.faust_adapter import ContiguousConsumer, FaustWorker, StallWatch, WatchPolicy
 
 TOPIC = "invoices.received"
 tp = TP(TOPIC, 0)
@@ -71,10 +76,36 @@ def _after_late_seek(consumer: Consumer) -> list[Message]:
 
 
 def test_stock_faust_counts_records_handed_on_as_skipped(app: faust.App) -> None:
-    # Why ContiguousConsumer exists; when this fails, faust mended it and it can go.
+    # Why ContiguousConsumer._add_gap exists: after the assignment's seek, stock faust
+    # takes records 210..252, handed to the agent and unprocessed, for a gap.
     consumer = _consumer(app, Consumer)
     _after_late_seek(consumer)
     assert [(gap.begin, gap.end) for gap in consumer._gap[tp]] == [(210, 253)]
+
+
+def test_stock_faust_commits_past_records_handed_on_but_unprocessed(app: faust.App) -> None:
+    # What that gap costs: with 209 and 211 processed, stock faust commits past 210,
+    # still in the agent's batch (a crash now loses it); ContiguousConsumer stops there.
+    for cls, expected in ((Consumer, 212), (ContiguousConsumer, 210)):
+        consumer = _consumer(app, cls)
+        handed = _after_late_seek(consumer)
+        consumer.ack(handed[0])
+        consumer.ack(handed[2])
+        assert _commit(consumer) == expected, cls
+
+
+def test_stock_faust_commits_a_run_that_does_not_start_at_the_committed_offset(
+    app: faust.App,
+) -> None:
+    # Why ContiguousConsumer._new_offset exists: 101..104 processed, 100 not yet.
+    consumer = _consumer(app, Consumer)
+    consumer._committed_offset[tp] = 100
+    messages = [_message(offset) for offset in range(100, 105)]
+    for message in messages:
+        _hand_on(consumer, message)
+    for message in messages[1:]:
+        consumer.ack(message)
+    assert _commit(consumer) == 105
 
 
 def test_records_handed_on_are_no_gap(app: faust.App) -> None:
@@ -101,7 +132,7 @@ def test_a_run_that_does_not_start_at_the_committed_offset_waits(app: faust.App)
         _hand_on(consumer, message)
     for message in messages[1:]:
         consumer.ack(message)
-    assert _commit(consumer) is None  # faust alone would commit 105, skipping 100
+    assert _commit(consumer) is None  # stock faust commits 105, skipping 100
     consumer.ack(messages[0])
     assert _commit(consumer) == 105
 
@@ -206,3 +237,80 @@ def test_fetches_are_sized_as_configured(app: faust.App) -> None:
         return created._fetch_min_bytes, created._fetch_max_wait_ms
 
     assert asyncio.run(create()) == (65536, 50)
+
+
+def test_the_worker_installs_the_consumer_before_the_app_builds_one(app: faust.App) -> None:
+    policy = WatchPolicy("offsets-test", frozenset({TOPIC}), rewind_after=5, stall_seconds=60)
+    worker = FaustWorker(app, policy, fetch_min_bytes=65536, fetch_max_wait_ms=50)
+    worker.hold_streams_at(800)
+    assert isinstance(worker.consumer, ContiguousConsumer)
+    assert (worker.consumer.fetch_min_bytes, worker.consumer.fetch_max_wait_ms) == (65536, 50)
+    assert app.producer.buffer.max_messages == 800
+    assert worker.consumer.read_offset(tp) is None
+
+
+def test_a_table_write_goes_to_the_changelog_partition_of_its_event(app: faust.App) -> None:
+    table = app.Table("adapter-test", default=None, partitions=8)
+    event = _Event(partition=5)
+    partitions: list[int | None] = []
+    # Where faust's Table.on_key_set takes the changelog partition from.
+    table.on_key_set = lambda key, value: partitions.append(  # type: ignore[method-assign]
+        table.partition_for_key(key)
+    )
+    FaustWorker.write(event, table, "k", "v")  # type: ignore[arg-type]
+    assert partitions == [5]
+    assert table["k"] == "v"
+
+
+class _Event:
+    """Stands for the faust Event being processed: a table write reads its message."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = Message(TOPIC, partition, 0, 0.0, 0, [], b"k", b"v", None,
+                               tp=TP(TOPIC, partition))
+
+
+# -- the stall watch ----------------------------------------------------------------
+
+
+def test_waiting_records_without_progress_are_a_stall_after_the_limit() -> None:
+    watch = StallWatch(limit=30)
+    assert not watch.stalled({"p0": (9, 20)}, now=0)
+    assert watch.stalled_for({"p0": (9, 20)}, now=20) == 20
+    assert not watch.stalled({"p0": (9, 25)}, now=29)
+    assert watch.stalled({"p0": (9, 25)}, now=30)
+
+
+def test_progress_or_an_empty_partition_resets_the_clock() -> None:
+    watch = StallWatch(limit=30)
+    watch.stalled_for({"p0": (9, 20), "p1": (4, 5)}, now=0)
+    # p0 read on; p1 has caught up (offset 4 read, highwater 5: nothing waits).
+    assert watch.stalled_for({"p0": (12, 20), "p1": (4, 5)}, now=25) == 0
+    assert watch.stalled_for({"p0": (12, 20), "p1": (4, 5)}, now=50) == 25
+    assert not watch.stalled({"p0": (19, 20), "p1": (4, 5)}, now=100)
+
+
+def test_a_partition_never_read_since_start_counts_from_offset_zero() -> None:
+    watch = StallWatch(limit=10)
+    assert not watch.stalled({"p0": (None, 0)}, now=0)  # empty partition
+    watch.stalled_for({"p0": (None, 3)}, now=0)
+    assert watch.stalled({"p0": (None, 3)}, now=10)
+    assert watch.stalled_for({}, now=11) == 0  # revoked: forgotten
+
+
+def test_the_fiscalizer_uses_no_private_name_of_faust() -> None:
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[2] / "services" / "fiscalizer"
+    private = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("faust"):
+                deep = node.module not in ("faust", "faust.types")
+                private += [f"{path.name}: {node.module}.{alias.name}" for alias in node.names
+                            if deep or alias.name.startswith("_")]
+            elif isinstance(node, ast.Import):
+                private += [f"{path.name}: {alias.name}" for alias in node.names
+                            if alias.name.startswith("faust.")]
+    assert private == []
