@@ -78,7 +78,10 @@ class LocalStack:
             "FISCOBRIDGE_MASTER_KEY": self.master_key,
             "FISCOBRIDGE_DATABASE_URL": self.database_url,
             "FISCOBRIDGE_REPORTER_CIS_URL": f"{self.cis_base_url}/FiskalizacijaServiceTest",
-            "FISCOBRIDGE_REPORTER_CIS_TRUST": str(self.home / "sandbox-ca" / "ca.cert.pem"),
+            # The sandbox's own answer-signing certificate, which `sandbox cis` persists
+            # beside its CA before it listens; the reporter trusts it and nothing else.
+            "FISCOBRIDGE_REPORTER_CIS_TRUST": str(self.home / "sandbox-ca" / "fiskalcis.cert.pem"),
+            "FISCOBRIDGE_REPORTER_CIS_SANDBOX": "true",
             "PYTHONUNBUFFERED": "1",
             "FISCOBRIDGE_FISCALIZER_STALL_SECONDS": "20",
             **self.extra_env,

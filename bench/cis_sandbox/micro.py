@@ -7,7 +7,7 @@
             RequestChecks.check (schema, signature, trust, OIB, fields);
   * sign:   the sandbox's signed RacunOdgovor with a JIR (AnswerSigner.racun_answer);
   * verify: the reporter reading that answer (parse_racun_answer with an
-            AnswerVerifier trusting the sandbox CA).
+            AnswerVerifier pinning the sandbox's answer certificate).
 
 Every call gets a request or answer of its own (distinct IdPoruke, JIR, ZKI), as in
 the pipeline, so nothing keyed on the document can make repeats look cheap; the
@@ -50,6 +50,7 @@ def _steps(count: int) -> dict[str, Callable[[], object]]:
     from fiscal.hr_cis.settings import FiscalSettings
     from fiscal.hr_cis.soap import (
         AnswerVerifier,
+        CisSigner,
         open_envelope,
         parse_racun_answer,
         racuni_envelope,
@@ -73,7 +74,7 @@ def _steps(count: int) -> dict[str, Callable[[], object]]:
     checks, signer = sandbox.checks, sandbox.signer
     now = datetime.now(UTC)
     answers = [signer.racun_answer(m, now, jir=j) for m, j in zip(message_ids, jirs, strict=True)]
-    verifier = AnswerVerifier([ca.certificate])
+    verifier = AnswerVerifier(CisSigner.pinned(sandbox.service_certificate))
     position = {"check": 0, "sign": 0, "verify": 0}
 
     def next_index(step: str) -> int:

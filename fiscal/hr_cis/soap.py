@@ -354,24 +354,145 @@ def verify_signature(
     return result.signed_xml, leaf, others
 
 
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    return bool(constraints.value.ca)
+
+
+def _describe(certificate: x509.Certificate) -> str:
+    return (
+        f"{certificate.subject.rfc4514_string()} (issuer {certificate.issuer.rfc4514_string()},"
+        f" serial {certificate.serial_number:x})"
+    )
+
+
+class CisSigner:
+    """Who may sign the CIS's answers: the environment's CIS signing certificate
+    ("fiskalcis") itself, or a certificate with its exact subject and issuer that
+    chains to the given CAs (FINA's chain in production). Never just any certificate
+    under a CA: a business's own fiscal certificate comes from the same CA, and an
+    answer it signed must not pass for the tax authority's.
+    """
+
+    def __init__(
+        self,
+        *,
+        certificate: x509.Certificate | None = None,
+        subject: x509.Name | None = None,
+        issuer: x509.Name | None = None,
+        anchors: Sequence[x509.Certificate] = (),
+    ) -> None:
+        if certificate is not None:
+            if subject is not None or issuer is not None or anchors:
+                raise ValueError(
+                    "give the CIS certificate itself, or its subject and issuer"
+                    " with the CAs, not both"
+                )
+            if _is_ca(certificate):
+                raise ValueError(
+                    f"{_describe(certificate)} is a CA certificate: trust the CIS signing"
+                    " certificate itself, or its subject and issuer under this CA"
+                )
+        elif subject is None or issuer is None or not anchors:
+            raise ValueError(
+                "the CIS signer needs its certificate, or its subject, its issuer and the CA"
+                " certificates its chain ends in"
+            )
+        self.certificate = certificate
+        self.subject = subject
+        self.issuer = issuer
+        self._chain = CertificateTrust(anchors) if certificate is None else None
+
+    @classmethod
+    def pinned(cls, certificate: x509.Certificate) -> CisSigner:
+        return cls(certificate=certificate)
+
+    @classmethod
+    def named(
+        cls, subject: str | x509.Name, issuer: str | x509.Name, anchors: Sequence[x509.Certificate]
+    ) -> CisSigner:
+        """Subject and issuer as RFC 4514 strings (`openssl x509 -nameopt rfc2253`)."""
+        return cls(
+            subject=_name(subject, "subject"), issuer=_name(issuer, "issuer"), anchors=anchors
+        )
+
+    def describe(self) -> str:
+        if self.certificate is not None:
+            return f"the certificate {_describe(self.certificate)}"
+        assert self.subject is not None and self.issuer is not None
+        return f"subject {self.subject.rfc4514_string()} issued by {self.issuer.rfc4514_string()}"
+
+    def check(
+        self,
+        signer: x509.Certificate,
+        others: Sequence[x509.Certificate] = (),
+        *,
+        now: datetime | None = None,
+    ) -> None:
+        """Raises UntrustedCertificate unless `signer` is the CIS signer, valid now."""
+        moment = now or datetime.now(UTC)
+        if self.certificate is not None:
+            if signer != self.certificate:  # cryptography compares the DER
+                raise UntrustedCertificate(
+                    f"signed by {_describe(signer)}, not by the CIS certificate"
+                    f" {_describe(self.certificate)}"
+                )
+            if not signer.not_valid_before_utc <= moment <= signer.not_valid_after_utc:
+                raise UntrustedCertificate(
+                    f"the CIS certificate {_describe(signer)} is valid only from"
+                    f" {signer.not_valid_before_utc:%Y-%m-%d %H:%M} to"
+                    f" {signer.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+                )
+            return
+        if signer.subject != self.subject or signer.issuer != self.issuer:
+            raise UntrustedCertificate(
+                f"signed by {_describe(signer)}, not by the CIS signer ({self.describe()})"
+            )
+        assert self._chain is not None
+        self._chain.check(signer, others, now=moment)
+
+
+def _name(value: str | x509.Name, what: str) -> x509.Name:
+    if isinstance(value, x509.Name):
+        return value
+    try:
+        name = x509.Name.from_rfc4514_string(value)
+    except ValueError as exc:
+        raise ValueError(
+            f"the CIS signer's {what} {value!r} is not an RFC 4514 name like"
+            f" 'CN=fiskalcis,O=FINA,C=HR': {exc}"
+        ) from exc
+    if not list(name):
+        raise ValueError(f"the CIS signer's {what} is empty")
+    return name
+
+
 class AnswerVerifier:
-    """Checks the CIS answer's enveloped signature against the CIS certificate or its CA.
+    """Checks the CIS answer's enveloped signature, made by the CIS signer (`CisSigner`).
 
     Accepts RSA-SHA1 as well as SHA-2: the service still signs some answers the old way.
     """
 
-    def __init__(self, trusted: Sequence[x509.Certificate]) -> None:
-        self._trust = CertificateTrust(trusted)
+    def __init__(self, signer: CisSigner) -> None:
+        if not isinstance(signer, CisSigner):
+            raise TypeError(
+                "AnswerVerifier needs a CisSigner: the CIS certificate, or its"
+                " subject and issuer with the CAs"
+            )
+        self.signer = signer
 
     def verify(self, answer: bytes) -> etree._Element:
         content = open_envelope(answer)
         try:
             signed, signer, others = verify_signature(content, WITH_SHA1)
-            self._trust.check(signer, others)
+            self.signer.check(signer, others)
         except signxml.exceptions.SignXMLException as exc:
             raise AnswerInvalid(f"the answer's signature is invalid: {exc}") from exc
         except UntrustedCertificate as exc:
-            raise AnswerInvalid(f"the answer is signed by an untrusted certificate: {exc}") from exc
+            raise AnswerInvalid(f"the answer is not signed by the CIS: {exc}") from exc
         return signed
 
 

@@ -65,8 +65,14 @@ def children(ports: Ports, log_dir: Path, zoho_secret: str) -> list[Child]:
         "FISCOBRIDGE_POLLER_ZOHO_CLIENT_SECRET": zoho_secret,
         "FISCOBRIDGE_POLLER_ZOHO_ACCOUNTS_SERVERS": json.dumps(accounts),
     }
+    from sandbox.cis.ca import SERVICE_CERT_FILE, default_ca_dir
+
     common = {
         "FISCOBRIDGE_REPORTER_CIS_URL": f"http://127.0.0.1:{ports.cis}/FiskalizacijaServiceTest",
+        # Explicitly the sandbox: the reporter trusts the sandbox's own answer-signing
+        # certificate, made before any child starts (see `dev`), and nothing else.
+        "FISCOBRIDGE_REPORTER_CIS_TRUST": str(default_ca_dir() / SERVICE_CERT_FILE),
+        "FISCOBRIDGE_REPORTER_CIS_SANDBOX": "true",
         **zoho,
     }
     spec = [
@@ -142,11 +148,11 @@ def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
         if not report.ok:
             raise click.ClickException("topics differ from the registry; see above")
         prepare_embedded_store()
-        # The reporter trusts the CIS sandbox's CA: make it before either starts, so the
-        # reporter never races the sandbox for the file.
-        from sandbox.cis.ca import TestCA, default_ca_dir
+        # The reporter trusts the CIS sandbox's answer-signing certificate: make it (and
+        # its CA) before either starts, so the reporter never races the sandbox for it.
+        from sandbox.cis.ca import TestCA, default_ca_dir, load_or_create_service
 
-        TestCA.load_or_create(default_ca_dir())
+        load_or_create_service(TestCA.load_or_create(default_ca_dir()), default_ca_dir())
         log_dir = home_dir() / "logs"
         log_dir.mkdir(exist_ok=True)
         supervisor = Supervisor(children(ports, log_dir, secrets.token_urlsafe(24)))

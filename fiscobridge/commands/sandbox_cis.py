@@ -83,7 +83,13 @@ def cis(
     """Serve the CIS SOAP service (racuni, echo) with its checks s001-s005, fault
     injection, and /_sandbox/faults, /_sandbox/ledger, /_sandbox/stats controls."""
     from sandbox.cis.app import CisSandbox
-    from sandbox.cis.ca import CERT_FILE, TestCA, default_ca_dir
+    from sandbox.cis.ca import (
+        CERT_FILE,
+        SERVICE_CERT_FILE,
+        TestCA,
+        default_ca_dir,
+        load_or_create_service,
+    )
     from sandbox.cis.checks import default_spec_dir
     from sandbox.cis.faults import Faults
     from sandbox.cis.server import SandboxServer
@@ -99,18 +105,24 @@ def cis(
         hang_seconds=hang_seconds,
     )
     try:
+        ca = TestCA.load_or_create(directory)
         sandbox = CisSandbox.create(
-            TestCA.load_or_create(directory),
+            ca,
             spec_dir or default_spec_dir(),
             allow_sha1=allow_sha1,
             answer_sha1=answer_sha1,
             faults=faults,
+            service=load_or_create_service(ca, directory),
         )
         server = SandboxServer(sandbox, host, port)
     except (FileNotFoundError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"CIS sandbox: {server.url}")
-    click.echo(f"  trust anchor (CA certificate): {directory / CERT_FILE}")
+    click.echo(f"  CA of the sandbox's certificates: {directory / CERT_FILE}")
+    click.echo(
+        f"  answers signed by: {directory / SERVICE_CERT_FILE}"
+        " (the reporter's FISCOBRIDGE_REPORTER_CIS_TRUST)"
+    )
     click.echo(f"  controls: {server.base_url}/_sandbox/faults | ledger | stats")
     from runtime.eventloop import use_uvloop
     from runtime.heap import freeze_live_objects

@@ -22,6 +22,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -58,10 +59,13 @@ class CisSandbox:
         answer_sha1: bool = False,
         faults: Faults | None = None,
         rng: random.Random | None = None,
+        service: tuple[rsa.RSAPrivateKey, x509.Certificate] | None = None,
     ) -> None:
         self.ca = ca
-        # Created once: issuing costs an RSA key generation.
-        key, self.service_certificate = ca.issue_service_cert()
+        # The service signs its answers with its own certificate ("fiskalcis", spec
+        # §2.1.5), never with the CA's key: clients pin it. `service` is the persisted
+        # one (sandbox.cis.ca.load_or_create_service); without it one is issued now.
+        key, self.service_certificate = service or ca.issue_service_cert()
         self.signer = AnswerSigner(key, self.service_certificate, sha1=answer_sha1)
         self.checks = RequestChecks(
             schema, CertificateTrust([ca.certificate]), allow_sha1=allow_sha1

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -24,6 +25,12 @@ from runtime.settings import home_dir
 
 KEY_FILE = "ca.key.pem"
 CERT_FILE = "ca.cert.pem"
+# The sandbox CIS's own answer-signing certificate ("fiskalcis"), kept beside the CA so
+# that `fiscobridge dev` and the tests can hand it to the reporter as its trust setting.
+SERVICE_KEY_FILE = "fiskalcis.key.pem"
+SERVICE_CERT_FILE = "fiskalcis.cert.pem"
+# A persisted service certificate this close to its end is issued anew.
+_SERVICE_RENEW_BEFORE = timedelta(days=30)
 DEFAULT_COMPANY = "Sandbox Demo d.o.o."
 
 
@@ -233,6 +240,47 @@ class TestCA:
             [ExtendedKeyUsageOID.SERVER_AUTH],
         )
         return key, certificate
+
+
+def load_or_create_service(
+    ca: TestCA, directory: Path
+) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """The sandbox CIS's answer-signing key and certificate persisted in `directory`,
+    issued by `ca` on first use, and again when the CA changed or the certificate is
+    near its end. Locked like the CA, so the sandbox and `fiscobridge dev` agree."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key_path, cert_path = directory / SERVICE_KEY_FILE, directory / SERVICE_CERT_FILE
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if key_path.exists() and cert_path.exists():
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            if (
+                isinstance(key, rsa.RSAPrivateKey)
+                and _issued_by(certificate, ca.certificate)
+                and certificate.public_key() == key.public_key()
+                and certificate.not_valid_after_utc - datetime.now(UTC) > _SERVICE_RENEW_BEFORE
+            ):
+                return key, certificate
+        key, certificate = ca.issue_service_cert()
+        _write_private(
+            key_path,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+        cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        return key, certificate
+
+
+def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -14,14 +14,11 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from cryptography import x509
 from prometheus_client import Counter, Gauge
 
-from fiscal.hr_cis.soap import AnswerVerifier
 from runtime import metrics
 from runtime.health import kafka_ok
 from runtime.kafka.clients import consumer as make_consumer
@@ -40,6 +37,7 @@ from services.reporter.cis import CisSubmitter
 from services.reporter.outcome import decide
 from services.reporter.reported import Recent, invoice_key, published_outcomes
 from services.reporter.settings import ReporterSettings
+from services.reporter.trust import answer_verifier, cis_tls_context
 
 log = logging.getLogger("fiscobridge.reporter")
 
@@ -52,20 +50,6 @@ IN_FLIGHT = Gauge("fiscobridge_reporter_in_flight", "Submissions in flight")
 # stage, which the reporter will count once it judges lateness (alert InvoicesLate).
 metrics.declare_cis_errors()
 metrics.INTEGRATION_INVOICES.declare("late")
-
-
-def load_trust(settings: ReporterSettings) -> list[x509.Certificate]:
-    path = settings.cis_trust
-    if path is None:
-        from sandbox.cis.ca import default_ca_dir
-
-        path = default_ca_dir() / "ca.cert.pem"
-    if not Path(path).exists():
-        raise SystemExit(
-            f"CIS trust anchor {path} not found: set FISCOBRIDGE_REPORTER_CIS_TRUST to the PEM "
-            "of the CIS answer-signing certificate or its CA"
-        )
-    return x509.load_pem_x509_certificates(Path(path).read_bytes())
 
 
 class Reporter:
@@ -231,7 +215,8 @@ async def cis_clients(
     limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
     timeout = httpx.Timeout(settings.timeout_seconds)
     # One context for all: httpx would build (and load the CA bundle into) one per client.
-    tls = httpx.create_ssl_context()
+    # TLS 1.2 or newer only (services/reporter/trust.py).
+    tls = cis_tls_context()
     return [
         await stack.enter_async_context(
             httpx.AsyncClient(timeout=timeout, limits=limits, verify=tls)
@@ -243,7 +228,8 @@ async def cis_clients(
 async def main(stop: asyncio.Event) -> None:
     kafka = KafkaSettings()
     settings = ReporterSettings()
-    verifier = AnswerVerifier(load_trust(settings))
+    # Refuses to start without an explicit trust setting (services/reporter/trust.py).
+    verifier = answer_verifier(settings)
     async with contextlib.AsyncExitStack() as clients:
         pool = await cis_clients(clients, settings)
         submitter = CisSubmitter(pool, settings.cis_url, verifier)

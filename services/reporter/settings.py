@@ -12,10 +12,25 @@ class ReporterSettings(BaseSettings):
     )
 
     cis_url: str = "http://127.0.0.1:8449/FiskalizacijaServiceTest"
+    # Who signs CIS's answers (services/reporter/trust.py): the environment's CIS
+    # signing certificate itself (cis_trust), or its subject and issuer under the CAs
+    # in cis_ca. One of the two is required: there is no default, sandbox or other.
     cis_trust: Path | None = Field(
-        default=None,
-        description="PEM with the CIS answer-signing certificate or its CA; "
-        "default: the local sandbox's CA",
+        default=None, description="PEM of the CIS answer-signing certificate itself (pinned)"
+    )
+    cis_ca: Path | None = Field(
+        default=None, description="PEM of the CA chain the CIS signer's certificate ends in"
+    )
+    cis_signer_subject: str | None = Field(
+        default=None, description="RFC 4514 subject of the CIS signing certificate (with cis_ca)"
+    )
+    cis_signer_issuer: str | None = Field(
+        default=None, description="RFC 4514 issuer of the CIS signing certificate (with cis_ca)"
+    )
+    cis_sandbox: bool = Field(
+        default=False,
+        description="the CIS is the local sandbox (set by `fiscobridge dev` and the tests):"
+        " allows a plain-http CIS URL; trust must still be given",
     )
     timeout_seconds: float = Field(default=10.0, gt=0)
     # A slot is held for the whole round trip as the reporter sees it: the answer, its

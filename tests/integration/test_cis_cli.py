@@ -10,12 +10,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
 
 from fiscal.hr_cis.certificate import load_certificate
 from fiscal.hr_cis.profile import HrCisProfile
 from fiscal.hr_cis.settings import FiscalSettings
-from fiscal.hr_cis.soap import AnswerVerifier, parse_racun_answer, racuni_envelope
-from sandbox.cis.ca import CERT_FILE, TestCA
+from fiscal.hr_cis.soap import AnswerVerifier, CisSigner, parse_racun_answer, racuni_envelope
+from sandbox.cis.ca import CERT_FILE, SERVICE_CERT_FILE, TestCA
 from tests.factories import make_invoice
 from tests.fixtures.certs import DEMO_OIB, OPERATOR_OIB
 
@@ -53,5 +54,8 @@ def test_the_cli_serves_with_the_ca_and_faults_it_was_given(started: tuple[str, 
     response = httpx.post(url, content=racuni_envelope(signed.document), timeout=10)
 
     assert b"xmldsig#rsa-sha1" in response.content  # --answer-sha1
-    answer = parse_racun_answer(response.content, AnswerVerifier([ca.certificate]))
+    # Signed by the answer certificate the CLI persisted beside its CA.
+    fiskalcis = x509.load_pem_x509_certificate((ca_dir / SERVICE_CERT_FILE).read_bytes())
+    assert fiskalcis.issuer == ca.certificate.subject
+    answer = parse_racun_answer(response.content, AnswerVerifier(CisSigner.pinned(fiskalcis)))
     assert answer.errors[0][0] == "s006"  # --s006 1: passed every check, then failed

@@ -1,7 +1,7 @@
 """The sandbox CIS over real HTTP: every refusal code, acceptance, echo, faults.
 
 Each refusal is read back the way the reporter reads it (`parse_racun_answer` with an
-`AnswerVerifier` trusting the test CA, then `classify`), so these tests pin the
+`AnswerVerifier` pinning the sandbox's answer certificate, then `classify`), so these tests pin the
 sandbox and the client side of the SOAP layer together.
 """
 
@@ -33,6 +33,7 @@ from fiscal.hr_cis.soap import (
     AnswerInvalid,
     AnswerVerifier,
     CisAnswer,
+    CisSigner,
     echo_envelope,
     parse_echo_answer,
     parse_racun_answer,
@@ -63,8 +64,8 @@ def cis(clean_cis_sandbox: CisSandboxHandle) -> CisSandboxHandle:
 
 
 @pytest.fixture(scope="module")
-def verifier(test_ca: TestCA) -> AnswerVerifier:
-    return AnswerVerifier([test_ca.certificate])
+def verifier(cis_sandbox: CisSandboxHandle) -> AnswerVerifier:
+    return AnswerVerifier(CisSigner.pinned(cis_sandbox.service_certificate))
 
 
 @pytest.fixture(scope="module")
@@ -165,11 +166,15 @@ def test_the_answer_is_signed_by_the_service_certificate_not_just_any_test_ca_ce
     signed = sign(fiscal_settings, demo_certificate)
     response = post(http, cis, signed.document)
 
-    pinned = AnswerVerifier([cis.service_certificate])
+    pinned = AnswerVerifier(CisSigner.pinned(cis.service_certificate))
     assert parse_racun_answer(response.content, pinned).jir is not None
-    foreign = TestCA.create("Someone else's CA")
-    with pytest.raises(AnswerInvalid, match="untrusted"):
-        parse_racun_answer(response.content, AnswerVerifier([foreign.certificate]))
+    # Not the CA's own key, and not a client certificate from that CA either.
+    assert cis.service_certificate.issuer == cis.sandbox.ca.certificate.subject
+    assert cis.service_certificate != cis.sandbox.ca.certificate
+    assert cis.service_certificate != demo_certificate.certificate
+    other = AnswerVerifier(CisSigner.pinned(cis.sandbox.ca.issue_service_cert()[1]))
+    with pytest.raises(AnswerInvalid, match="not signed by the CIS"):
+        parse_racun_answer(response.content, other)
 
 
 def test_a_subsequent_delivery_is_recorded_as_such(
@@ -568,11 +573,11 @@ def test_an_outage_needs_an_end_and_aware_times(cis: CisSandboxHandle, http: htt
 
 async def test_allow_sha1_accepts_what_the_default_refuses(
     test_ca: TestCA,
-    verifier: AnswerVerifier,
     fiscal_settings: FiscalSettings,
     demo_certificate: FiscalCertificate,
 ) -> None:
     lenient = CisSandbox(test_ca, load_schema(default_spec_dir()), allow_sha1=True)
+    verifier = AnswerVerifier(CisSigner.pinned(lenient.service_certificate))
     signed = sign(fiscal_settings, demo_certificate)
     sha1 = resign(
         signed.document, demo_certificate.private_key, demo_certificate.certificate, sha1=True

@@ -15,7 +15,7 @@ import pytest
 from fiscal.hr_cis.certificate import FiscalCertificate
 from fiscal.hr_cis.profile import HrCisProfile
 from fiscal.hr_cis.settings import FiscalSettings
-from fiscal.hr_cis.soap import AnswerVerifier, CisAnswer
+from fiscal.hr_cis.soap import AnswerVerifier, CisAnswer, CisSigner
 from sandbox.cis.ca import TestCA
 from schemas.events import InvoiceSigned
 from services.reporter.cis import CisSubmitter
@@ -49,8 +49,8 @@ async def pool() -> AsyncIterator[list[httpx.AsyncClient]]:
 
 
 @pytest.fixture
-def verifier(test_ca: TestCA) -> AnswerVerifier:
-    return AnswerVerifier([test_ca.certificate])
+def verifier(cis_sandbox: CisSandboxHandle) -> AnswerVerifier:
+    return AnswerVerifier(CisSigner.pinned(cis_sandbox.service_certificate))
 
 
 @pytest.fixture
@@ -154,7 +154,8 @@ async def test_an_answer_signed_by_someone_untrusted_is_unverified(
     cis: CisSandboxHandle, pool: list[httpx.AsyncClient],
     fiscal_settings: FiscalSettings, demo_certificate: FiscalCertificate,
 ) -> None:
-    stranger = AnswerVerifier([TestCA.create("Stranger DEMO CA").certificate])
+    _, stranger_certificate = TestCA.create("Stranger DEMO CA").issue_service_cert()
+    stranger = AnswerVerifier(CisSigner.pinned(stranger_certificate))
 
     result = await CisSubmitter(pool, cis.url, stranger).submit(
         signed_event(fiscal_settings, demo_certificate)

@@ -11,7 +11,7 @@ import uuid
 import httpx
 import pytest
 
-from fiscal.hr_cis.soap import AnswerVerifier
+from fiscal.hr_cis.soap import AnswerVerifier, CisSigner
 from runtime.kafka.admin import ensure_topics
 from runtime.kafka.local import LocalKafka
 from runtime.ops import OpsServer
@@ -46,7 +46,7 @@ async def test_readyz_is_200_with_the_broker_and_503_without_it(
     settings = ReporterSettings(group_id=f"readiness-{uuid.uuid4().hex[:8]}")
     async with httpx.AsyncClient() as cis:
         # Never called: no signed invoice is published in this test.
-        verifier = AnswerVerifier([test_ca.certificate])
+        verifier = AnswerVerifier(CisSigner.pinned(test_ca.issue_service_cert()[1]))
         submitter = CisSubmitter([cis], "http://127.0.0.1:9/", verifier)
         reporter = Reporter(kafka, settings, submitter)
         ops = OpsServer(reporter.readiness)

@@ -12,7 +12,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from sandbox.cis.ca import CERT_FILE, KEY_FILE, TestCA, default_ca_dir
+from sandbox.cis.ca import (
+    CERT_FILE,
+    KEY_FILE,
+    SERVICE_CERT_FILE,
+    SERVICE_KEY_FILE,
+    TestCA,
+    default_ca_dir,
+    load_or_create_service,
+)
 
 
 def _cert(pfx: bytes, password: str) -> x509.Certificate:
@@ -97,3 +105,30 @@ def test_a_foreign_ca_does_not_vouch_for_ours(test_ca: TestCA, demo_oib: str) ->
     cert = _cert(foreign.issue_pfx(demo_oib, "pw"), "pw")
     with pytest.raises(InvalidSignature):
         cert.verify_directly_issued_by(test_ca.certificate)
+
+
+def test_the_answer_certificate_is_persisted_beside_the_ca_and_reused(tmp_path: Path) -> None:
+    ca = TestCA.load_or_create(tmp_path)
+    key, certificate = load_or_create_service(ca, tmp_path)
+
+    assert certificate.issuer == ca.certificate.subject
+    assert certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == (
+        "fiskalcistest"
+    )
+    assert certificate.public_key() == key.public_key()
+    assert x509.load_pem_x509_certificate((tmp_path / SERVICE_CERT_FILE).read_bytes()) == (
+        certificate
+    )
+    assert stat.S_IMODE((tmp_path / SERVICE_KEY_FILE).stat().st_mode) == 0o600
+    # The next start (the sandbox after `fiscobridge dev`) gets the same one.
+    assert load_or_create_service(ca, tmp_path)[1] == certificate
+
+
+def test_a_new_ca_gets_a_new_answer_certificate(tmp_path: Path) -> None:
+    old = load_or_create_service(TestCA.load_or_create(tmp_path), tmp_path)[1]
+    other = TestCA.create()
+
+    renewed = load_or_create_service(other, tmp_path)[1]
+
+    assert renewed != old
+    renewed.verify_directly_issued_by(other.certificate)

@@ -28,6 +28,7 @@ from fiscal.hr_cis.soap import (
     AnswerInvalid,
     AnswerVerifier,
     CertificateTrust,
+    CisSigner,
     UntrustedCertificate,
     echo_envelope,
     parse_echo_answer,
@@ -68,8 +69,9 @@ def service(test_ca: TestCA) -> ServiceCert:
 
 
 @pytest.fixture(scope="module")
-def verifier(test_ca: TestCA) -> AnswerVerifier:
-    return AnswerVerifier([test_ca.certificate])
+def verifier(service: ServiceCert) -> AnswerVerifier:
+    # The CIS's own certificate, pinned (hr-fiscal-record.md, trust of CIS's answers).
+    return AnswerVerifier(CisSigner.pinned(service[1]))
 
 
 @pytest.fixture(scope="module")
@@ -181,12 +183,12 @@ def test_a_tampered_answer_is_invalid(service: ServiceCert, verifier: AnswerVeri
 def test_an_answer_from_an_untrusted_signer_is_invalid(verifier: AnswerVerifier) -> None:
     impostor = TestCA.create("Impostor CA").issue_service_cert()
 
-    with pytest.raises(AnswerInvalid, match="untrusted"):
+    with pytest.raises(AnswerInvalid, match="not signed by the CIS"):
         parse_racun_answer(answer(impostor), verifier)
 
 
 def test_the_service_certificate_itself_can_be_the_trust_anchor(service: ServiceCert) -> None:
-    pinned = AnswerVerifier([service[1]])
+    pinned = AnswerVerifier(CisSigner.pinned(service[1]))
 
     assert parse_racun_answer(answer(service), pinned).jir == JIR
 
@@ -432,7 +434,7 @@ def test_a_certificate_like_a_trusted_one_is_not_taken_for_it(
     assert impostor[1].subject == service[1].subject
     assert parse_racun_answer(answer(service), verifier).jir == JIR
 
-    with pytest.raises(AnswerInvalid, match="untrusted"):
+    with pytest.raises(AnswerInvalid, match="not signed by the CIS"):
         parse_racun_answer(answer(impostor), verifier)
     with pytest.raises(UntrustedCertificate):
         CertificateTrust([service[1]]).check(impostor[1])
