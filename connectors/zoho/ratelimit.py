@@ -6,13 +6,20 @@
   when they start, and without slack the 101st call of a burst can land inside the
   minute of the first and be refused (measured: 13 refusals in 1,006 calls).
 * A 429 with code 44 blocks every call for `throttle_backoff` (default: the window,
-  i.e. >= 60 s against Zoho). Code 1070 blocks for `concurrency_backoff`.
-* Code 45 (daily quota spent) blocks until the quota resets and raises
-  `DailyLimitReached` at once for every call until then. When the reset time is not
+  i.e. >= 60 s against Zoho). Code 1070 blocks for `concurrency_backoff` and lowers the
+  calls allowed in flight by one (down to 1): the organization's concurrency limit is
+  lower than assumed (5 on Free plans, 10 on paid ones), and other apps share it.
+* Code 45 (daily quota spent) counts only when `X-Rate-Limit-Remaining` confirms it
+  (0): then every call raises `DailyLimitReached` at once until the quota resets.
+  A 45 whose headers show calls left, or carry none, is treated like a 44 (back off,
+  try again): stopping an organization for the rest of the day on an unconfirmed
+  answer would leave its invoices unfiscalized for hours. When the reset time is not
   in the answer, Zoho does not document whose midnight resets the quota; we take the
   next midnight in `day_tz` (pass the organization's time zone when known, UTC by
   default), and the `X-Rate-Limit-*` headers override it: observed in the wild they
   describe the daily quota (`-Limit` 7500, `-Remaining`, `-Reset` seconds to reset).
+* Every answer's headers also feed the organization's `DailyBudget`, which stretches
+  the poll interval to fit the plan.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, tzinfo
 
+from connectors.zoho.budget import DailyBudget
 from connectors.zoho.errors import DailyLimitReached, RateLimited
 
 PER_MINUTE = 44
@@ -45,6 +53,7 @@ class RateLimiter:
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        budget: DailyBudget | None = None,
     ):
         if per_minute < 1 or max_in_flight < 1 or window <= 0:
             raise ValueError("per_minute, max_in_flight and window must be positive")
@@ -59,7 +68,9 @@ class RateLimiter:
         self._wall = wall
         self._sleep = sleep
         self._started: deque[float] = deque()
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._in_flight = 0
+        self._freed = asyncio.Condition()
+        self.budget = budget or DailyBudget()
         self._blocked_until = 0.0
         self._daily_until: datetime | None = None
         self.calls = 0
@@ -75,7 +86,10 @@ class RateLimiter:
     async def slot(self) -> AsyncIterator[None]:
         """Hold one call's place; waits for the window and the in-flight cap."""
         self._raise_if_daily_blocked()
-        async with self._slots:
+        async with self._freed:
+            await self._freed.wait_for(lambda: self._in_flight < self.max_in_flight)
+            self._in_flight += 1
+        try:
             while True:
                 self._raise_if_daily_blocked()
                 now = self._monotonic()
@@ -90,14 +104,20 @@ class RateLimiter:
                 await self._sleep(self._started[0] + self._spacing - now)
             self.calls += 1
             yield
+        finally:
+            async with self._freed:
+                self._in_flight -= 1
+                self._freed.notify_all()
 
     def throttled(self, code: int, message: str, headers: Mapping[str, str]) -> RateLimited:
         """Record a 429 answer; returns the error describing when to try again."""
         self.throttled_count[code] = self.throttled_count.get(code, 0) + 1
-        if code == DAILY:
+        if code == DAILY and _int_header(headers, "x-rate-limit-remaining") == 0:
             until = self._reset_from(headers) or self._next_midnight()
             self._daily_until = until
             return DailyLimitReached(code, message, retry_at=until)
+        if code == CONCURRENCY:
+            self.max_in_flight = max(1, self.max_in_flight - 1)
         backoff = self.concurrency_backoff if code == CONCURRENCY else self.throttle_backoff
         self._blocked_until = max(self._blocked_until, self._monotonic() + backoff)
         return RateLimited(code, message, retry_at=self._wall() + timedelta(seconds=backoff))
@@ -105,6 +125,12 @@ class RateLimiter:
     def observe(self, headers: Mapping[str, str]) -> None:
         """Read `X-Rate-Limit-*` from any answer: a spent daily quota stops calls early."""
         remaining = _int_header(headers, "x-rate-limit-remaining")
+        self.budget.observe(
+            _int_header(headers, "x-rate-limit-limit"),
+            remaining,
+            _int_header(headers, "x-rate-limit-reset"),
+            self._wall(),
+        )
         if remaining is not None and remaining <= 0:
             self._daily_until = self._reset_from(headers) or self._next_midnight()
 

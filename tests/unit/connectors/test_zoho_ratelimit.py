@@ -125,16 +125,68 @@ async def test_daily_limit_stops_every_call_until_the_reset_the_headers_give() -
     assert await take(rate, 1) == [10000.0]
 
 
-async def test_daily_limit_without_headers_waits_for_midnight_in_the_day_zone() -> None:
+async def test_confirmed_daily_limit_without_a_reset_waits_for_midnight_in_the_day_zone() -> None:
     clock = VirtualTime()  # 21:30 UTC = 23:30 in Zagreb (summer time)
+    spent = httpx.Headers({"X-Rate-Limit-Remaining": "0"})
     zagreb = limiter(clock, day_tz=ZoneInfo("Europe/Zagreb"))
-    error = zagreb.throttled(45, "daily", httpx.Headers())
+    error = zagreb.throttled(45, "daily", spent)
     assert error.retry_at == datetime(2025, 4, 9, 22, 0, tzinfo=UTC)
 
     utc = limiter(clock)
-    assert utc.throttled(45, "daily", httpx.Headers()).retry_at == datetime(
-        2025, 4, 10, 0, 0, tzinfo=UTC
+    assert utc.throttled(45, "daily", spent).retry_at == datetime(2025, 4, 10, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"X-Rate-Limit-Remaining": "412", "X-Rate-Limit-Reset": "9000"}]
+)
+async def test_an_unconfirmed_daily_limit_only_backs_off(headers: dict[str, str]) -> None:
+    clock = VirtualTime()
+    rate = limiter(clock, throttle_backoff=60.0)
+    error = rate.throttled(45, "daily", httpx.Headers(headers))
+    assert not isinstance(error, DailyLimitReached)
+    assert rate.daily_blocked_until is None
+    assert await take(rate, 1) == [1060.0]
+
+
+async def test_concurrency_refusals_lower_the_calls_in_flight_down_to_one() -> None:
+    clock = VirtualTime()
+    rate = limiter(clock, max_in_flight=3, concurrency_backoff=0.0)
+    rate.throttled(1070, "concurrency", httpx.Headers())
+    assert rate.max_in_flight == 2
+    for _ in range(5):
+        rate.throttled(1070, "concurrency", httpx.Headers())
+    assert rate.max_in_flight == 1
+
+    inside = 0
+    most = 0
+
+    async def call() -> None:
+        nonlocal inside, most
+        async with rate.slot():
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            inside -= 1
+
+    await asyncio.gather(*(call() for _ in range(4)))
+    assert most == 1
+
+
+async def test_headers_feed_the_organizations_budget() -> None:
+    clock = VirtualTime()
+    rate = limiter(clock)
+    rate.observe(
+        httpx.Headers(
+            {
+                "X-Rate-Limit-Limit": "2000",
+                "X-Rate-Limit-Remaining": "1500",
+                "X-Rate-Limit-Reset": "600",
+            }
+        )
     )
+    assert (rate.budget.cap, rate.budget.remaining) == (2000, 1500)
+    assert rate.budget.reset_at == clock.wall() + timedelta(seconds=600)
 
 
 async def test_spent_quota_in_headers_stops_calls_before_zoho_refuses() -> None:
@@ -151,7 +203,11 @@ async def test_spent_quota_in_headers_stops_calls_before_zoho_refuses() -> None:
 async def test_unreadable_reset_header_is_not_trusted() -> None:
     clock = VirtualTime()
     rate = limiter(clock)
-    error = rate.throttled(45, "daily", httpx.Headers({"X-Rate-Limit-Reset": "1744243200"}))
+    error = rate.throttled(
+        45,
+        "daily",
+        httpx.Headers({"X-Rate-Limit-Reset": "1744243200", "X-Rate-Limit-Remaining": "0"}),
+    )
     assert error.retry_at == datetime(2025, 4, 10, 0, 0, tzinfo=UTC)
 
 
