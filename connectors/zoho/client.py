@@ -1,7 +1,13 @@
-"""The Zoho Books API adapter: authenticated, rate-limited GETs at the integration's api_domain.
+"""The Zoho Books API adapter: authenticated, rate-limited calls at the integration's
+api_domain.
 
 Every body carries `code` (0 = success) and `message`, also under HTTP 200, and is
 checked. Bodies are parsed with exact numbers (Decimal amounts, integer ids).
+
+Lists: a `sort_column` Zoho does not know is ignored, and the answer's
+`page_context.sort_column` says what it applied instead (recorded: an undocumented
+`last_modified_time` comes back as `created_time`). When a sort is asked for, the echo
+is checked and a different one raises `SortNotHonoured`, never silently accepted.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from connectors.zoho.errors import DailyLimitReached, ZohoApiError, ZohoUnavailable
+from connectors.zoho.errors import DailyLimitReached, SortNotHonoured, ZohoApiError, ZohoUnavailable
 from connectors.zoho.oauth import AccessTokenProvider
 from connectors.zoho.ratelimit import RateLimiter
 
@@ -45,6 +51,7 @@ class ZohoBooksClient:
         self._tokens = tokens
         self.limiter = limiter
         self._throttle_retries = throttle_retries
+        self.scopes_missing: set[str] = set()  # modules the grant was refused (401, code 57)
 
     async def organizations(self) -> list[dict[str, Any]]:
         """Every organization the token reaches; the user picks one (never the first)."""
@@ -55,48 +62,145 @@ class ZohoBooksClient:
         self,
         page: int = 1,
         per_page: int = MAX_PER_PAGE,
-        sort_column: str = "last_modified_time",
-        sort_order: str = "D",
+        sort_column: str | None = None,
+        sort_order: str | None = None,
         **filters: str,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """One page of invoices (no line items) and whether another page follows."""
-        if not 1 <= per_page <= MAX_PER_PAGE:
-            raise ValueError(f"per_page must be 1..{MAX_PER_PAGE}")
-        params = {
-            "page": str(page),
-            "per_page": str(per_page),
-            "sort_column": sort_column,
-            "sort_order": sort_order,
-            **filters,
-        }
-        body = await self._get("/invoices", params)
-        context = body.get("page_context") or {}
-        return list(body.get("invoices") or []), bool(context.get("has_more_page"))
+        """One page of invoices (summaries: no line items) and whether another follows."""
+        return await self._list(
+            "/invoices", "invoices", page, per_page, sort_column, sort_order, filters
+        )
+
+    async def list_credit_notes(
+        self,
+        page: int = 1,
+        per_page: int = MAX_PER_PAGE,
+        sort_column: str | None = None,
+        sort_order: str | None = None,
+        **filters: str,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of credit notes (summaries) and whether another follows."""
+        return await self._list(
+            "/creditnotes", "creditnotes", page, per_page, sort_column, sort_order, filters
+        )
 
     async def invoice(self, invoice_id: str) -> dict[str, Any]:
         """The invoice with line items and taxes."""
-        body = await self._get(f"/invoices/{invoice_id}", {})
-        invoice = body.get("invoice")
-        if not isinstance(invoice, dict):
-            raise ZohoApiError(-1, f"answer for invoice {invoice_id} has no invoice object")
-        return invoice
+        return await self._record(f"/invoices/{invoice_id}", "invoice", invoice_id)
+
+    async def credit_note(self, creditnote_id: str) -> dict[str, Any]:
+        """The credit note with line items, taxes and `invoices_credited[]`."""
+        return await self._record(f"/creditnotes/{creditnote_id}", "creditnote", creditnote_id)
+
+    async def invoice_payments(self, invoice_id: str) -> list[dict[str, Any]]:
+        """Payments recorded against the invoice (its GET carries none), with payment_mode."""
+        body = await self._request("GET", f"/invoices/{invoice_id}/payments", {})
+        payments = body.get("payments")
+        if not isinstance(payments, list):
+            raise ZohoApiError(-1, f"answer for invoice {invoice_id} payments has no list")
+        return payments
+
+    async def invoice_custom_fields(self) -> list[dict[str, Any]]:
+        """The organization's invoice custom fields, for mapping the write-back onto.
+
+        `GET /settings/customfields?entity=invoice` is the endpoint integrators use; it
+        is *uncertain* in Zoho's published reference, so the answer's list is read from
+        `customfields` and, failing that, `custom_fields`.
+        """
+        body = await self._request("GET", "/settings/customfields", {"entity": "invoice"})
+        fields = body.get("customfields", body.get("custom_fields"))
+        if not isinstance(fields, list):
+            raise ZohoApiError(-1, "custom fields answer has no list of fields")
+        return fields
+
+    async def update_custom_fields(
+        self, invoice_id: str, values: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        """`PUT /invoice/{id}/customfields` (singular `invoice`): a bare array of
+        `{customfield_id, value}`. Keeps the invoice's status and lines."""
+        body = await self._request(
+            "PUT",
+            f"/invoice/{invoice_id}/customfields",
+            {},
+            json_body=[{"customfield_id": k, "value": v} for k, v in values.items()],
+        )
+        return list(body.get("custom_fields") or [])
+
+    async def add_comment(
+        self, invoice_id: str, text: str, *, show_to_client: bool = False
+    ) -> dict[str, Any]:
+        body = await self._request(
+            "POST",
+            f"/invoices/{invoice_id}/comments",
+            {},
+            json_body={"description": text, "show_comment_to_clients": show_to_client},
+        )
+        return dict(body.get("comment") or {})
+
+    async def _list(
+        self,
+        path: str,
+        key: str,
+        page: int,
+        per_page: int,
+        sort_column: str | None,
+        sort_order: str | None,
+        filters: dict[str, str],
+    ) -> tuple[list[dict[str, Any]], bool]:
+        if not 1 <= per_page <= MAX_PER_PAGE:
+            raise ValueError(f"per_page must be 1..{MAX_PER_PAGE}")
+        params = {"page": str(page), "per_page": str(per_page), **filters}
+        if sort_column is not None:
+            params["sort_column"] = sort_column
+        if sort_order is not None:
+            params["sort_order"] = sort_order
+        body = await self._request("GET", path, params)
+        context = body.get("page_context") or {}
+        for asked, echo in ((sort_column, "sort_column"), (sort_order, "sort_order")):
+            if asked is not None and context.get(echo) != asked:
+                raise SortNotHonoured(
+                    -1,
+                    f"{path} was asked for {echo}={asked} but says it applied"
+                    f" {context.get(echo)!r}: its pages cannot be read in that order",
+                )
+        return list(body.get(key) or []), bool(context.get("has_more_page"))
+
+    async def _record(self, path: str, key: str, record_id: str) -> dict[str, Any]:
+        body = await self._request("GET", path, {})
+        record = body.get(key)
+        if not isinstance(record, dict):
+            raise ZohoApiError(-1, f"answer for {key} {record_id} has no {key} object")
+        return record
 
     async def _get(
         self, path: str, params: dict[str, str], *, with_organization: bool = True
     ) -> dict[str, Any]:
+        return await self._request("GET", path, params, with_organization=with_organization)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        *,
+        json_body: Any = None,
+        with_organization: bool = True,
+    ) -> dict[str, Any]:
         if with_organization:
             params = {**params, "organization_id": self.organization_id}
+        content = None if json_body is None else json.dumps(json_body).encode()
         throttles = 0
         refreshed = False
         while True:
             async with self.limiter.slot():
                 token = await self._tokens.access_token()
+                headers = {"Authorization": f"Zoho-oauthtoken {token}"}
+                if content is not None:
+                    headers["Content-Type"] = "application/json"
                 # httpx percent-encodes params, so a "+" in an offset travels as %2B.
                 try:
-                    response = await self._http.get(
-                        self._base + path,
-                        params=params,
-                        headers={"Authorization": f"Zoho-oauthtoken {token}"},
+                    response = await self._http.request(
+                        method, self._base + path, params=params, headers=headers, content=content
                     )
                 except httpx.HTTPError as failure:
                     raise ZohoUnavailable(
@@ -111,8 +215,8 @@ class ZohoBooksClient:
                 if isinstance(error, DailyLimitReached) or throttles > self._throttle_retries:
                     raise error
                 continue  # the limiter now holds every call back for the backoff
-            if response.status_code == 401 and not refreshed:
-                self._tokens.invalidate(token)
+            if response.status_code == 401 and code != 57 and not refreshed:
+                self._tokens.invalidate(token)  # 57: the scope is missing, a token won't help
                 refreshed = True
                 continue
             if code != 0 or response.status_code >= 400:

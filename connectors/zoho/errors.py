@@ -56,6 +56,10 @@ class ZohoApiError(ZohoError):
         return self.http_status is not None and self.http_status >= 500
 
 
+class SortNotHonoured(ZohoApiError):
+    """A list came back in another order than asked (its `page_context` says so)."""
+
+
 class ZohoUnavailable(ZohoApiError):
     """No answer at all (connection refused, timeout): try again later."""
 

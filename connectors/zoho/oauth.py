@@ -38,7 +38,18 @@ __all__ = [
     "data_centre_of",
 ]
 
-DEFAULT_SCOPES: tuple[str, ...] = ("ZohoBooks.invoices.READ", "ZohoBooks.settings.READ")
+DEFAULT_SCOPES: tuple[str, ...] = (
+    "ZohoBooks.invoices.READ",
+    "ZohoBooks.settings.READ",
+    # Credit notes are fiscalized as storno invoices.
+    "ZohoBooks.creditnotes.READ",
+    # Write-back: fiscal number, ZKI, JIR and QR URL into the invoice's custom fields
+    # (UPDATE), and a comment on the invoice when that fails (CREATE).
+    "ZohoBooks.invoices.UPDATE",
+    "ZohoBooks.invoices.CREATE",
+)
+REFRESH_WINDOW = timedelta(minutes=10)
+"""Zoho's window for at most 10 access tokens per refresh token."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +220,14 @@ class ZohoOAuth:
             return body
         # Errors often come under HTTP 200; the `error` field is what counts.
         description = body.get("error_description") or error or f"HTTP {response.status_code}"
+        if str(error).strip().lower() == "access denied":
+            # Zoho's answer to too many token requests, often under HTTP 200: nothing
+            # helps but waiting out its 10-minute window.
+            raise RefreshLimitReached(
+                f"{origin} refused the token request ({description}); retrying after"
+                f" Zoho's {REFRESH_WINDOW} token window",
+                retry_at=self._clock() + REFRESH_WINDOW,
+            )
         if error == "invalid_code":
             raise TokenInvalid(
                 "the authorization code or refresh token is invalid, used, expired or "
@@ -263,7 +282,7 @@ class AccessTokenProvider:
         on_refresh: Callable[[TokenSet], Awaitable[None]] | None = None,
         refresh_margin: timedelta = timedelta(minutes=5),
         max_refreshes: int = 10,
-        refresh_window: timedelta = timedelta(minutes=10),
+        refresh_window: timedelta = REFRESH_WINDOW,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         if not tokens.refresh_token:
@@ -277,6 +296,7 @@ class AccessTokenProvider:
         self._window = refresh_window
         self._clock = clock
         self._refreshed_at: deque[datetime] = deque()
+        self._refused_until: datetime | None = None
         self._stale: str | None = None
         self._lock = asyncio.Lock()
         self._due = self._due_time(clock())
@@ -317,6 +337,12 @@ class AccessTokenProvider:
 
     async def _refresh(self, now: datetime) -> None:
         self._forget_old(now)
+        if self._refused_until is not None and now < self._refused_until:
+            raise RefreshLimitReached(
+                f"Zoho refused a token refresh; not asking again before"
+                f" {self._refused_until.isoformat()}",
+                retry_at=self._refused_until,
+            )
         if len(self._refreshed_at) >= self._max_refreshes:
             retry_at = self._refreshed_at[0] + self._window
             raise RefreshLimitReached(
@@ -325,9 +351,15 @@ class AccessTokenProvider:
                 retry_at=retry_at,
             )
         assert self._tokens.refresh_token is not None
-        fresh = await self._oauth.refresh(
-            self._tokens.refresh_token, self._accounts_server, api_domain=self._tokens.api_domain
-        )
+        try:
+            fresh = await self._oauth.refresh(
+                self._tokens.refresh_token,
+                self._accounts_server,
+                api_domain=self._tokens.api_domain,
+            )
+        except RefreshLimitReached as refused:
+            self._refused_until = refused.retry_at
+            raise
         self._refreshed_at.append(now)
         self._tokens = fresh
         self._due = self._due_time(now)

@@ -1,44 +1,69 @@
-"""Incremental sync: every invoice changed since a watermark, each fetched in detail once.
+"""Incremental sync: every invoice and credit note changed since a watermark, each fetched
+in detail once.
 
-Zoho's `last_modified_time` list filter is not documented as "since", so the list is
-read newest first (`sort_column=last_modified_time&sort_order=D`), 200 a page, until an
-invoice older than `watermark - overlap` appears. The overlap re-reads the edges
-(clock skew between Zoho's servers, edits committed while a page was read). Versions
-are deduplicated by (invoice_id, last_modified_time): within a sync always, across
+Listing uses Zoho's documented incremental filter, `last_modified_time=<time>` ("modified
+after", `2013-11-18T02:02:51-0800`), with `watermark - overlap`: the overlap re-reads the
+edges (clock skew between Zoho's servers, edits committed while a page was read). It
+does not lean on `sort_column=last_modified_time`, which is not a documented sort
+column (Zoho ignores it and sorts by created_time, as `page_context` then says): pages
+are read by `created_time` ascending, an order an edit cannot change, so a record
+edited while the pages are read is neither skipped nor moved, and new records land on
+the last page. The client checks `page_context` echoes that order.
+
+Whether Zoho's filter includes the instant itself, or is ignored altogether, is
+*uncertain*: rows modified before `watermark - overlap` are dropped here too, and
+versions are deduplicated by (id, last_modified_time) within a sync always, across
 syncs when the caller hands the previous result's `seen` back (the poller keeps it in
 memory; after a restart the overlap is fetched once more and the fiscalizer's
 per-invoice state absorbs the duplicates).
 
 Details are fetched oldest change first, so when the quota runs out part-way the
-watermark can still advance over the unbroken run of fetched invoices: a daily cap
-smaller than the backlog then makes progress every day instead of starting over.
+watermark can still advance over the unbroken run of fetched records: a daily cap
+smaller than the backlog then makes progress every day instead of starting over. An
+invoice with payments recorded costs one more call, `GET /invoices/{id}/payments`
+(its detail carries none), for the payment method.
 
 A sync never raises a `ZohoError`: it returns what it fetched, the watermark that is
-safe to store once those invoices are published, and in `interrupted` why it stopped
+safe to store once those records are published, and in `interrupted` why it stopped
 early (`DailyLimitReached` -> wait for `retry_at`; `TokenInvalid` -> reconnect; ...).
+A grant without the credit-notes scope (connected before it was asked for) still syncs
+invoices; the credit notes are reported as rejected until the customer reconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from connectors.zoho.client import MAX_PER_PAGE, ZohoBooksClient
 from connectors.zoho.errors import ZohoApiError, ZohoError
-from connectors.zoho.mapping import InvoiceMappingError, map_invoice, parse_datetime
+from connectors.zoho.mapping import (
+    InvoiceMappingError,
+    MappingOptions,
+    map_credit_note,
+    map_invoice,
+    parse_datetime,
+)
 from schemas.invoice import Invoice, PaymentMethod
 
 Key = tuple[str, datetime]
-"""(invoice_id, last_modified_time): one version of one invoice."""
+"""(record id, last_modified_time): one version of one record. Credit notes' ids carry
+the prefix `creditnote:`."""
+
+CREDIT_NOTE = "creditnote:"
+SORT_COLUMN = "created_time"
+SORT_ORDER = "A"
+SCOPE_MISSING = 57
 
 
 @dataclass(frozen=True)
 class Rejected:
-    """An invoice that changed but cannot be delivered; the reason names the field."""
+    """A record that changed but cannot be delivered; the reason names the field."""
 
     invoice_id: str
     code: str
@@ -61,7 +86,7 @@ class SyncResult:
 
 @dataclass
 class Listing:
-    """What newest-first pages say changed since `since`, minus versions already seen."""
+    """What the filtered pages say changed since `since`, minus versions already seen."""
 
     since: datetime | None
     seen: AbstractSet[Key] = frozenset()
@@ -69,24 +94,28 @@ class Listing:
     skipped: set[Key] = field(default_factory=set)
     rejected: list[Rejected] = field(default_factory=list)
 
-    def take(self, items: Sequence[Mapping[str, Any]]) -> bool:
-        """Add one page; True once an invoice older than `since` shows the end."""
+    def take(self, items: Sequence[Mapping[str, Any]], id_key: str = "invoice_id") -> None:
+        """Add one page of list rows (`id_key`: invoice_id or creditnote_id)."""
+        prefix = CREDIT_NOTE if id_key == "creditnote_id" else ""
         for item in items:
-            invoice_id = str(item.get("invoice_id") or "")
+            record_id = str(item.get(id_key) or "")
             try:
                 modified = parse_datetime(item.get("last_modified_time"), "last_modified_time")
             except InvoiceMappingError as error:
-                self.rejected.append(Rejected(invoice_id, error.code, str(error)))
+                self.rejected.append(Rejected(record_id, error.code, str(error)))
                 continue
-            if self.since is not None and modified < self.since:
-                return True
-            if not invoice_id:
-                continue
-            if (invoice_id, modified) in self.seen:
-                self.skipped.add((invoice_id, modified))
-            elif invoice_id not in self.changes or modified > self.changes[invoice_id]:
-                self.changes[invoice_id] = modified
-        return False
+            if not record_id or (self.since is not None and modified < self.since):
+                continue  # older than asked for: Zoho's filter read more loosely than ours
+            key = prefix + record_id
+            if (key, modified) in self.seen:
+                self.skipped.add((key, modified))
+            elif key not in self.changes or modified > self.changes[key]:
+                self.changes[key] = modified
+
+
+def filter_time(since: datetime) -> str:
+    """Zoho's filter format, whole seconds with a colon-less offset."""
+    return since.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def safe_watermark(
@@ -102,6 +131,46 @@ def safe_watermark(
     return watermark
 
 
+async def _read_list(
+    lister: Callable[..., Awaitable[tuple[list[dict[str, Any]], bool]]],
+    listing: Listing,
+    id_key: str,
+    per_page: int,
+) -> None:
+    filters = {} if listing.since is None else {"last_modified_time": filter_time(listing.since)}
+    page = 1
+    while True:
+        items, has_more = await lister(
+            page=page,
+            per_page=per_page,
+            sort_column=SORT_COLUMN,
+            sort_order=SORT_ORDER,
+            **filters,
+        )
+        listing.take(items, id_key)
+        if not has_more:
+            return
+        page += 1
+
+
+def has_payments(document: Mapping[str, Any]) -> bool:
+    status = str(document.get("status") or "").lower()
+    if status in ("draft", "void"):
+        return False
+    try:
+        return Decimal(str(document.get("payment_made") or 0)) > 0
+    except ArithmeticError:
+        return False
+
+
+async def _fetch(client: ZohoBooksClient, key: str) -> tuple[dict[str, Any], list[Any] | None]:
+    if key.startswith(CREDIT_NOTE):
+        return await client.credit_note(key.removeprefix(CREDIT_NOTE)), None
+    document = await client.invoice(key)
+    payments = await client.invoice_payments(key) if has_payments(document) else None
+    return document, payments
+
+
 async def changed_invoices(
     client: ZohoBooksClient,
     watermark: datetime | None,
@@ -110,37 +179,56 @@ async def changed_invoices(
     seen: AbstractSet[Key] = frozenset(),
     per_page: int = MAX_PER_PAGE,
     default_payment_method: PaymentMethod = PaymentMethod.OTHER,
+    options: MappingOptions | None = None,
+    credit_notes: bool = True,
 ) -> SyncResult:
     """`seen`: the previous result's `seen`; without it the overlap is fetched again
-    (harmless downstream, but it costs one detail call per re-read invoice)."""
+    (harmless downstream, but it costs one detail call per re-read record)."""
+    options = options or MappingOptions(default_payment_method=default_payment_method)
     calls_before = client.limiter.calls
     listing = Listing(watermark - overlap if watermark is not None else None, seen)
-    page = 1
     try:
-        while True:
-            items, has_more = await client.list_invoices(page=page, per_page=per_page)
-            if listing.take(items) or not has_more:
-                break
-            page += 1
+        await _read_list(client.list_invoices, listing, "invoice_id", per_page)
     except ZohoError as error:
-        # The newest pages alone prove nothing about older changes: keep the watermark.
+        # A partial listing proves nothing about other changes: keep the watermark.
         return SyncResult(
             [], watermark, client.limiter.calls - calls_before, [], error, frozenset(seen)
         )
+    if credit_notes and "creditnotes" not in client.scopes_missing:
+        try:
+            await _read_list(client.list_credit_notes, listing, "creditnote_id", per_page)
+        except ZohoApiError as error:
+            if not (error.http_status == 401 and error.code == SCOPE_MISSING):
+                return SyncResult(
+                    [], watermark, client.limiter.calls - calls_before, [], error, frozenset(seen)
+                )
+            client.scopes_missing.add("creditnotes")  # asked once per session, not every poll
+            listing.rejected.append(
+                Rejected(
+                    "creditnotes",
+                    "scope_missing",
+                    "the Zoho connection cannot read credit notes"
+                    " (ZohoBooks.creditnotes.READ): reconnect Zoho Books to fiscalize them",
+                )
+            )
+        except ZohoError as error:
+            return SyncResult(
+                [], watermark, client.limiter.calls - calls_before, [], error, frozenset(seen)
+            )
 
     order = sorted(listing.changes.items(), key=lambda change: (change[1], change[0]))
     outcomes = await asyncio.gather(
-        *(client.invoice(invoice_id) for invoice_id, _ in order), return_exceptions=True
+        *(_fetch(client, key) for key, _ in order), return_exceptions=True
     )
     invoices: dict[Key, Invoice] = {}
     progress: list[tuple[datetime, bool]] = []
     done: set[Key] = set(listing.skipped)
     rejected = listing.rejected
     interrupted: ZohoError | None = None
-    for (invoice_id, modified), outcome in zip(order, outcomes, strict=True):
+    for (key, modified), outcome in zip(order, outcomes, strict=True):
         if isinstance(outcome, ZohoApiError) and outcome.http_status == 404:
             progress.append((modified, True))  # deleted since it was listed
-            done.add((invoice_id, modified))
+            done.add((key, modified))
             continue
         if isinstance(outcome, ZohoError):
             interrupted = interrupted or outcome
@@ -149,14 +237,20 @@ async def changed_invoices(
         if isinstance(outcome, BaseException):
             raise outcome
         progress.append((modified, True))
-        done.add((invoice_id, modified))
+        done.add((key, modified))
+        document, payments = outcome
         try:
-            invoice = map_invoice(outcome, default_payment_method=default_payment_method)
+            if key.startswith(CREDIT_NOTE):
+                invoice = map_credit_note(document, **options.kwargs())
+            else:
+                invoice = map_invoice(document, payments=payments, **options.kwargs())
         except InvoiceMappingError as error:
-            rejected.append(Rejected(invoice_id, error.code, str(error)))
+            rejected.append(Rejected(key.removeprefix(CREDIT_NOTE), error.code, str(error)))
             continue
-        done.add((invoice.source_id, invoice.last_modified_at))
-        invoices.setdefault((invoice.source_id, invoice.last_modified_at), invoice)
+        prefix = CREDIT_NOTE if key.startswith(CREDIT_NOTE) else ""
+        version = (prefix + invoice.source_id, invoice.last_modified_at)
+        done.add(version)
+        invoices.setdefault(version, invoice)
 
     new_watermark = safe_watermark(watermark, progress)
     horizon = new_watermark - overlap if new_watermark is not None else None

@@ -18,7 +18,12 @@ import string
 from collections.abc import Mapping
 from decimal import Decimal
 
-from connectors.zoho.mapping import InvoiceMappingError, map_invoice
+from connectors.zoho.mapping import (
+    InvoiceMappingError,
+    MappingOptions,
+    map_credit_note,
+    map_invoice,
+)
 from schemas.invoice import Invoice, PaymentMethod
 
 SIGNATURE_HEADER = "X-Zoho-Webhook-Signature"
@@ -68,9 +73,18 @@ def _decode_signature(text: str) -> bytes | None:
 
 
 def parse_webhook(
-    body: bytes, *, default_payment_method: PaymentMethod = PaymentMethod.OTHER
+    body: bytes,
+    *,
+    default_payment_method: PaymentMethod = PaymentMethod.OTHER,
+    options: MappingOptions | None = None,
 ) -> Invoice:
-    """`{"invoice": {...}}` (Zoho's default payload) -> the canonical invoice."""
+    """`{"invoice": {...}}` or, from a rule on the Credit Notes module, `{"creditnote":
+    {...}}` (Zoho's default payload) -> the canonical invoice.
+
+    A webhook carries no payments (Zoho's invoice JSON has none): the payment method is
+    the integration's default until a poll reads the payments.
+    """
+    options = options or MappingOptions(default_payment_method=default_payment_method)
     try:
         # Exact numbers: amounts as Decimal, 19-digit ids as int, never through float.
         document = json.loads(body, parse_float=Decimal)
@@ -78,15 +92,17 @@ def parse_webhook(
         raise PayloadInvalid("not_json", f"body is not JSON: {error}") from None
     if not isinstance(document, dict):
         raise PayloadInvalid("not_an_object", "body must be a JSON object")
-    if "invoice" not in document:
+    if "invoice" not in document and "creditnote" not in document:
         keys = ", ".join(sorted(document)) or "none"
         raise PayloadInvalid(
             "no_invoice",
-            f'body has no "invoice" key (keys: {keys}); the workflow rule must be on the '
-            "Invoice module with the default payload",
+            f'body has no "invoice" or "creditnote" key (keys: {keys}); the workflow rule'
+            " must be on the Invoice or Credit Notes module with the default payload",
         )
     try:
-        return map_invoice(document["invoice"], default_payment_method=default_payment_method)
+        if "creditnote" in document:
+            return map_credit_note(document["creditnote"], **options.kwargs())
+        return map_invoice(document["invoice"], **options.kwargs())
     except InvoiceMappingError as error:
         raise PayloadInvalid(
             f"mapping:{error.code}", f"invoice cannot be mapped: {error}"

@@ -10,7 +10,14 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from sandbox.zoho import books as zb
-from sandbox.zoho.state import BooksState, Limits, Organization, SandboxError, WebhookConfig
+from sandbox.zoho.state import (
+    PLAN_DAILY_CAPS,
+    BooksState,
+    Limits,
+    Organization,
+    SandboxError,
+    WebhookConfig,
+)
 from sandbox.zoho.webhooks import WebhookSender
 
 router = APIRouter(prefix="/_sandbox")
@@ -56,6 +63,15 @@ class OrganizationIn(BaseModel):
     time_zone: str = "Europe/Zagreb"
     currency_code: str = "EUR"
     limits: LimitsIn | None = None
+    # The Zoho plan sets the daily call cap (limits.daily overrides it).
+    plan: str = Field(default="premium", pattern="^(free|standard|professional|premium)$")
+    inclusive_tax: bool = False
+    inclusive_totals: str = Field(default="gross", pattern="^(gross|net)$")
+
+
+class CustomFieldIn(BaseModel):
+    api_name: str = Field(pattern=r"^cf_[a-z0-9_]+$")
+    label: str
 
 
 class WebhookIn(BaseModel):
@@ -96,6 +112,14 @@ def _organization_out(org: Organization) -> dict[str, Any]:
         "time_zone": org.time_zone,
         "currency_code": org.currency_code,
         "limits": vars(org.limits),
+        "plan": org.plan,
+        "inclusive_tax": org.inclusive_tax,
+        "inclusive_totals": org.inclusive_totals,
+        "taxes": [
+            {"tax_id": t.tax_id, "tax_name": t.name, "tax_percentage": str(t.percentage)}
+            for t in org.taxes.values()
+        ],
+        "invoice_custom_fields": org.invoice_custom_fields,
     }
 
 
@@ -138,14 +162,30 @@ async def expire_tokens(request: Request, email: str | None = None) -> Response:
 
 @router.post("/orgs")
 async def add_organization(request: Request, body: OrganizationIn) -> Response:
-    limits = Limits(**(body.limits.model_dump(exclude_none=True) if body.limits else {}))
+    given = body.limits.model_dump(exclude_none=True) if body.limits else {}
+    limits = Limits(**{"daily": PLAN_DAILY_CAPS[body.plan], **given})
     try:
         org = _books(request).add_organization(
             body.name, body.users, body.time_zone, body.currency_code, limits
         )
     except SandboxError as error:
         return _error(str(error))
+    org.plan = body.plan
+    org.inclusive_tax = body.inclusive_tax
+    org.inclusive_totals = body.inclusive_totals
     return JSONResponse(_organization_out(org), status_code=201)
+
+
+@router.post("/orgs/{organization_id}/customfields")
+async def add_custom_field(request: Request, organization_id: str, body: CustomFieldIn) -> Response:
+    """An invoice custom field the business created (what write-back is mapped onto)."""
+    try:
+        org = _org(request, organization_id)
+    except SandboxError as error:
+        return _error(str(error), 404)
+    if any(f["api_name"] == body.api_name for f in org.invoice_custom_fields):
+        return _error(f"custom field {body.api_name} exists")
+    return JSONResponse(org.add_invoice_custom_field(body.api_name, body.label), status_code=201)
 
 
 @router.put("/orgs/{organization_id}/limits")
@@ -205,7 +245,7 @@ async def create_invoices(request: Request, organization_id: str) -> Response:
         for spec in specs:
             if not isinstance(spec, dict):
                 raise SandboxError("each invoice must be an object")
-            zb.validate(spec)
+            zb.validate(org, spec)
     except SandboxError as error:
         return _error(str(error))
     created = []
@@ -234,13 +274,73 @@ async def edit_invoice(request: Request, organization_id: str, invoice_id: str) 
         current = org.invoices.get(invoice_id)
         if current is None:
             return _error(f"no invoice {invoice_id}", 404)
-        zb.validate({**current.fields, **changes})
+        zb.validate(org, {**current.fields, **changes})
         stored = books.edit_invoice(org, invoice_id, dict(changes))
     except SandboxError as error:
         return _error(str(error))
     document = zb.render(org, stored)
     sender.notify(org, document)
     return Response(zb.dumps({"invoice": document}), media_type="application/json")
+
+
+@router.get("/orgs/{organization_id}/invoices/{invoice_id}")
+async def show_invoice(request: Request, organization_id: str, invoice_id: str) -> Response:
+    """The invoice as the API shows it, plus what was written back to it (fields, comments)."""
+    try:
+        org = _org(request, organization_id)
+    except SandboxError as error:
+        return _error(str(error), 404)
+    stored = org.invoices.get(invoice_id)
+    if stored is None:
+        return _error(f"no invoice {invoice_id}", 404)
+    names = {f["customfield_id"]: f["api_name"] for f in org.invoice_custom_fields}
+    body = {
+        "invoice": zb.render(org, stored),
+        "written_back": {names.get(k, k): v for k, v in stored.custom_values.items()},
+        "comments": stored.comments,
+    }
+    return Response(zb.dumps(body), media_type="application/json")
+
+
+@router.post("/orgs/{organization_id}/creditnotes")
+async def create_credit_note(request: Request, organization_id: str) -> Response:
+    """A credit note: like an invoice, plus invoices_credited [{invoice_id, amount}]."""
+    books, sender = _books(request), _sender(request)
+    try:
+        org = _org(request, organization_id)
+    except SandboxError as error:
+        return _error(str(error), 404)
+    spec = await request.json()
+    try:
+        if not isinstance(spec, dict):
+            raise SandboxError("a credit note must be an object")
+        zb.validate(org, spec, "creditnote")
+        stored = books.create_credit_note(org, dict(spec))
+    except SandboxError as error:
+        return _error(str(error))
+    document = zb.render(org, stored, "creditnote")
+    sender.notify(org, document, "creditnote")
+    return Response(zb.dumps({"creditnote": document}), 201, media_type="application/json")
+
+
+@router.patch("/orgs/{organization_id}/creditnotes/{creditnote_id}")
+async def edit_credit_note(request: Request, organization_id: str, creditnote_id: str) -> Response:
+    books, sender = _books(request), _sender(request)
+    try:
+        org = _org(request, organization_id)
+        changes = await request.json()
+        if not isinstance(changes, dict):
+            raise SandboxError("changes must be an object")
+        current = org.credit_notes.get(creditnote_id)
+        if current is None:
+            return _error(f"no credit note {creditnote_id}", 404)
+        zb.validate(org, {**current.fields, **changes}, "creditnote")
+        stored = books.edit_invoice(org, creditnote_id, dict(changes), note=True)
+    except SandboxError as error:
+        return _error(str(error))
+    document = zb.render(org, stored, "creditnote")
+    sender.notify(org, document, "creditnote")
+    return Response(zb.dumps({"creditnote": document}), media_type="application/json")
 
 
 @router.delete("/orgs/{organization_id}/invoices/{invoice_id}")

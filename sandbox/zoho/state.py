@@ -117,12 +117,38 @@ class AccessToken:
 
 @dataclass
 class StoredInvoice:
-    """The invoice as entered; totals are computed by `sandbox.zoho.books` on output."""
+    """An invoice or credit note as entered; `sandbox.zoho.books` computes it on output."""
 
     invoice_id: str
     fields: dict[str, Any]
     created_time: datetime
     last_modified_time: datetime
+    custom_values: dict[str, Any] = field(default_factory=dict)  # customfield_id -> value
+    comments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OrgTax:
+    """A tax of the organization: Global edition taxes are a name and a rate."""
+
+    tax_id: str
+    name: str  # "PDV25": what a line's tax_name says
+    percentage: Decimal
+
+    @property
+    def long_name(self) -> str:
+        """What line_item_taxes[] and taxes[] say: "PDV25 (25%)"."""
+        return f"{self.name} ({self.percentage.normalize():f}%)"
+
+
+DEFAULT_TAXES = (("PDV25", "25"), ("PDV13", "13"), ("PDV5", "5"), ("PDV0 oslobodjeno", "0"))
+DEFAULT_INVOICE_FIELDS = (
+    ("cf_fiskalni_broj", "Fiskalni broj"),
+    ("cf_zki", "ZKI"),
+    ("cf_jir", "JIR"),
+    ("cf_qr_url", "QR URL"),
+)
+PLAN_DAILY_CAPS = {"free": 1000, "standard": 2000, "professional": 5000, "premium": 10_000}
 
 
 @dataclass
@@ -136,7 +162,14 @@ class Organization:
     limits: Limits = field(default_factory=Limits)
     webhook: WebhookConfig | None = None
     invoices: dict[str, StoredInvoice] = field(default_factory=dict)
+    credit_notes: dict[str, StoredInvoice] = field(default_factory=dict)
     numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    note_numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    taxes: dict[str, OrgTax] = field(default_factory=dict)
+    invoice_custom_fields: list[dict[str, Any]] = field(default_factory=list)
+    inclusive_tax: bool = False  # the organization's default for new invoices
+    inclusive_totals: str = "gross"  # uncertain in Zoho: "gross" or "net" item totals
+    plan: str = "premium"
     accepted: deque[datetime] = field(default_factory=deque)  # rolling-window calls
     day: date | None = None
     day_calls: int = 0
@@ -148,6 +181,34 @@ class Organization:
 
     def local(self, instant: datetime) -> datetime:
         return instant.astimezone(self.tz)
+
+    def add_tax(self, name: str, percentage: Decimal) -> OrgTax:
+        tax_id = str(
+            460_000_000_000_100 + int(self.organization_id) % 10**4 * 100 + len(self.taxes)
+        )
+        tax = OrgTax(tax_id, name, percentage)
+        self.taxes[tax_id] = tax
+        return tax
+
+    def tax_for_rate(self, percentage: Decimal) -> OrgTax:
+        """The first tax at that rate; a new "VAT<rate>" tax when there is none."""
+        for tax in self.taxes.values():
+            if tax.percentage == percentage:
+                return tax
+        return self.add_tax(f"VAT{percentage.normalize():f}", percentage)
+
+    def add_invoice_custom_field(self, api_name: str, label: str) -> dict[str, Any]:
+        definition = {
+            "customfield_id": str(460_000_000_000_500 + len(self.invoice_custom_fields)),
+            "label": label,
+            "api_name": api_name,
+            "data_type": "string",
+            "is_active": True,
+            "show_on_pdf": True,
+            "entity": "invoice",
+        }
+        self.invoice_custom_fields.append(definition)
+        return definition
 
 
 class SandboxError(Exception):
@@ -236,6 +297,10 @@ class BooksState:
             user_ids={u.user_id for u in users if u is not None},
             limits=limits or Limits(),
         )
+        for tax_name, percentage in DEFAULT_TAXES:
+            org.add_tax(tax_name, Decimal(percentage))
+        for api_name, label in DEFAULT_INVOICE_FIELDS:
+            org.add_invoice_custom_field(api_name, label)
         self.organizations[org.organization_id] = org
         return org
 
@@ -256,19 +321,38 @@ class BooksState:
         org.invoices[invoice.invoice_id] = invoice
         return invoice
 
+    def create_credit_note(self, org: Organization, fields: dict[str, Any]) -> StoredInvoice:
+        now = self.clock.now().replace(microsecond=0)
+        created = instant_of(fields.pop("created_time", None)) or now
+        modified = instant_of(fields.pop("last_modified_time", None)) or created
+        fields.setdefault("creditnote_number", f"CN-{next(org.note_numbers):05d}")
+        fields.setdefault("date", org.local(created).date().isoformat())
+        for entry in fields.get("invoices_credited") or []:
+            credited = org.invoices.get(str(entry.get("invoice_id", "")))
+            if credited is None:
+                raise SandboxError(f"credited invoice {entry.get('invoice_id')!r} does not exist")
+            entry.setdefault("invoice_number", credited.fields["invoice_number"])
+        note = StoredInvoice(str(next(self._invoice_ids)), fields, created, modified)
+        org.credit_notes[note.invoice_id] = note
+        return note
+
     def edit_invoice(
-        self, org: Organization, invoice_id: str, changes: dict[str, Any]
+        self, org: Organization, invoice_id: str, changes: dict[str, Any], *, note: bool = False
     ) -> StoredInvoice:
-        invoice = org.invoices.get(invoice_id)
+        invoice = (org.credit_notes if note else org.invoices).get(invoice_id)
         if invoice is None:
             raise SandboxError(f"no invoice {invoice_id} in organization {org.organization_id}")
         explicit = instant_of(changes.pop("last_modified_time", None))
         invoice.fields.update(changes)
+        self.touch(invoice, explicit)
+        return invoice
+
+    def touch(self, invoice: StoredInvoice, explicit: datetime | None = None) -> None:
+        """An edit (also a custom-field write or a payment) moves last_modified_time."""
         # Zoho's timestamps have whole seconds: two edits in one second would look like
         # one version, so each edit moves the time forward by at least a second.
         floor = invoice.last_modified_time + timedelta(seconds=1)
         invoice.last_modified_time = explicit or max(self.clock.now().replace(microsecond=0), floor)
-        return invoice
 
     # -- OAuth ---------------------------------------------------------------------------
     def issue_code(self, grant: Grant, redirect_uri: str, offline: bool) -> str:

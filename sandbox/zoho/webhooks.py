@@ -1,4 +1,5 @@
-"""The Workflow-Rule webhook: POST `{"invoice": {...}}` on create and edit, signed.
+"""The Workflow-Rule webhook: POST `{"invoice": {...}}` (Credit Notes module:
+`{"creditnote": {...}}`) on create and edit, signed.
 
 Faithful to what integrators report: deliveries may be duplicated or dropped (each
 with a configured probability) and failures are retried at increasing intervals
@@ -63,8 +64,8 @@ class WebhookSender:
         if self._http is not None:
             await self._http.aclose()
 
-    def notify(self, org: Organization, document: dict[str, Any]) -> None:
-        """An invoice was created or edited: queue its delivery (or lose it, by design)."""
+    def notify(self, org: Organization, document: dict[str, Any], module: str = "invoice") -> None:
+        """A record was created or edited: queue its delivery (or lose it, by design)."""
         config = org.webhook
         if config is None or self._queue is None:
             return
@@ -75,7 +76,7 @@ class WebhookSender:
         copies = 2 if self._random.random() < config.duplicate_probability else 1
         if copies == 2:
             self._books.count(area, "duplicated")
-        body = zb.dumps({"invoice": document})
+        body = zb.dumps({module: document})
         for _ in range(copies):
             self._books.count(area, "queued")
             self._queue.put_nowait(
@@ -83,7 +84,7 @@ class WebhookSender:
                     org.organization_id,
                     config,
                     body,
-                    document["invoice_id"],
+                    document.get("invoice_id") or document["creditnote_id"],
                     document["last_modified_time"],
                 )
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from connectors.zoho.client import ZohoBooksClient
-from connectors.zoho.errors import ZohoApiError, ZohoUnavailable
+from connectors.zoho.errors import SortNotHonoured, ZohoApiError, ZohoUnavailable
 from connectors.zoho.mapping import map_invoice
 from connectors.zoho.ratelimit import RateLimiter
 from tests.fixtures.zoho import Connection, ZohoSandboxHandle
@@ -33,6 +34,7 @@ async def raw_get(
 async def test_every_answer_carries_code_and_message(zoho_sandbox: ZohoSandboxHandle) -> None:
     zoho = zoho_sandbox
     connection = await zoho.connect(invoices=1)
+    narrow = await zoho.connect(scopes=("ZohoBooks.invoices.READ", "ZohoBooks.settings.READ"))
     org = connection.organization_id
     api = connection.tokens.api_domain
     answers = [
@@ -46,9 +48,18 @@ async def test_every_answer_carries_code_and_message(zoho_sandbox: ZohoSandboxHa
             params={"organization_id": org},
             headers={"Authorization": "Bearer something"},
         ),
+        await zoho.http.get(
+            f"{api}/books/v3/invoices",
+            params={"organization_id": org},
+            headers={"Authorization": "Zoho-oauthtoken 1000.not.a-token"},
+        ),
+        await raw_get(zoho, narrow, "/creditnotes", organization_id=narrow.organization_id),
     ]
     statuses = [(a.status_code, a.json()["code"]) for a in answers]
-    assert statuses == [(200, 0), (400, 6041), (404, 1002), (400, 2), (401, 57), (401, 57)]
+    # 14: no token or an unknown one; 57: a token without the endpoint's scope.
+    assert statuses == [
+        (200, 0), (400, 6041), (404, 1002), (400, 2), (401, 14), (401, 14), (401, 14), (401, 57)
+    ]
     assert all(isinstance(a.json()["message"], str) and a.json()["message"] for a in answers)
 
 
@@ -64,9 +75,23 @@ async def test_detail_is_zoho_shaped(zoho_sandbox: ZohoSandboxHandle) -> None:
         detail["last_modified_time"]
     )
     assert detail["last_modified_time"][-5:] in ("+0100", "+0200")  # Europe/Zagreb
-    assert [t["tax_name"] for t in detail["taxes"]] == ["VAT (25%)", "VAT (13%)"]
+    # Recorded shapes: ~185 keys, "" for empty values, names differ between levels, the
+    # invoice-level summary has no tax_id, base-currency copies.
+    assert len(detail) >= 180
+    assert detail["reference_number"] == "" and detail["shipping_charge_tax_id"] == ""
+    first = detail["line_items"][0]
+    assert first["tax_name"] == "PDV25" and isinstance(first["tax_id"], str)
+    assert first["line_item_taxes"] == [
+        {"tax_id": first["tax_id"], "tax_name": "PDV25 (25%)", "tax_amount": Decimal("0.83")}
+    ]
+    assert [t["tax_name"] for t in detail["taxes"]] == ["PDV25 (25%)", "PDV13 (13%)"]
+    assert all(set(t) == {"tax_name", "tax_amount"} for t in detail["taxes"])
+    assert detail["bcy_total"] == detail["total"] and detail["exchange_rate"] == 1
     invoice = map_invoice(detail)
     assert str(invoice.total) == str(detail["total"]) == "12.38"
+    assert {t.tax_id for t in invoice.taxes} == {
+        line["tax_id"] for line in detail["line_items"]
+    }
 
 
 async def test_list_pages_sorts_and_filters(zoho_sandbox: ZohoSandboxHandle) -> None:
@@ -91,20 +116,31 @@ async def test_list_pages_sorts_and_filters(zoho_sandbox: ZohoSandboxHandle) -> 
     first, more = await books.list_invoices(page=1, per_page=3)
     second, _ = await books.list_invoices(page=2, per_page=3)
     third, last_more = await books.list_invoices(page=3, per_page=3)
-    newest_first = [i["invoice_id"] for i in first + second + third]
-    assert newest_first == ids  # modified 30, 29, ... minutes after base
+    newest_created_first = [i["invoice_id"] for i in first + second + third]
+    assert newest_created_first == ids[::-1]  # Zoho's default: created_time, descending
     assert (more, last_more) == (True, False)
-    assert all("line_items" not in item for item in first)
+    assert all("line_items" not in item and "taxes" not in item for item in first)
+    assert all(item["documents"] == "" for item in first)  # a summary says "" here
 
-    ascending, _ = await books.list_invoices(sort_order="A")
-    assert [i["invoice_id"] for i in ascending] == ids[::-1]
-    by_created, _ = await books.list_invoices(sort_column="created_time", sort_order="D")
-    assert [i["invoice_id"] for i in by_created] == ids[::-1]
+    ascending, _ = await books.list_invoices(sort_column="created_time", sort_order="A")
+    assert [i["invoice_id"] for i in ascending] == ids
+    by_name, _ = await books.list_invoices(sort_column="customer_name", sort_order="D")
+    assert [i["customer_name"] for i in by_name] == [f"C{i}" for i in range(6, -1, -1)]
     paid, _ = await books.list_invoices(status="paid")
     assert sorted(i["invoice_id"] for i in paid) == sorted(ids[i] for i in (0, 3, 6))
 
+    # The documented incremental filter: modified at or after the time given.
+    since = (base + timedelta(minutes=28)).strftime("%Y-%m-%dT%H:%M:%S%z")
+    recent, _ = await books.list_invoices(last_modified_time=since)
+    assert sorted(i["invoice_id"] for i in recent) == sorted(ids[:3])
+
+    # last_modified_time is no documented sort column: Zoho sorts by created_time and
+    # page_context says so; the client refuses to read such pages as if sorted.
     context = (
-        await raw_get(zoho, connection, "/invoices", organization_id=org, per_page="3")
+        await raw_get(
+            zoho, connection, "/invoices", organization_id=org, per_page="3",
+            sort_column="last_modified_time",
+        )
     ).json()
     assert context["page_context"] == {
         "page": 1,
@@ -114,7 +150,10 @@ async def test_list_pages_sorts_and_filters(zoho_sandbox: ZohoSandboxHandle) -> 
         "applied_filter": "Status.All",
         "sort_column": "created_time",
         "sort_order": "D",
+        "search_criteria": [],
     }
+    with pytest.raises(SortNotHonoured, match="created_time"):
+        await books.list_invoices(sort_column="last_modified_time", sort_order="D")
 
 
 async def test_client_refuses_a_page_size_zoho_would_refuse(

@@ -53,7 +53,8 @@ async def test_incremental_sync_finds_every_change_exactly_once(
     first = await changed_invoices(books, None)
     assert first.complete
     assert sorted(i.source_id for i in first.invoices) == sorted(ids)
-    assert first.api_calls == 3 + 450  # three pages of <= 200, one detail each
+    # three pages of <= 200 invoices, one of credit notes, one detail each
+    assert first.api_calls == 3 + 1 + 450
     assert first.new_watermark == base + timedelta(minutes=449)
     first_totals = {i.source_id: i.total for i in first.invoices}
 
@@ -72,7 +73,9 @@ async def test_incremental_sync_finds_every_change_exactly_once(
     second = await changed_invoices(books, first.new_watermark, seen=first.seen)
     assert second.complete
     assert sorted(i.source_id for i in second.invoices) == sorted(expected)
-    assert second.api_calls == 1 + len(expected)
+    # one page each of invoices and credit notes, one detail each, and the payments of
+    # the four invoices now paid
+    assert second.api_calls == 2 + len(expected) + len(edited)
     by_id = {i.source_id: i for i in second.invoices}
     assert all(by_id[i].status.value == "paid" for i in edited)
     assert str(by_id[ids[100]].total) == "17.50" != str(first_totals[ids[100]])
@@ -82,7 +85,7 @@ async def test_incremental_sync_finds_every_change_exactly_once(
     )
 
     third = await changed_invoices(books, second.new_watermark, seen=second.seen)
-    assert third.invoices == [] and third.api_calls == 1
+    assert third.invoices == [] and third.api_calls == 2
     assert third.new_watermark == second.new_watermark
 
     everything = keys(first) + keys(second) + keys(third)
@@ -119,12 +122,12 @@ async def test_per_minute_limit_backs_off_and_loses_no_invoice(
     assert result.complete, result.interrupted
     assert sorted(i.source_id for i in result.invoices) == sorted(c["invoice_id"] for c in created)
     counters = (await zoho.counters())[f"org:{connection.organization_id}"]
-    assert counters["ok"] == 41
+    assert counters["ok"] == 42  # two lists, 40 details
     assert counters.get("throttled_44", 0) == limiter.throttled_count.get(44, 0) > 0
     # Backing off a whole window after each refusal keeps refusals rare: a client that
     # retried at once would collect several per accepted call.
     assert counters["throttled_44"] < counters["ok"] / 2
-    assert elapsed >= 41 / 8 - 1
+    assert elapsed >= 42 / 8 - 1
 
 
 async def test_daily_limit_raises_and_stops_calling(zoho_sandbox: ZohoSandboxHandle) -> None:
@@ -150,7 +153,7 @@ async def test_daily_limit_mid_sync_keeps_progress_and_resumes_next_day(
     zoho_sandbox_factory: Callable[..., ZohoSandboxHandle],
 ) -> None:
     zoho = zoho_sandbox_factory()
-    connection = await zoho.connect(limits={"daily": 6})
+    connection = await zoho.connect(limits={"daily": 8})
     offset = [timedelta()]
     limiter = RateLimiter(wall=lambda: datetime.now(UTC) + offset[0])
     books = ZohoBooksClient(
@@ -166,7 +169,7 @@ async def test_daily_limit_mid_sync_keeps_progress_and_resumes_next_day(
 
     today = await changed_invoices(books, None)
     assert isinstance(today.interrupted, DailyLimitReached)
-    assert len(today.invoices) == 5  # one list call + five details = the day's six
+    assert len(today.invoices) == 6  # two list calls + six details = the day's eight
     fetched = {i.last_modified_at for i in today.invoices}
     # Details run five at a time and the quota goes to whichever arrives first: the
     # watermark covers only the unbroken run of fetched changes, oldest first.

@@ -26,6 +26,7 @@ puts the document together:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
 
@@ -56,6 +57,7 @@ __all__ = [
     "DEFAULT_PAYMENT_MODES",
     "SOURCE",
     "InvoiceMappingError",
+    "MappingOptions",
     "map_credit_note",
     "map_document",
     "map_invoice",
@@ -85,6 +87,31 @@ DEFAULT_PAYMENT_MODES: dict[str, PaymentMethod] = {
 """Zoho `payment_mode` -> method; an integration's own table overrides entries."""
 
 _TAX_NUMBER_KEYS = ("tax_reg_no", "vat_reg_no", "gst_no")
+
+
+@dataclass(frozen=True)
+class MappingOptions:
+    """An integration's choices for reading its Zoho documents."""
+
+    default_payment_method: PaymentMethod = PaymentMethod.OTHER
+    payment_modes: Mapping[str, PaymentMethod] = field(default_factory=dict)
+    buyer_tax_field: str | None = None  # a contact custom field's api_name, "cf_..."
+    base_currency: str = "EUR"
+
+    def __post_init__(self) -> None:
+        if self.buyer_tax_field is not None and not self.buyer_tax_field.startswith("cf_"):
+            raise ValueError(
+                f"buyer_tax_field must be a custom field's api_name like cf_oib,"
+                f" got {self.buyer_tax_field!r}"
+            )
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "default_payment_method": self.default_payment_method,
+            "payment_modes": self.payment_modes,
+            "buyer_tax_field": self.buyer_tax_field,
+            "base_currency": self.base_currency,
+        }
 
 
 def unwrap(document: Any) -> tuple[str, Mapping[str, Any]]:
@@ -240,9 +267,9 @@ def _credited(doc: Mapping[str, Any]) -> list[CreditedInvoice]:
             amount=optional_amount(entry, "credited_amount", f"{where}.credited_amount"),
         )
     for index, item in enumerate(object_list(doc, "line_items")):
-        invoice_id = optional_id(item.get("invoice_id"), f"line_items[{index}].invoice_id")
-        if invoice_id and invoice_id not in out:
-            out[invoice_id] = CreditedInvoice(source_id=invoice_id)
+        line_invoice = optional_id(item.get("invoice_id"), f"line_items[{index}].invoice_id")
+        if line_invoice and line_invoice not in out:
+            out[line_invoice] = CreditedInvoice(source_id=line_invoice)
     return list(out.values())
 
 
