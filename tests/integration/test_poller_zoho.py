@@ -208,8 +208,9 @@ async def test_incremental_polls_publish_every_change_exactly_once(world: World)
         first = only(await poller.run_once())
         assert first.outcome is PollOutcome.OK, first
         assert first.published == 450
-        # The organization (for its time zone) once, three pages of <= 200, 450 details.
-        assert first.api_calls == 1 + 3 + 450
+        # The organization (for its time zone) once, three pages of <= 200, one page of
+        # credit notes, 450 details.
+        assert first.api_calls == 1 + 3 + 1 + 450
         assert await world.store.watermark.get(uid) == times[-1]
 
         # Edits reach every page, one invoice is edited twice, two are new.
@@ -221,12 +222,13 @@ async def test_incremental_polls_publish_every_change_exactly_once(world: World)
         new = [(await world.zoho.create_invoice(org))["invoice_id"] for _ in range(2)]
         second = only(await poller.run_once())
         assert second.outcome is PollOutcome.OK and second.published == 6
-        assert second.api_calls == 1 + 6
+        # A page of invoices and one of credit notes, 6 details, the payments of the 4 paid.
+        assert second.api_calls == 2 + 6 + 4
 
-        # Nothing changed: one list call, nothing published, watermark unchanged.
+        # Nothing changed: two list calls, nothing published, watermark unchanged.
         watermark = await world.store.watermark.get(uid)
         third = only(await poller.run_once())
-        assert (third.published, third.api_calls) == (0, 1)
+        assert (third.published, third.api_calls) == (0, 2)
         assert await world.store.watermark.get(uid) == watermark
 
         await world.zoho.edit_invoice(org, ids[300], status="paid")
@@ -392,7 +394,7 @@ async def test_the_watermark_stays_when_publishing_fails(
             assert report.outcome is PollOutcome.PUBLISH_FAILED
             assert await world.store.watermark.get(uid) is None
             again = only(await poller.run_once())  # `seen` was not updated either
-            assert again.outcome is PollOutcome.PUBLISH_FAILED and again.api_calls == 1 + 10
+            assert again.outcome is PollOutcome.PUBLISH_FAILED and again.api_calls == 2 + 10
     finally:
         await broken.stop()
     assert await world.published() == []
@@ -413,7 +415,7 @@ async def test_a_spent_daily_quota_skips_the_organization_until_its_reset(world:
     async with world.poller() as poller:
         first = only(await poller.run_once())
         assert first.outcome is PollOutcome.DAILY_LIMIT
-        assert first.published == 5  # one list call + five details: the day's six
+        assert first.published == 4  # two lists (invoices, credit notes) + four details
         watermark = await world.store.watermark.get(uid)
         assert watermark is not None and watermark < times[-1]  # progress kept, not all
         limiter = poller.sessions.limiter(grant.organization_id)
@@ -434,7 +436,7 @@ async def test_a_spent_daily_quota_skips_the_organization_until_its_reset(world:
         direct = await poller.poll(target)
         assert direct.outcome is PollOutcome.DAILY_LIMIT and direct.api_calls == 0
         assert await world.zoho.counters() == before
-    assert len(versions(await world.published(), uid)) == 5
+    assert len(versions(await world.published(), uid)) == 4
 
 
 @SQLITE
@@ -527,9 +529,9 @@ async def test_cost_of_polling_1000_changed_invoices(world: World) -> None:
         refused = poller.sessions.limiter(grant.organization_id).throttled_count.get(44, 0)
 
     assert report.outcome is PollOutcome.OK and report.published == 1000
-    # The organization once (its time zone), five full pages of 200 and a sixth that
-    # shows an invoice older than the watermark, then one detail call per invoice.
-    assert report.api_calls == 1 + 6 + 1000 + refused
+    # The organization once (its time zone), five full pages of 200 (the filter leaves
+    # the older invoices out), one of credit notes, then one detail call per invoice.
+    assert report.api_calls == 1 + 5 + 1 + 1000 + refused
     windows_waited = (report.api_calls - 1) // 100
     assert elapsed >= windows_waited * window  # the limit was honoured
     print(
