@@ -25,14 +25,20 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import REGISTRY, Gauge
 from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from runtime.settings import KafkaSettings
+    from runtime.store.store import Store
 
 log = logging.getLogger("fiscobridge.metrics")
 
@@ -239,13 +245,11 @@ def publish_store_figures(figures: StoreFigures, tiers: Iterable[str], statuses:
 
 
 async def broker_figures(
-    consumer: AIOKafkaConsumer, admin: object, groups: Iterable[str], dlq_topics: Iterable[str]
+    consumer: AIOKafkaConsumer, admin: AIOKafkaAdminClient, groups: Iterable[str],
+    dlq_topics: Iterable[str],
 ) -> None:
-    """Set GROUP_LAG and DLQ_MESSAGES from the broker's offsets.
-
-    `consumer` is a started consumer with no group (it only asks for offsets); `admin`
-    an AIOKafkaAdminClient.
-    """
+    """Set GROUP_LAG and DLQ_MESSAGES from the broker's offsets (`consumer`: started,
+    with no group; it only asks for offsets)."""
     from runtime.kafka.clients import partitions_of
 
     dlq = await partitions_of(consumer, *dlq_topics)
@@ -258,7 +262,7 @@ async def broker_figures(
     for group in groups:
         committed: dict[TopicPartition, int] = {
             tp: meta.offset
-            for tp, meta in (await admin.list_consumer_group_offsets(group)).items()  # type: ignore[attr-defined]
+            for tp, meta in (await admin.list_consumer_group_offsets(group)).items()
             if meta is not None and meta.offset >= 0
         }
         if not committed:
@@ -283,7 +287,7 @@ async def watch(step: Callable[[], Awaitable[None]], every: float, what: str) ->
             await asyncio.sleep(every)
 
 
-async def store_figures(store: object, monthly_limit: Callable[[str], int | None]) -> StoreFigures:
+async def store_figures(store: Store, monthly_limit: Callable[[str], int | None]) -> StoreFigures:
     """Integrations by status and tier, invoices by state, this month's licence use: a few
     grouped counts over indexed columns, read-only."""
     from datetime import UTC, datetime
@@ -294,7 +298,7 @@ async def store_figures(store: object, monthly_limit: Callable[[str], int | None
     from runtime.store.projection import license_month
 
     month = license_month(datetime.now(UTC))
-    async with store.transaction() as session:  # type: ignore[attr-defined]
+    async with store.transaction() as session:
         by_status = (await session.execute(
             select(Integration.status, Integration.tier, func.count()).group_by(
                 Integration.status, Integration.tier)
@@ -325,8 +329,8 @@ async def store_figures(store: object, monthly_limit: Callable[[str], int | None
 
 
 async def watch_system(
-    store: object,
-    kafka: object,
+    store: Store,
+    kafka: KafkaSettings,
     *,
     groups: Iterable[str],
     dlq_topics: Iterable[str],
@@ -348,10 +352,10 @@ async def watch_system(
                               [s.value for s in IntegrationStatus], INVOICE_STATES)
 
     async def from_broker() -> None:
-        offsets = clients.consumer(kafka, group_id=None)  # type: ignore[arg-type]
+        offsets = clients.consumer(kafka, group_id=None)
         await offsets.start()
         try:
-            async with admin_client(kafka) as admin:  # type: ignore[arg-type]
+            async with admin_client(kafka) as admin:
                 while True:
                     await broker_figures(offsets, admin, groups, dlq_topics)
                     await asyncio.sleep(period)
