@@ -25,12 +25,13 @@ import yaml
 
 from fiscobridge.provision import demo_integration
 from fiscobridge.stack import PIPELINE, LocalStack, free_port
+from runtime.kafka import clients
 from runtime.kafka.admin import ensure_topics
 from runtime.settings import KafkaSettings
 from runtime.store.store import Store
 from runtime.vault import Vault, new_key, parse_keys
 from sandbox.load import drive
-from schemas.topics import table_changelogs
+from schemas.topics import INVOICES_RETRY, table_changelogs
 
 pytestmark = pytest.mark.e2e
 
@@ -222,6 +223,23 @@ async def test_every_metric_of_the_dashboards_and_rules_has_a_sample(
                 return set(seen) == {n for n, _ in rules} and not bad, (sorted(seen), bad)
 
             await _until("every rule evaluated", rules_evaluated, 30)
+
+            # A dead letter travels broker -> portal's gauge -> rule: its alert is pending
+            # (it fires after its `for`). The retry DLQ: no other test reads it.
+            producer = clients.producer(kafka)
+            await producer.start()
+            try:
+                await producer.send_and_wait(INVOICES_RETRY.dlq, b"{}", key=made.uid.encode())
+            finally:
+                await producer.stop()
+
+            async def dead_letter_alert() -> tuple[bool, object]:
+                alerts = (await http.get(f"{url}/api/v1/alerts")).json()["data"]["alerts"]
+                ours = [a for a in alerts if a["labels"].get("alertname") == "DeadLettersWaiting"
+                        and a["labels"].get("topic") == INVOICES_RETRY.dlq]
+                return bool(ours) and ours[0]["state"] in ("pending", "firing"), alerts
+
+            await _until("DeadLettersWaiting pending", dead_letter_alert, 30)
 
             # The traffic is in the figures, not just zeros: this integration has a
             # series of its own, and CIS errors were counted by code.

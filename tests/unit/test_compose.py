@@ -103,6 +103,16 @@ def test_it_is_at_the_top_level_and_builds_from_deploy() -> None:
                 assert (ROOT / source).exists(), volume
 
 
+def test_every_dependency_is_a_service_and_setup_runs_first() -> None:
+    services = _compose()["services"]
+    for name, service in services.items():
+        for needed in service.get("depends_on", {}):
+            assert needed in services and needed != name, (name, needed)
+    for name in SERVICES:
+        assert services[name]["depends_on"]["setup"] == {
+            "condition": "service_completed_successfully"}
+
+
 def test_every_command_exists_in_the_cli() -> None:
     compose = _compose()
     ran = []
