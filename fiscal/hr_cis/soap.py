@@ -32,10 +32,15 @@ SOAP_ACTION_BASE = (
     "http://e-porezna.porezna-uprava.hr/fiskalizacija/2012/services/FiskalizacijaService/"
 )
 RACUNI_ACTION = SOAP_ACTION_BASE + "racuni"
+PROMIJENI_PODATKE_ACTION = SOAP_ACTION_BASE + "promijeniPodatkeRacuna"
 ECHO_ACTION = SOAP_ACTION_BASE + "echo"
 
 RACUN_ZAHTJEV = f"{{{F73_NS}}}RacunZahtjev"
 RACUN_ODGOVOR = f"{{{F73_NS}}}RacunOdgovor"
+# promijeniPodatkeRacuna (2026): payment method and/or buyer OIB of an invoice
+# fiscalized the same day (spec v2.6 §2.1.5, XSD RacunPPType).
+PROMIJENI_PODATKE_ZAHTJEV = f"{{{F73_NS}}}PromijeniPodatkeRacunaZahtjev"
+PROMIJENI_PODATKE_ODGOVOR = f"{{{F73_NS}}}PromijeniPodatkeRacunaOdgovor"
 ECHO_REQUEST = f"{{{F73_NS}}}EchoRequest"
 ECHO_RESPONSE = f"{{{F73_NS}}}EchoResponse"
 SIGNATURE = f"{{{DS_NS}}}Signature"
@@ -537,6 +542,51 @@ def parse_racun_answer(
                 f"the answer is for message {message_id}, not {expected_message_id}"
             )
     return CisAnswer(message_id=message_id, jir=jir, errors=errors, document=body)
+
+
+@dataclass(frozen=True)
+class ChangeAnswer:
+    """The answer to promijeniPodatkeRacuna: PorukaOdgovora (p005) or Greske."""
+
+    message_id: str | None
+    code: str | None
+    message: str | None
+    errors: tuple[tuple[str, str], ...]
+    document: bytes
+
+    @property
+    def accepted(self) -> bool:
+        return self.code is not None and not self.errors
+
+
+def parse_change_answer(
+    body: bytes, verifier: AnswerVerifier | None, *, expected_message_id: str | None = None
+) -> ChangeAnswer:
+    """Read a `promijeniPodatkeRacuna` answer; with a verifier, only from what its
+    signature covers."""
+    answer = verifier.verify(body) if verifier is not None else open_envelope(body)
+    if answer.tag != PROMIJENI_PODATKE_ODGOVOR:
+        raise AnswerInvalid(
+            f"expected PromijeniPodatkeRacunaOdgovor, got {etree.QName(answer).localname}"
+        )
+    ns = f"{{{F73_NS}}}"
+    message_id = _text(answer, f"{ns}Zaglavlje/{ns}IdPoruke") or None
+    code = _text(answer, f"{ns}PorukaOdgovora/{ns}SifraPoruke") or None
+    errors = tuple(
+        (_text(greska, f"{ns}SifraGreske") or "", _text(greska, f"{ns}PorukaGreske") or "")
+        for greska in answer.iterfind(f"{ns}Greske/{ns}Greska")
+    )
+    if code is None and not errors:
+        raise AnswerInvalid("the answer has neither a PorukaOdgovora nor errors")
+    if expected_message_id is not None and message_id not in (expected_message_id, None):
+        raise AnswerInvalid(f"the answer is for message {message_id}, not {expected_message_id}")
+    return ChangeAnswer(
+        message_id=message_id,
+        code=code,
+        message=_text(answer, f"{ns}PorukaOdgovora/{ns}Poruka"),
+        errors=errors,
+        document=body,
+    )
 
 
 def parse_echo_answer(body: bytes) -> str:

@@ -26,13 +26,21 @@ from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, Signatur
 from signxml.util import strip_pem_header
 
 from fiscal.hr_cis.signing import FreshRootSigner
-from fiscal.hr_cis.soap import DS_NS, ECHO_RESPONSE, F73_NS, RACUN_ODGOVOR, SOAP_NS
+from fiscal.hr_cis.soap import (
+    DS_NS,
+    ECHO_RESPONSE,
+    F73_NS,
+    PROMIJENI_PODATKE_ODGOVOR,
+    RACUN_ODGOVOR,
+    SOAP_NS,
+)
 
 ZAGREB = ZoneInfo("Europe/Zagreb")
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 XSD_NS = "http://www.w3.org/2001/XMLSchema"
 _TNS = f"{{{F73_NS}}}"
-_ANSWER_ID = "RacunOdgovor"
+# PorukaOdgovora of a successful promijeniPodatkeRacuna (spec v2.6 §2.1.5.4).
+CHANGE_ACCEPTED = ("p005", "Uspješna prijava promjene podataka računa.")
 # PorukaGreske is at most 500 characters (PorukaGreskeType); IdPoruke of an answer 36.
 _MAX_MESSAGE = 500
 _MAX_MESSAGE_ID = 36
@@ -72,14 +80,17 @@ def _envelope(content: etree._Element) -> bytes:
     return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
 
 
-def _answer_skeleton() -> etree._Element:
-    """RacunOdgovor with its header, texts left empty, as a root of its own.
+def _answer_skeleton(tag: str = RACUN_ODGOVOR) -> etree._Element:
+    """An answer (RacunOdgovor, PromijeniPodatkeRacunaOdgovor) with its header, texts
+    left empty, as a root of its own; its Id is its name, as in the spec's examples.
 
     Inclusive c14n of the answer in its envelope sees the envelope's namespace
     declarations, so the root declares them too; once the answer is in the envelope
     lxml drops them again as redundant, leaving the answer's own `tns` alone.
     """
-    answer = etree.Element(RACUN_ODGOVOR, nsmap={"tns": F73_NS, **_ENVELOPE_NSMAP}, Id=_ANSWER_ID)
+    answer = etree.Element(
+        tag, nsmap={"tns": F73_NS, **_ENVELOPE_NSMAP}, Id=etree.QName(tag).localname
+    )
     header = etree.SubElement(answer, f"{_TNS}Zaglavlje")
     etree.SubElement(header, f"{_TNS}IdPoruke")
     etree.SubElement(header, f"{_TNS}DatumVrijeme")
@@ -122,6 +133,7 @@ class AnswerSigner:
         self._key = key
         self._key_info = _key_info(certificate)
         self._skeleton = _answer_skeleton()
+        self._change_skeleton = _answer_skeleton(PROMIJENI_PODATKE_ODGOVOR)
         self._empty = _empty_envelope()
 
     def _signer(self) -> _InPlaceSigner:
@@ -138,12 +150,44 @@ class AnswerSigner:
         jir: str | None = None,
         errors: Sequence[tuple[str, str]] = (),
     ) -> bytes:
-        answer = copy.deepcopy(self._skeleton)
+        return self._answer(self._skeleton, message_id, now, jir=jir, errors=errors)
+
+    def change_answer(
+        self,
+        message_id: str,
+        now: datetime,
+        *,
+        errors: Sequence[tuple[str, str]] = (),
+    ) -> bytes:
+        """PromijeniPodatkeRacunaOdgovor: PorukaOdgovora p005 when there are no errors."""
+        return self._answer(
+            self._change_skeleton,
+            message_id,
+            now,
+            message=None if errors else CHANGE_ACCEPTED,
+            errors=errors,
+        )
+
+    def _answer(
+        self,
+        skeleton: etree._Element,
+        message_id: str,
+        now: datetime,
+        *,
+        jir: str | None = None,
+        message: tuple[str, str] | None = None,
+        errors: Sequence[tuple[str, str]] = (),
+    ) -> bytes:
+        answer = copy.deepcopy(skeleton)
         header = answer[0]
         header[0].text = _text(message_id[:_MAX_MESSAGE_ID])
         header[1].text = _text(cis_datetime(now))
         if jir is not None:
             etree.SubElement(answer, f"{_TNS}Jir").text = _text(jir)
+        if message is not None:
+            poruka = etree.SubElement(answer, f"{_TNS}PorukaOdgovora")
+            etree.SubElement(poruka, f"{_TNS}SifraPoruke").text = message[0]
+            etree.SubElement(poruka, f"{_TNS}Poruka").text = message[1]
         if errors:
             greske = etree.SubElement(answer, f"{_TNS}Greske")
             for code, message in errors:

@@ -5,9 +5,12 @@ Greske, with HTTP status 500 (the SOAP 1.1 status for an unsuccessful request; c
 of the real CIS find SifraGreske only in non-200 answers). Requests that are not
 SOAP at all get a SOAP Fault.
 
-    POST /FiskalizacijaServiceTest, /FiskalizacijaService   racuni (RacunZahtjev), echo
+    POST /FiskalizacijaServiceTest, /FiskalizacijaService   racuni (RacunZahtjev),
+        promijeniPodatkeRacuna (PromijeniPodatkeRacunaZahtjev), echo
     GET|POST|DELETE /_sandbox/faults   show | change (JSON, partial) | back to start-up
     GET|DELETE /_sandbox/ledger        accepted invoices | clear
+    GET /_sandbox/ledger/sequences     per OIB, premises (and device for N) and year:
+                                       numbers, gaps, repeats, redeliveries
     GET|DELETE /_sandbox/stats         requests by outcome | clear
     GET /_sandbox/ca.pem, /_sandbox/service.pem   trust anchor, answer-signing certificate
 """
@@ -32,12 +35,13 @@ from starlette.routing import Route
 
 from fiscal.hr_cis.soap import (
     ECHO_REQUEST,
+    PROMIJENI_PODATKE_ZAHTJEV,
     RACUN_ZAHTJEV,
     AnswerInvalid,
     CertificateTrust,
     open_envelope,
 )
-from sandbox.cis.answers import AnswerSigner, echo_answer, soap_fault
+from sandbox.cis.answers import ZAGREB, AnswerSigner, echo_answer, soap_fault
 from sandbox.cis.ca import TestCA
 from sandbox.cis.checks import MESSAGES, Refusal, RequestChecks, load_schema, message_id_of
 from sandbox.cis.faults import Faults, roll, utcnow
@@ -116,13 +120,46 @@ class CisSandbox:
         if content.tag == ECHO_REQUEST:
             self.stats.count("echo")
             return 200, echo_answer(content.text or "")
+        if content.tag == PROMIJENI_PODATKE_ZAHTJEV:
+            return self._change(content, faults)
         if content.tag != RACUN_ZAHTJEV:
             self.stats.count("fault")
             name = etree.QName(content).localname if isinstance(content.tag, str) else "?"
             return 500, soap_fault(
-                "Client", f"operation for {name} is not offered by the sandbox (racuni, echo)"
+                "Client",
+                f"operation for {name} is not offered by the sandbox"
+                " (racuni, promijeniPodatkeRacuna, echo)",
             )
         return await self._racuni(content, faults)
+
+    def _change(self, request: etree._Element, faults: Faults) -> tuple[int, bytes]:
+        """promijeniPodatkeRacuna: the payment method and/or buyer OIB of an invoice
+        fiscalized today, until midnight (spec §2.1.5): s011 when the invoice's date
+        is not today, s012 when it does not match a fiscalized invoice."""
+        now = utcnow()
+        try:
+            change = self.checks.check_change(request, now)
+            issued_on = change.invoice.issued_at[:10]  # dd.MM.yyyy, Croatian local time
+            if issued_on != now.astimezone(ZAGREB).strftime("%d.%m.%Y"):
+                raise Refusal("s011")
+            fiscalized = self.ledger.fiscalized(change.invoice)
+            if fiscalized is None or (
+                fiscalized.fiscalized_data() != change.invoice.fiscalized_data()
+            ):
+                raise Refusal("s012")
+        except Refusal as refusal:
+            self.stats.count(refusal.code)
+            return 500, self.signer.change_answer(
+                message_id_of(request), now, errors=[(refusal.code, refusal.message)]
+            )
+        if roll(self.rng, faults.s006):
+            self.stats.count("s006")
+            return 500, self.signer.change_answer(
+                change.invoice.message_id, now, errors=[("s006", MESSAGES["s006"])]
+            )
+        self.ledger.record_change(change, now)
+        self.stats.count("change_ok")
+        return 200, self.signer.change_answer(change.invoice.message_id, now)
 
     async def _racuni(self, request: etree._Element, faults: Faults) -> tuple[int, bytes]:
         now = utcnow()
@@ -179,6 +216,9 @@ def create_app(sandbox: CisSandbox) -> Starlette:
             sandbox.ledger.clear()
         return JSONResponse(sandbox.ledger.entries())
 
+    async def sequences(request: Request) -> Response:
+        return JSONResponse(sandbox.ledger.sequences())
+
     async def stats(request: Request) -> Response:
         if request.method == "DELETE":
             sandbox.stats.clear()
@@ -198,6 +238,7 @@ def create_app(sandbox: CisSandbox) -> Starlette:
     routes = [Route(path, soap, methods=["POST"]) for path in SOAP_PATHS] + [
         Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/ledger", ledger, methods=["GET", "DELETE"]),
+        Route("/_sandbox/ledger/sequences", sequences, methods=["GET"]),
         Route("/_sandbox/stats", stats, methods=["GET", "DELETE"]),
         Route("/_sandbox/ca.pem", ca_pem, methods=["GET"]),
         Route("/_sandbox/service.pem", service_pem, methods=["GET"]),

@@ -1,7 +1,10 @@
-"""The checks the CIS makes on a RacunZahtjev, in its order, each with its own code.
+"""The checks the CIS makes on a RacunZahtjev or a PromijeniPodatkeRacunaZahtjev, in
+its order, each with its own code.
 
-s001 schema, s004 signature, s002 certificate chain and validity, s003 OIB in the
-certificate, s005 OIB in the message equal to the certificate's (spec §2.1.4).
+s001 schema, s004 signature (RSA-SHA1 included: the test service refuses it since
+1 Jul 2026, spec v2.7), s002 certificate chain and validity, s003 OIB in the
+certificate, s005 OIB in the message equal to the certificate's (spec §2.1.4); then
+the 2026 restrictive rules (s013, `restrictive_errors`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,14 @@ MESSAGES = {
     "s004": "Neispravan digitalni potpis.",
     "s005": "OIB iz poruke zahtjeva nije jednak OIB-u iz certifikata.",
     "s006": "Sistemska pogreška prilikom obrade zahtjeva.",
+    # promijeniPodatkeRacuna (spec v2.6 §2.1.5.4).
+    "s011": "Datum izdavanja računa u poruci promjene podataka računa nije jednak trenutnom"
+    " datumu.",
+    "s012": "Podaci za račun u poruci promjene podataka računa razlikuju se od podataka"
+    " fiskaliziranog računa ili račun nije fiskaliziran.",
+    # The 2026 restrictive errors; the service's exact text is not in shared/specs
+    # (*uncertain*), so the sandbox names the rule that failed after this prefix.
+    "s013": "Restriktivna greška: ",
 }
 
 
@@ -85,6 +96,61 @@ class AcceptedInvoice:
     total: str
     zki: str
     nak_dost: bool
+    sequence_mark: str = "P"
+    in_vat_system: str = "true"
+    payment: str = ""
+    operator_oib: str = ""
+    buyer_oib: str | None = None
+
+    def fiscalized_data(self) -> tuple[str | None, ...]:
+        """What a data change must repeat exactly as fiscalized (s012).
+
+        The spec (§2.1.5) says the change carries "the data the issuer sent in the
+        invoice request" plus the changed payment method and buyer OIB; which fields
+        the service compares is not published (*uncertain*). The sandbox compares those
+        that identify and protect the invoice, the original payment method and buyer
+        OIB included (the data as first sent, not as changed since).
+        """
+        return (
+            self.oib,
+            self.in_vat_system,
+            self.issued_at,
+            self.sequence_mark,
+            self.br_ozn_rac,
+            self.ozn_pos_pr,
+            self.ozn_nap_ur,
+            self.total,
+            self.payment,
+            self.operator_oib,
+            self.zki,
+            self.buyer_oib,
+        )
+
+
+@dataclass(frozen=True)
+class RequestedChange:
+    """A promijeniPodatkeRacuna that passed the checks: the invoice as the message
+    repeats it, and the new payment method and buyer OIB ("" removes the OIB)."""
+
+    invoice: AcceptedInvoice
+    payment: str
+    buyer_oib: str
+
+
+def restrictive_errors(payment: str, buyer_oib: str | None) -> str | None:
+    """The 2026 restrictive rule the invoice data breaks, if any (answered s013).
+
+    OibPrimateljaRacuna goes only with B2B invoices paid in cash (G) or by card (K);
+    never with a transaction account (T): such an invoice is an e-invoice, not a CIS
+    one (hr-fiscal-record.md, Which invoices go to CIS). Which code the service gives
+    is not in shared/specs (*uncertain*): s013, the 2026 restrictive errors.
+    """
+    if buyer_oib and payment == "T":
+        return (
+            "OibPrimateljaRacuna se ne dostavlja uz način plaćanja T (transakcijski račun):"
+            " B2B račun plaćen transakcijskim računom je eRačun."
+        )
+    return None
 
 
 def message_id_of(request: etree._Element) -> str:
@@ -112,6 +178,28 @@ class RequestChecks:
         self._signature_config = WITH_SHA1 if allow_sha1 else SHA2_ONLY
 
     def check(self, request: etree._Element, now: datetime) -> AcceptedInvoice:
+        """A RacunZahtjev through s001-s005 and the restrictive rules (s013)."""
+        invoice, _ = self._check(request, now)
+        refusal = restrictive_errors(invoice.payment, invoice.buyer_oib)
+        if refusal is not None:
+            raise Refusal("s013", refusal)
+        return invoice
+
+    def check_change(self, request: etree._Element, now: datetime) -> RequestedChange:
+        """A PromijeniPodatkeRacunaZahtjev through s001-s005 and the restrictive rules
+        on the changed data (s013). Whether it matches a fiscalized invoice of today
+        (s011, s012) is the ledger's question."""
+        invoice, racun = self._check(request, now)
+        payment = _child_text(racun, "PromijenjeniNacinPlac")
+        buyer_oib = _child_text(racun, "PromijenjeniOibPrimateljaRacuna")
+        refusal = restrictive_errors(payment, buyer_oib or None)
+        if refusal is not None:
+            raise Refusal("s013", refusal)
+        return RequestedChange(invoice, payment, buyer_oib)
+
+    def _check(
+        self, request: etree._Element, now: datetime
+    ) -> tuple[AcceptedInvoice, etree._Element]:
         if not self._schema.validate(request):
             # lxml-stubs do not describe the error log.
             error = self._schema.error_log.last_error  # type: ignore[attr-defined]
@@ -136,7 +224,7 @@ class RequestChecks:
         oib = _child_text(racun, "Oib")
         if oib != certificate_oib:
             raise Refusal("s005")
-        return AcceptedInvoice(
+        invoice = AcceptedInvoice(
             message_id=message_id_of(signed),
             oib=oib,
             issued_at=_child_text(racun, "DatVrijeme"),
@@ -146,4 +234,10 @@ class RequestChecks:
             total=_child_text(racun, "IznosUkupno"),
             zki=_child_text(racun, "ZastKod"),
             nak_dost=_child_text(racun, "NakDost") in ("true", "1"),
+            sequence_mark=_child_text(racun, "OznSlijed"),
+            in_vat_system=_child_text(racun, "USustPdv"),
+            payment=_child_text(racun, "NacinPlac"),
+            operator_oib=_child_text(racun, "OibOper"),
+            buyer_oib=_child_text(racun, "OibPrimateljaRacuna") or None,
         )
+        return invoice, racun
