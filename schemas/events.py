@@ -13,8 +13,8 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import Field, StringConstraints
 
-from schemas.invoice import Contract, Invoice
-from schemas.money import AwareDatetime
+from schemas.invoice import Contract, DocumentKind, Invoice
+from schemas.money import Amount, AwareDatetime
 
 IntegrationUid = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
@@ -66,10 +66,38 @@ class InvoiceRef(Contract):
     source_id: str
     number: str
     version: str
+    # What a person finds the invoice by, in the portal's lists and filters.
+    kind: DocumentKind = DocumentKind.INVOICE
+    customer: str | None = None
+    total: Amount | None = Field(default=None, description="in the base currency (EUR)")
+    issued_at: AwareDatetime | None = Field(
+        default=None, description="the moment of issue (first seen out of draft)"
+    )
 
     @classmethod
     def of(cls, invoice: Invoice) -> InvoiceRef:
-        return cls(source_id=invoice.source_id, number=invoice.number, version=invoice.version)
+        return cls(
+            source_id=invoice.source_id, number=invoice.number, version=invoice.version,
+            kind=invoice.kind, customer=invoice.customer.name,
+            total=invoice.base.total if invoice.base is not None else invoice.total,
+            issued_at=invoice.first_seen_issued_at or invoice.issued_at,
+        )
+
+
+class FiscalNumber(Contract):
+    """The invoice number FiscoBridge assigned (CIS BrRac): once per invoice, from a
+    sequence per integration, premises (or device) and calendar year that starts at 1
+    and runs without gaps. Every later signature of the invoice reuses it."""
+
+    number: int = Field(ge=1, description="CIS BrOznRac")
+    premises: str = Field(description="CIS OznPosPr")
+    device: str = Field(description="CIS OznNapUr")
+    year: int = Field(description="the calendar year of the sequence (local time of issue)")
+
+    @property
+    def text(self) -> str:
+        """As printed on the invoice: 57/POSL1/1."""
+        return f"{self.number}/{self.premises}/{self.device}"
 
 
 class InvoiceSigned(Event):
@@ -81,6 +109,7 @@ class InvoiceSigned(Event):
     subsequent_delivery: bool = False
     attempt: int = 1
     first_attempt_at: AwareDatetime = Field(default_factory=_now)
+    fiscal_number: FiscalNumber | None = None
 
     @property
     def ref(self) -> InvoiceRef:
@@ -96,6 +125,9 @@ class InvoiceRetry(Event):
     not_before: AwareDatetime = Field(description="earliest time the next attempt may be sent")
     reason_code: str
     message: str
+    fiscal_number: FiscalNumber | None = Field(
+        default=None, description="the number the failed attempt carried; a retry reuses it"
+    )
 
 
 class InvoiceState(StrEnum):
@@ -123,6 +155,7 @@ class InvoiceStatus(Event):
     attempt: int = 0
     signed_request: str | None = None
     signed_answer: str | None = None
+    fiscal_number: str | None = Field(default=None, description="as printed: 57/POSL1/1")
 
 
 class IntegrationEventKind(StrEnum):

@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from schemas.events import FiscalNumber
 from schemas.invoice import (
     Customer,
     Invoice,
@@ -91,3 +92,10 @@ def make_invoice(**overrides: Any) -> Invoice:
     )
     fields.update(overrides)
     return Invoice(**fields)
+
+
+def fiscal_number(
+    number: int = 123, *, premises: str = "POSL1", device: str = "12", year: int = 2026
+) -> FiscalNumber:
+    """A number as the fiscalizer assigns it (the profile never derives one)."""
+    return FiscalNumber(number=number, premises=premises, device=device, year=year)

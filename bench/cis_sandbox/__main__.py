@@ -33,9 +33,14 @@ from fiscal.hr_cis.profile import HrCisProfile
 from fiscal.hr_cis.settings import FiscalSettings
 from fiscal.hr_cis.soap import RACUNI_ACTION, racuni_envelope
 from sandbox.cis.ca import TestCA
+from schemas.events import FiscalNumber
 from schemas.invoice import Customer, Invoice, InvoiceLine, PaymentMethod, SourceStatus, TaxLine
 
 OIB, OPERATOR = "69435151530", "47721904125"
+
+
+def fiscal_number(number: int) -> FiscalNumber:
+    return FiscalNumber(number=number, premises="POSL1", device="1", year=2026)
 
 
 def invoice(number: int) -> Invoice:
@@ -119,7 +124,8 @@ def main() -> None:
         )
         profile = HrCisProfile()
         bodies = [
-            racuni_envelope(profile.sign(invoice(n), settings, certificate).document)
+            racuni_envelope(profile.sign(invoice(n), settings, certificate,
+                                         number=fiscal_number(n)).document)
             for n in range(1, args.requests + 1)
         ]
         process, url = start_sandbox(Path(home))

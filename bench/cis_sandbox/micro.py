@@ -44,7 +44,7 @@ STEPS = ("check", "sign", "verify")
 
 def _steps(count: int) -> dict[str, Callable[[], object]]:
     """The three steps over `count` distinct invoices, each call taking the next."""
-    from bench.cis_sandbox.__main__ import OIB, OPERATOR, invoice
+    from bench.cis_sandbox.__main__ import OIB, OPERATOR, fiscal_number, invoice
     from fiscal.hr_cis.certificate import load_certificate
     from fiscal.hr_cis.profile import HrCisProfile
     from fiscal.hr_cis.settings import FiscalSettings
@@ -65,7 +65,8 @@ def _steps(count: int) -> dict[str, Callable[[], object]]:
         oib=OIB, premises_code="POSL1", device_code="1", operator_oib=OPERATOR
     )
     profile = HrCisProfile()
-    signed = [profile.sign(invoice(n), settings, certificate) for n in range(1, count + 1)]
+    signed = [profile.sign(invoice(n), settings, certificate, number=fiscal_number(n))
+              for n in range(1, count + 1)]
     requests = [racuni_envelope(s.document) for s in signed]
     message_ids = [s.message_id for s in signed]
     jirs = [str(uuid.uuid4()) for _ in signed]

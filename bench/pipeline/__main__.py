@@ -50,6 +50,7 @@ def signing_rate(seconds: float = 3.0) -> float:
     from fiscobridge.provision import random_oib
     from sandbox.cis.ca import TestCA
     from sandbox.load import zoho_invoice
+    from schemas.events import FiscalNumber
 
     oib = random_oib()
     pfx = TestCA.create().issue_pfx(oib, "bench")
@@ -57,9 +58,10 @@ def signing_rate(seconds: float = 3.0) -> float:
     settings = FiscalSettings(oib=oib, premises_code="B1", device_code="1", operator_oib=oib)
     invoice = parse_webhook(json.dumps(zoho_invoice(1)).encode())
     profile = HrCisProfile()
+    number = FiscalNumber(number=1, premises="B1", device="1", year=2026)
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        profile.sign(invoice, settings, certificate, now=datetime.now(UTC))
+        profile.sign(invoice, settings, certificate, now=datetime.now(UTC), number=number)
         done += 1
     return done / (time.perf_counter() - started)
 

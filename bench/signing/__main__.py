@@ -44,11 +44,14 @@ from fiscal.hr_cis.profile import HrCisProfile
 from fiscal.hr_cis.settings import FiscalSettings
 from fiscal.hr_cis.zki import protection_code
 from sandbox.cis.ca import TestCA
+from schemas.events import FiscalNumber
 from schemas.invoice import Customer, Invoice, InvoiceLine, PaymentMethod, SourceStatus, TaxLine
 
 OIB, OPERATOR = "69435151530", "47721904125"
 ROUND_CALLS = 10  # calls of each loop per round: milliseconds, far above the clock's grain
 
+
+NUMBER = FiscalNumber(number=1, premises="POSL1", device="1", year=2026)
 
 def _invoice() -> Invoice:
     def line(description: str, quantity: str, price: str, rate: str) -> InvoiceLine:
@@ -126,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     profile = HrCisProfile()
 
     # The bare loop signs the very message the profile produces, minus its signature.
-    unsigned = etree.fromstring(profile.sign(invoice, settings, certificate).document)
+    signed = profile.sign(invoice, settings, certificate, number=NUMBER)
+    unsigned = etree.fromstring(signed.document)
     unsigned.remove(unsigned[-1])
     bare_signer = XMLSigner(
         method=methods.enveloped,
@@ -144,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         "bare": lambda: etree.tostring(
             bare_signer.sign(unsigned, key=key, key_info=copy.deepcopy(key_info))
         ),
-        "profile": lambda: profile.sign(invoice, settings, certificate),
+        "profile": lambda: profile.sign(invoice, settings, certificate, number=NUMBER),
         "zki": lambda: protection_code(key, zki_message),
     }
     for step in steps.values():  # warm-up

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -18,12 +17,11 @@ from fiscal.hr_cis.settings import FiscalSettings
 from fiscal.hr_cis.signing import RequestSigner
 from fiscal.hr_cis.vat import vat_breakdown
 from fiscal.hr_cis.zki import ZkiHash, configured_zki_hash, protection_code, zki_input
+from schemas.events import FiscalNumber
 from schemas.invoice import Customer, Invoice
 
-__all__ = ["HrCisProfile", "InvoiceRejected", "SignedInvoice", "invoice_number_digits"]
+__all__ = ["HrCisProfile", "InvoiceRejected", "SignedInvoice"]
 
-_DIGITS = re.compile(r"[0-9]")
-_MAX_NUMBER_DIGITS = 20  # BrOznRac: at most 20 digits
 _SIGNERS_PER_THREAD = 256
 
 
@@ -32,31 +30,6 @@ class SignedInvoice:
     message_id: str
     protection_code: str
     document: bytes  # the signed RacunZahtjev element, UTF-8, no SOAP envelope
-
-
-def invoice_number_digits(number: str) -> str:
-    """BrOznRac from the accounting system's invoice number.
-
-    BrOznRac is digits only without leading zeros (spec §2.1.1.1), while sources
-    number invoices like "INV-000123". All digits are kept, in order, so numbers
-    that differ only in a digit group ("2024-7", "2025-7") stay distinct; leading
-    zeros are dropped: "INV-000123" -> "123", "2024/INV/15" -> "202415".
-    """
-    digits = "".join(_DIGITS.findall(number)).lstrip("0")
-    if not digits:
-        code = "invoice_number_zero" if _DIGITS.search(number) else "no_invoice_number_digits"
-        raise InvoiceRejected(
-            code,
-            f"invoice number {number!r} has no digits other than zeros: the tax authority"
-            " needs a numeric invoice number; number the invoice like INV-000123",
-        )
-    if len(digits) > _MAX_NUMBER_DIGITS:
-        raise InvoiceRejected(
-            "invoice_number_too_long",
-            f"invoice number {number!r} has {len(digits)} digits; the tax authority accepts"
-            f" at most {_MAX_NUMBER_DIGITS}",
-        )
-    return digits
 
 
 def _buyer_oib(customer: Customer) -> str | None:
@@ -119,6 +92,7 @@ class HrCisProfile:
         settings: FiscalSettings,
         certificate: FiscalCertificate,
         *,
+        number: FiscalNumber,
         subsequent_delivery: bool = False,
         now: datetime | None = None,
     ) -> SignedInvoice:
@@ -131,7 +105,10 @@ class HrCisProfile:
         certificate.check(expected_oib=settings.oib, now=sent_at)
         _require_eur(invoice)
 
-        number = invoice_number_digits(invoice.number)
+        # The number FiscoBridge assigned, never the accounting system's (hr-fiscal-record:
+        # a sequence from 1 each year, without gaps), with the premises and device it was
+        # assigned under, even if the settings changed since.
+        premises, device = number.premises, number.device
         payment_code = settings.payment_code(invoice.payment_method)
         # The buyer's OIB goes only with cash and card payments (spec §2.1.1.1).
         buyer_oib = _buyer_oib(invoice.customer) if payment_code in ("G", "K") else None
@@ -144,15 +121,17 @@ class HrCisProfile:
             for row in vat_breakdown(invoice, in_vat_system=settings.in_vat_system)
         )
         total = formats.amount_text(invoice.total)
-        issued_at = formats.message_datetime(invoice.issued_at)
+        # DatVrijeme: the moment of issue, when FiscoBridge first saw the invoice out of
+        # draft; the source's own issue time only for an invoice that never passed by.
+        issued_at = formats.message_datetime(invoice.first_seen_issued_at or invoice.issued_at)
         code = protection_code(
             certificate.private_key,
             zki_input(
                 settings.oib,
                 formats.zki_datetime_of(issued_at),
-                number,
-                settings.premises_code,
-                settings.device_code,
+                str(number.number),
+                premises,
+                device,
                 total,
             ),
             self.zki_hash,
@@ -162,9 +141,9 @@ class HrCisProfile:
             in_vat_system=settings.in_vat_system,
             issued_at=issued_at,
             sequence_mark=settings.sequence_mark,
-            invoice_number=number,
-            premises_code=settings.premises_code,
-            device_code=settings.device_code,
+            invoice_number=str(number.number),
+            premises_code=premises,
+            device_code=device,
             vat=vat,
             total=total,
             payment_code=payment_code,

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -30,12 +31,14 @@ import faust
 from prometheus_client import Counter, Histogram
 
 from fiscal.hr_cis.certificate import CertificateError
+from fiscal.hr_cis.formats import ZAGREB
 from fiscal.hr_cis.profile import HrCisProfile, InvoiceRejected
 from runtime.faust_adapter import FaustWorker, WatchPolicy
 from runtime.kafka.dlq import DeadLetters
 from runtime.logging import log_context
 from runtime.settings import KafkaSettings, home_dir
 from schemas.events import (
+    FiscalNumber,
     InvoiceReceived,
     InvoiceRef,
     InvoiceRetry,
@@ -67,6 +70,7 @@ from services.fiscalizer.rules import (
     on_received,
     on_retry,
     on_status,
+    sequence_of,
 )
 from services.fiscalizer.settings import FiscalizerSettings
 
@@ -140,9 +144,11 @@ class Fiscalizer:
                         settings.stall_seconds),
             fetch_min_bytes=kafka.fetch_min_bytes, fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         )
-        state_table, usage_table = FISCALIZER_TABLES
+        state_table, usage_table, numbers_table = FISCALIZER_TABLES
         self.states = self.app.Table(state_table, default=None, partitions=kafka.partitions)
         self.usage = self.app.Table(usage_table, default=int, partitions=kafka.partitions)
+        # The last fiscal number drawn from each sequence (see rules.sequence_of).
+        self.numbers = self.app.Table(numbers_table, default=int, partitions=kafka.partitions)
         self.received_topic = self.app.topic(INVOICES_RECEIVED.name)
         self.retry_topic = self.app.topic(INVOICES_RETRY.name)
         self.status_topic = self.app.topic(INVOICES_STATUS.name)
@@ -274,6 +280,9 @@ class Fiscalizer:
                 PROCESSED.labels("received", decision.state.value).inc()
                 return [self._status(uid, invoice, decision)]
             assert integration is not None and isinstance(decision, Sign)
+            if decision.issued_at is None:
+                # Issued when FiscoBridge first saw it out of draft (hr-fiscal-record).
+                decision = replace(decision, issued_at=event.occurred_at)
             outputs = self._sign(batch, integration, invoice, decision, now)
             if decision.counts_toward_license and outputs[0].topic == INVOICES_SIGNED.name:
                 batch.set(self.usage, month, batch.get(self.usage, month, 0) + 1)
@@ -333,12 +342,23 @@ class Fiscalizer:
         now: datetime,
     ) -> list[Output]:
         uid = integration.uid
+        issued_at = sign.issued_at or invoice.first_seen_issued_at or invoice.issued_at
+        invoice = invoice.model_copy(update={"first_seen_issued_at": issued_at})
+        number, sequence = sign.number, None
+        if number is None:
+            settings = integration.fiscal_settings
+            sequence, year = sequence_of(uid, settings.sequence_mark, settings.premises_code,
+                                         settings.device_code, issued_at, ZAGREB)
+            number = FiscalNumber(number=batch.get(self.numbers, sequence, 0) + 1,
+                                  premises=settings.premises_code,
+                                  device=settings.device_code, year=year)
         started = time.perf_counter()
         try:
             signed = self.profile.sign(
                 invoice,
                 integration.fiscal_settings,
                 integration.certificate(),
+                number=number,
                 subsequent_delivery=sign.subsequent_delivery,
                 now=now,
             )
@@ -350,9 +370,12 @@ class Fiscalizer:
             return [self._status(uid, invoice, Report(InvoiceState.BLOCKED, exc.code, str(exc)))]
         finally:
             SIGN_SECONDS.observe(time.perf_counter() - started)
+        if sequence is not None:  # drawn only by a signature that goes out: no gaps
+            batch.set(self.numbers, sequence, number.number)
         self._set_entry(
             batch, uid, invoice.source_id,
-            Entry(Phase.SIGNED, invoice.version, sign.attempt, sign.first_attempt_at),
+            Entry(Phase.SIGNED, invoice.version, sign.attempt, sign.first_attempt_at,
+                  number=number, issued_at=issued_at),
         )
         event = InvoiceSigned(
             integration_uid=uid,
@@ -364,6 +387,7 @@ class Fiscalizer:
             subsequent_delivery=sign.subsequent_delivery,
             attempt=sign.attempt,
             first_attempt_at=sign.first_attempt_at,
+            fiscal_number=number,
         )
         PROCESSED.labels("sign", "signed").inc()
         log.info("signed", extra={"attempt": sign.attempt, "subsequent": sign.subsequent_delivery})

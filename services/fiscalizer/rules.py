@@ -8,11 +8,11 @@ one that is due gets signed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from enum import StrEnum
 from typing import Any, Literal
 
-from schemas.events import InvoiceRetry, InvoiceState, InvoiceStatus
+from schemas.events import FiscalNumber, InvoiceRetry, InvoiceState, InvoiceStatus
 from schemas.invoice import Invoice, SourceStatus
 
 
@@ -32,6 +32,10 @@ class Entry:
     attempt: int
     first_attempt_at: datetime
     receipt_id: str | None = None
+    # Decided at the first signature and part of the protection code: every later
+    # signature of the invoice (retry, late delivery, replay) carries the same two.
+    number: FiscalNumber | None = None
+    issued_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         # Spelled out: dataclasses.asdict deep-copies each field, 14x the cost per write.
@@ -41,6 +45,8 @@ class Entry:
             "attempt": self.attempt,
             "first_attempt_at": self.first_attempt_at.isoformat(),
             "receipt_id": self.receipt_id,
+            "number": self.number.model_dump() if self.number else None,
+            "issued_at": self.issued_at.isoformat() if self.issued_at else None,
         }
 
     @classmethod
@@ -51,6 +57,8 @@ class Entry:
             attempt=int(data["attempt"]),
             first_attempt_at=datetime.fromisoformat(data["first_attempt_at"]),
             receipt_id=data.get("receipt_id"),
+            number=FiscalNumber(**data["number"]) if data.get("number") else None,
+            issued_at=datetime.fromisoformat(data["issued_at"]) if data.get("issued_at") else None,
         )
 
 
@@ -72,6 +80,19 @@ class Sign:
     attempt: int
     first_attempt_at: datetime
     counts_toward_license: bool
+    number: FiscalNumber | None = None  # None: the first signature, a number is assigned
+    issued_at: datetime | None = None  # None: issued when first seen out of draft
+
+
+def sequence_of(
+    uid: str, sequence_mark: str, premises: str, device: str, issued_at: datetime,
+    zone: tzinfo,
+) -> tuple[str, int]:
+    """The sequence a fiscal number is drawn from, and its year: per integration,
+    premises (mark P) or premises and device (mark N), and calendar year of the moment
+    of issue in the tax authority's local time (a new year starts again at 1)."""
+    year = issued_at.astimezone(zone).year
+    return f"{uid}|{premises}|{device if sequence_mark == 'N' else ''}|{year}", year
 
 
 @dataclass(frozen=True)
@@ -146,7 +167,8 @@ def on_received(
         )
     if entry is not None and entry.phase in (Phase.FAILED, Phase.REJECTED):
         # Issued to the customer but never fiscalized: from now on, a late delivery.
-        return Sign(True, entry.attempt + 1, entry.first_attempt_at, counts_toward_license=False)
+        return Sign(True, entry.attempt + 1, entry.first_attempt_at, counts_toward_license=False,
+                    number=entry.number, issued_at=entry.issued_at)
     return Sign(False, 1, now, counts_toward_license=entry is None)
 
 
@@ -154,15 +176,19 @@ def on_retry(retry: InvoiceRetry, entry: Entry | None) -> Decision:
     if entry is None:
         # A retry exists only for a message we signed and the reporter submitted: our
         # note of it was lost (a crash between the output and its changelog write).
-        # Skipping would lose the invoice; sign it again as a later delivery.
-        return Sign(True, retry.attempt + 1, retry.first_attempt_at, counts_toward_license=False)
+        # Skipping would lose the invoice; sign it again as a later delivery, under the
+        # number and issue time the failed attempt carried.
+        return Sign(True, retry.attempt + 1, retry.first_attempt_at, counts_toward_license=False,
+                    number=retry.fiscal_number, issued_at=retry.invoice.first_seen_issued_at)
     if entry.phase is not Phase.SIGNED:
         # Fiscalized meanwhile (a late answer), or failed/rejected: nothing to resend.
         return Skip("already_fiscalized" if entry.phase is Phase.FISCALIZED
                     else "stale_retry")
     if retry.attempt < entry.attempt:
         return Skip("stale_retry")  # a replay of a retry that was already re-signed
-    return Sign(True, retry.attempt + 1, retry.first_attempt_at, counts_toward_license=False)
+    return Sign(True, retry.attempt + 1, retry.first_attempt_at, counts_toward_license=False,
+                number=entry.number or retry.fiscal_number,
+                issued_at=entry.issued_at or retry.invoice.first_seen_issued_at)
 
 
 def on_status(status: InvoiceStatus, entry: Entry | None) -> Entry | None:
@@ -176,4 +202,5 @@ def on_status(status: InvoiceStatus, entry: Entry | None) -> Entry | None:
     }.get(status.state)
     if phase is None or entry.phase is Phase.FISCALIZED or status.attempt < entry.attempt:
         return None
-    return Entry(phase, entry.version, entry.attempt, entry.first_attempt_at, status.receipt_id)
+    return Entry(phase, entry.version, entry.attempt, entry.first_attempt_at, status.receipt_id,
+                 entry.number, entry.issued_at)

@@ -231,8 +231,9 @@ class Poller:
             session = await self.sessions.open(target)
         except NotConfigured as error:
             return PollReport(uid, PollOutcome.NOT_CONFIGURED, error=str(error)), None
+        watermark = await self.store.watermark.get(uid)
         # A first poll reads from the integration's start, not the organization's history.
-        watermark = await self.store.watermark.get(uid) or target.starts_at
+        since = watermark or target.starts_at
         calls_before = session.client.limiter.calls
         try:
             await self.sessions.learn_time_zone(session)
@@ -240,7 +241,7 @@ class Poller:
             result = SyncResult([], watermark, 0, interrupted=error, seen=session.seen)
         else:
             result = await changed_invoices(
-                session.client, watermark, overlap=self.settings.overlap, seen=session.seen
+                session.client, since, overlap=self.settings.overlap, seen=session.seen
             )
         calls = session.client.limiter.calls - calls_before
         self._publishing.add(uid)

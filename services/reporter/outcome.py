@@ -48,6 +48,7 @@ def decide(
             attempt=signed.attempt,
             signed_request=signed.document,
             occurred_at=now,
+            fiscal_number=signed.fiscal_number.text if signed.fiscal_number else None,
             **kw,
         )
 
@@ -102,6 +103,7 @@ def decide(
         reason_code=transient.code,
         message=transient.message,
         occurred_at=now,
+        fiscal_number=signed.fiscal_number,
     )
     return status(
         InvoiceState.RETRYING, transient.code,

@@ -38,6 +38,16 @@ def _ledger_keys(entries: list[dict[str, object]]) -> list[tuple[object, object]
     return [(e["oib"], e["br_ozn_rac"]) for e in entries]
 
 
+def _numbers_run_from_one(entries: list[dict[str, object]]) -> None:
+    """Per business (one premises each here): fiscal numbers 1, 2, ... n, none skipped,
+    none used twice (the CIS sandbox's ledger is the witness)."""
+    by_oib: dict[object, list[int]] = {}
+    for e in entries:
+        by_oib.setdefault(e["oib"], []).append(int(str(e["br_ozn_rac"])))
+    for oib, numbers in by_oib.items():
+        assert sorted(numbers) == list(range(1, len(numbers) + 1)), oib
+
+
 def _fiscalized(statuses: list[InvoiceStatus], uids: set[str]) -> Counter[tuple[str, str]]:
     return Counter(
         (s.integration_uid, s.invoice.source_id)
@@ -56,8 +66,10 @@ async def test_a_thousand_webhooks_for_three_integrations(pipeline: Pipeline) ->
     assert report.states == {"fiscalized": 1000}
     fiscalized = _fiscalized(report.statuses, {m.uid for m in made})
     assert len(fiscalized) == 1000 and set(fiscalized.values()) == {1}
-    keys = _ledger_keys(await pipeline.ledger({m.oib for m in made}))
+    ledger = await pipeline.ledger({m.oib for m in made})
+    keys = _ledger_keys(ledger)
     assert len(keys) == 1000 and len(set(keys)) == 1000
+    _numbers_run_from_one(ledger)
     # Every JIR also reached the fiscal journal through the projector.
     for m in made:
         for _ in range(100):
@@ -174,11 +186,13 @@ async def test_d2_fiscalizer_killed_mid_stream_loses_nothing(pipeline: Pipeline)
         await pipeline.stack.wait_ready("fiscalizer")
     report = await load
     assert report.states == {"fiscalized": 900}, report.lines()
-    keys = _ledger_keys(await pipeline.ledger({made.oib}))
+    ledger = await pipeline.ledger({made.oib})
+    keys = _ledger_keys(ledger)
     print(f"\nfiscalizer SIGKILL x2: {len(set(keys))} invoices, "
           f"{len(keys) - len(set(keys))} reported twice; {report.lines()[-2:]}")
 
     assert len(set(keys)) == 900 and len(keys) == 900
+    _numbers_run_from_one(ledger)
 
 
 async def _received_end(pipeline: Pipeline) -> int:

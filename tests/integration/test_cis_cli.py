@@ -17,7 +17,7 @@ from fiscal.hr_cis.profile import HrCisProfile
 from fiscal.hr_cis.settings import FiscalSettings
 from fiscal.hr_cis.soap import AnswerVerifier, CisSigner, parse_racun_answer, racuni_envelope
 from sandbox.cis.ca import CERT_FILE, SERVICE_CERT_FILE, TestCA
-from tests.factories import make_invoice
+from tests.factories import fiscal_number, make_invoice
 from tests.fixtures.certs import DEMO_OIB, OPERATOR_OIB
 
 
@@ -49,7 +49,7 @@ def test_the_cli_serves_with_the_ca_and_faults_it_was_given(started: tuple[str, 
     settings = FiscalSettings(
         oib=DEMO_OIB, premises_code="POSL1", device_code="1", operator_oib=OPERATOR_OIB
     )
-    signed = HrCisProfile().sign(make_invoice(), settings, certificate)
+    signed = HrCisProfile().sign(make_invoice(), settings, certificate, number=fiscal_number())
 
     response = httpx.post(url, content=racuni_envelope(signed.document), timeout=10)
 

@@ -43,7 +43,7 @@ from sandbox.cis.answers import LegacySha1Signer
 from sandbox.cis.app import CisSandbox
 from sandbox.cis.ca import TestCA
 from sandbox.cis.checks import default_spec_dir, load_schema
-from tests.factories import make_invoice
+from tests.factories import fiscal_number, make_invoice
 from tests.fixtures.certs import Pfx
 from tests.fixtures.cis import CisSandboxHandle
 
@@ -77,8 +77,9 @@ def http() -> Iterator[httpx.Client]:
 def sign(
     settings: FiscalSettings, certificate: FiscalCertificate, *, now: datetime | None = None
 ) -> SignedInvoice:
-    invoice = make_invoice(number=f"INV-{next(_numbers)}")
-    return PROFILE.sign(invoice, settings, certificate, now=now)
+    n = next(_numbers)
+    invoice = make_invoice(number=f"INV-{n}")
+    return PROFILE.sign(invoice, settings, certificate, now=now, number=fiscal_number(n))
 
 
 def post(http: httpx.Client, cis: CisSandboxHandle, document: bytes) -> httpx.Response:
@@ -183,8 +184,10 @@ def test_a_subsequent_delivery_is_recorded_as_such(
     fiscal_settings: FiscalSettings,
     demo_certificate: FiscalCertificate,
 ) -> None:
-    invoice = make_invoice(number=f"INV-{next(_numbers)}")
-    signed = PROFILE.sign(invoice, fiscal_settings, demo_certificate, subsequent_delivery=True)
+    n = next(_numbers)
+    invoice = make_invoice(number=f"INV-{n}")
+    signed = PROFILE.sign(invoice, fiscal_settings, demo_certificate, subsequent_delivery=True,
+                          number=fiscal_number(n))
 
     assert post(http, cis, signed.document).status_code == 200
 
@@ -427,14 +430,16 @@ def test_a_lost_answer_leaves_the_invoice_accepted_so_a_resend_duplicates_it(
     fiscal_settings: FiscalSettings,
     demo_certificate: FiscalCertificate,
 ) -> None:
-    invoice = make_invoice(number=f"INV-{next(_numbers)}")
+    n = next(_numbers)
+    invoice = make_invoice(number=f"INV-{n}")
     cis.set_faults(lost_answer=1.0)
-    first = PROFILE.sign(invoice, fiscal_settings, demo_certificate)
+    first = PROFILE.sign(invoice, fiscal_settings, demo_certificate, number=fiscal_number(n))
     with pytest.raises(httpx.ReadTimeout):
         http.post(cis.url, content=racuni_envelope(first.document), timeout=0.5)
 
     cis.set_faults(lost_answer=0)
-    again = PROFILE.sign(invoice, fiscal_settings, demo_certificate, subsequent_delivery=True)
+    again = PROFILE.sign(invoice, fiscal_settings, demo_certificate, subsequent_delivery=True,
+                         number=fiscal_number(n))
     answer = parse_racun_answer(
         post(http, cis, again.document).content, verifier, expected_message_id=again.message_id
     )

@@ -171,7 +171,7 @@ async def test_an_organizations_history_before_the_start_is_never_published(
     async with world.poller() as poller:
         first = only(await poller.run_once())
         assert (first.outcome, first.published) == (PollOutcome.OK, 0), first
-        assert first.api_calls == 1 + 1  # the organization, one list page: no details
+        assert first.api_calls < len(old)  # no detail call for any of the history
 
         await world.zoho.edit_invoice(org, old[3], status="paid")  # modified after start
         await asyncio.sleep(1.1)  # Zoho stamps whole seconds

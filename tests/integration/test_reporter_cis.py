@@ -22,7 +22,7 @@ from services.reporter.cis import CisSubmitter
 from services.reporter.outcome import Transient, Unverified
 from services.reporter.service import cis_clients
 from services.reporter.settings import ReporterSettings
-from tests.factories import make_invoice
+from tests.factories import fiscal_number, make_invoice
 from tests.fixtures.cis import CisSandboxHandle
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -34,7 +34,7 @@ PROFILE = HrCisProfile()
 def signed_event(settings: FiscalSettings, certificate: FiscalCertificate) -> InvoiceSigned:
     number = next(_numbers)
     invoice = make_invoice(number=f"INV-{number}", source_id=str(460000000000000000 + number))
-    signed = PROFILE.sign(invoice, settings, certificate)
+    signed = PROFILE.sign(invoice, settings, certificate, number=fiscal_number(number))
     return InvoiceSigned(
         integration_uid="acme", invoice=invoice, profile="hr-cis",
         message_id=signed.message_id, protection_code=signed.protection_code,

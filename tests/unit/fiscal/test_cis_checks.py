@@ -26,7 +26,7 @@ from sandbox.cis.checks import (
     default_spec_dir,
     load_schema,
 )
-from tests.factories import make_invoice
+from tests.factories import fiscal_number, make_invoice
 from tests.fixtures.certs import Pfx
 
 TNS = f"{{{F73_NS}}}"
@@ -41,7 +41,8 @@ def checks(test_ca: TestCA) -> RequestChecks:
 def signed_invoice(
     settings: FiscalSettings, certificate: FiscalCertificate, number: int = 1
 ) -> SignedInvoice:
-    return HrCisProfile().sign(make_invoice(number=f"INV-{number}"), settings, certificate)
+    return HrCisProfile().sign(make_invoice(number=f"INV-{number}"), settings, certificate,
+                               number=fiscal_number(number))
 
 
 def resign(document: bytes, key: rsa.RSAPrivateKey, certificate: x509.Certificate) -> bytes:

@@ -47,7 +47,7 @@ from sandbox.cis.answers import (
     soap_fault,
 )
 from sandbox.cis.ca import TestCA
-from tests.factories import make_invoice
+from tests.factories import fiscal_number, make_invoice
 
 TNS = f"{{{F73_NS}}}"
 MESSAGE_ID = "3f8a9c2e-5b71-4d0a-9e6f-0c1d2b3a4f5e"
@@ -76,7 +76,8 @@ def verifier(service: ServiceCert) -> AnswerVerifier:
 
 @pytest.fixture(scope="module")
 def signed(fiscal_settings: FiscalSettings, demo_certificate: FiscalCertificate) -> SignedInvoice:
-    return HrCisProfile().sign(make_invoice(), fiscal_settings, demo_certificate)
+    return HrCisProfile().sign(make_invoice(), fiscal_settings, demo_certificate,
+                               number=fiscal_number())
 
 
 def answer(service: ServiceCert, *, sha1: bool = False, **fields: object) -> bytes:

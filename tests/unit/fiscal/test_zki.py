@@ -28,7 +28,7 @@ from fiscal.hr_cis.zki import (
     protection_code,
     zki_input,
 )
-from tests.factories import ZAGREB, make_invoice
+from tests.factories import ZAGREB, fiscal_number, make_invoice
 from tests.unit.fiscal.conftest import NSMAP
 
 
@@ -134,8 +134,8 @@ def test_code_in_the_message_is_recomputable_from_its_fields(
     hash_name: ZkiHash,
 ) -> None:
     signed = HrCisProfile(zki_hash=hash_name).sign(
-        make_invoice(issued_at=issued_at), fiscal_settings, demo_certificate
-    )
+        make_invoice(issued_at=issued_at), fiscal_settings, demo_certificate,
+        number=fiscal_number())
     racun = etree.fromstring(signed.document).find("tns:Racun", NSMAP)
     assert racun is not None
 

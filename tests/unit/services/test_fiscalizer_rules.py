@@ -6,10 +6,11 @@ import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from schemas.events import InvoiceRef, InvoiceRetry, InvoiceState, InvoiceStatus
+from schemas.events import FiscalNumber, InvoiceRef, InvoiceRetry, InvoiceState, InvoiceStatus
 from schemas.invoice import Customer, Invoice, InvoiceLine, SourceStatus, TaxLine
 from services.fiscalizer.rules import (
     Entry,
@@ -21,6 +22,7 @@ from services.fiscalizer.rules import (
     on_received,
     on_retry,
     on_status,
+    sequence_of,
 )
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -177,3 +179,47 @@ def test_entry_round_trips_through_the_table() -> None:
     assert Entry.from_json(json.loads(json.dumps(e.to_json()))) == e
     # to_json lists the fields by hand: one added to Entry must be added there too.
     assert set(e.to_json()) == {f.name for f in dataclasses.fields(Entry)}
+
+
+ZAGREB = ZoneInfo("Europe/Zagreb")
+
+
+def test_a_sequence_is_per_integration_premises_and_zagreb_year() -> None:
+    new_year_eve = datetime(2026, 12, 31, 22, 59, 59, tzinfo=UTC)  # 23:59:59 in Zagreb
+    new_year = datetime(2026, 12, 31, 23, 0, 0, tzinfo=UTC)  # 00:00:00 on 1 Jan 2027
+    assert sequence_of("u", "P", "POSL1", "1", new_year_eve, ZAGREB) == ("u|POSL1||2026", 2026)
+    assert sequence_of("u", "P", "POSL1", "1", new_year, ZAGREB) == ("u|POSL1||2027", 2027)
+    # by premises, the device does not count; by device (N) it does
+    assert sequence_of("u", "P", "POSL1", "2", new_year, ZAGREB)[0] == "u|POSL1||2027"
+    assert sequence_of("u", "N", "POSL1", "2", new_year, ZAGREB)[0] == "u|POSL1|2|2027"
+    assert sequence_of("v", "P", "POSL1", "1", new_year, ZAGREB)[0] != "u|POSL1||2027"
+
+
+NUMBER = FiscalNumber(number=7, premises="POSL1", device="1", year=2026)
+
+
+def test_the_number_and_issue_moment_survive_the_table_and_every_later_signature() -> None:
+    signed = Entry(Phase.SIGNED, invoice().version, 1, NOW, number=NUMBER, issued_at=NOW)
+    assert Entry.from_json(json.loads(json.dumps(signed.to_json()))) == signed
+    for phase in (Phase.FAILED, Phase.REJECTED):
+        again = decide(invoice(), dataclasses.replace(signed, phase=phase))
+        assert isinstance(again, Sign) and (again.number, again.issued_at) == (NUMBER, NOW)
+    retry = InvoiceRetry(
+        integration_uid="u", invoice=invoice(), profile="hr-cis", protection_code="z",
+        attempt=1, first_attempt_at=NOW, not_before=NOW, reason_code="timeout", message="m",
+    )
+    resigned = on_retry(retry, signed)
+    assert isinstance(resigned, Sign) and (resigned.number, resigned.issued_at) == (NUMBER, NOW)
+    # the note of the first signature was lost: the retry carries the number itself
+    lost = on_retry(retry.model_copy(update={"fiscal_number": NUMBER}), None)
+    assert isinstance(lost, Sign) and lost.number == NUMBER
+    status = InvoiceStatus(integration_uid="u", invoice=InvoiceRef.of(invoice()),
+                           state=InvoiceState.FAILED, reason_code="x", message="m",
+                           message_id="m1", attempt=1)
+    after = on_status(status, signed)
+    assert after is not None and (after.number, after.issued_at) == (NUMBER, NOW)
+
+
+def test_a_first_signature_draws_a_new_number() -> None:
+    decision = decide(invoice())
+    assert isinstance(decision, Sign) and decision.number is None and decision.issued_at is None

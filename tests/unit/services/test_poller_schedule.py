@@ -40,13 +40,16 @@ def record(**overrides: object) -> IntegrationRecord:
         zoho_api_domain="https://www.zohoapis.eu",
         status_reason=None,
         status_changed_at=None,
+        starts_at=T0,
     )
     fields.update(overrides)
     return IntegrationRecord(**fields)  # type: ignore[arg-type]
 
 
 def target(uid: str, tier: str = "growth") -> Target:
-    return Target(uid, tier, "20000000001", "https://accounts.zoho.eu", "https://www.zohoapis.eu")
+    return Target(
+        uid, tier, "20000000001", "https://accounts.zoho.eu", "https://www.zohoapis.eu", T0
+    )
 
 
 def test_default_intervals_by_tier() -> None:
@@ -91,6 +94,7 @@ def test_only_active_integrations_connected_to_zoho_are_polled() -> None:
     assert target_of(record(zoho_organization_id=None)) is None  # e.g. a demo integration
     assert target_of(record(zoho_api_domain="")) is None
     assert target_of(record(zoho_accounts_server=None)) is None
+    assert target_of(record(starts_at=None)) is None  # cannot tell its invoices from older
 
 
 def test_new_integrations_are_due_at_once_then_at_their_tiers_interval() -> None:

@@ -1,5 +1,5 @@
-"""Integration lifecycle: one integration per Zoho organization, a start instant, and
-the `skipped` journal state.
+"""Integration lifecycle: one integration per Zoho organization, a start instant, the
+`skipped` journal state, and the fiscal number FiscoBridge assigned in the journal.
 
 Existing rows: the organization goes to the earliest-created integration that is not
 removed; any other integration holding the same organization is made inactive with a
@@ -47,6 +47,7 @@ def upgrade() -> None:
         ["zoho_organization_claim"], unique=True,
     )
     with op.batch_alter_table("fiscal_journal") as batch:
+        batch.add_column(sa.Column("fiscal_number", sa.String(64), nullable=True))
         batch.drop_constraint(op.f("ck_fiscal_journal_state"), type_="check")
         batch.create_check_constraint(
             op.f("ck_fiscal_journal_state"), _state_check((*_STATES, "skipped"))
@@ -107,6 +108,7 @@ def downgrade() -> None:
     with op.batch_alter_table("fiscal_journal") as batch:
         batch.drop_constraint(op.f("ck_fiscal_journal_state"), type_="check")
         batch.create_check_constraint(op.f("ck_fiscal_journal_state"), _state_check(_STATES))
+        batch.drop_column("fiscal_number")
     op.drop_index("uq_integrations_zoho_organization_claim", table_name="integrations")
     with op.batch_alter_table("integrations") as batch:
         batch.drop_column("starts_at_chosen")
