@@ -158,6 +158,8 @@ class BaseAmounts(Contract):
         return self
 
 
+# Amounts carry their fiscal sign: a credit note's are negative (it is reported as a
+# storno invoice); `credited` names the invoices it takes back.
 class Invoice(Contract):
     source: str = Field(description="accounting system, e.g. 'zoho_books'")
     source_id: str
@@ -237,6 +239,50 @@ class Invoice(Contract):
             subtotal=self.subtotal,
             tax_total=self.tax_total,
             total=self.total,
+        )
+
+    def in_base_currency(self) -> Invoice:
+        """The invoice as the base currency states it: one line per tax row and untaxed
+        row, at the base-currency figures (Zoho's bcy_*). The invoice itself when it is
+        in the base currency already. A tax authority that takes one currency (CIS:
+        EUR) reports this view."""
+        base = self.base
+        if base is None or base.currency == self.currency:
+            return self
+        lines = tuple(
+            InvoiceLine(
+                description=f"{row.name or 'tax'} {row.rate.normalize():f} %",
+                quantity=Decimal(1),
+                unit_price=row.base,
+                tax_rate=row.rate,
+                amount=row.base,
+                tax_id=row.tax_id,
+            )
+            for row in base.taxes
+        ) + tuple(
+            InvoiceLine(
+                description=row.name or "untaxed",
+                quantity=Decimal(1),
+                unit_price=row.base,
+                tax_rate=Decimal(0),
+                amount=row.base,
+                tax_id=row.tax_id,
+            )
+            for row in base.untaxed
+        )
+        return self.model_copy(
+            update={
+                "currency": base.currency,
+                "lines": lines,
+                "taxes": base.taxes,
+                "untaxed": base.untaxed,
+                "charges": base.charges,
+                "subtotal": base.subtotal,
+                "tax_total": base.tax_total,
+                "total": base.total,
+                "exchange_rate": Decimal(1),
+                "base": None,
+            }
         )
 
     def originated_before(self, instant: datetime) -> bool:

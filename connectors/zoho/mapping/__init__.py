@@ -5,7 +5,10 @@ puts the document together:
 
 * Kind: an invoice (`invoice_id`, `invoice_number`) or a credit note (`creditnote_id`,
   `creditnote_number`, `invoices_credited[]`, lines' `invoice_id`). A credit note's
-  amounts stay positive, as Zoho shows them: `kind` says they are a credit.
+  amounts are checked against Zoho's (positive) figures and then carried negative:
+  it takes back what was invoiced, and a tax authority receives it as a storno
+  invoice with negative amounts (lines keep their unit price; quantities turn
+  negative). `credited[].amount` stays as Zoho states it.
 * Status: normalized (credit notes: open -> sent, closed -> paid), and Zoho's own word
   kept in `source_status`; a void stays `void` so a fiscalized invoice voided later
   reaches the fiscalizer as such.
@@ -218,6 +221,8 @@ def _map(
     number = text(doc, "creditnote_number" if note else "invoice_number")
     currency = text(doc, "currency_code").upper()
     money = figures(doc, number=number, currency=currency, base_currency=base_currency)
+    if note:
+        money = money.negated()
     created = parse_datetime(doc.get("created_time"), "created_time")
     raw_status = str(doc.get("status") or "").strip().lower()
     statuses = _CREDIT_NOTE_STATUSES if note else _STATUSES

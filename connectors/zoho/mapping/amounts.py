@@ -36,7 +36,7 @@ The rules, so every reader of the canonical invoice knows what the figures mean:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -90,7 +90,45 @@ class Figures:
     total: Decimal
     exchange_rate: Decimal
     base: BaseAmounts | None = None
-    notes: list[str] = field(default_factory=list)
+
+    def negated(self) -> Figures:
+        """The same figures with the opposite sign: a credit note reported as a storno."""
+        return Figures(
+            lines=[
+                ln.model_copy(
+                    update={
+                        "quantity": -ln.quantity,
+                        "discount": -ln.discount,
+                        "amount": -ln.amount,
+                    }
+                )
+                for ln in self.lines
+            ],
+            taxes=[_negate_tax(t) for t in self.taxes],
+            untaxed=[u.model_copy(update={"base": -u.base}) for u in self.untaxed],
+            charges=[c.model_copy(update={"amount": -c.amount}) for c in self.charges],
+            subtotal=-self.subtotal,
+            tax_total=-self.tax_total,
+            total=-self.total,
+            exchange_rate=self.exchange_rate,
+            base=None
+            if self.base is None
+            else BaseAmounts(
+                currency=self.base.currency,
+                taxes=tuple(_negate_tax(t) for t in self.base.taxes),
+                untaxed=tuple(u.model_copy(update={"base": -u.base}) for u in self.base.untaxed),
+                charges=tuple(
+                    c.model_copy(update={"amount": -c.amount}) for c in self.base.charges
+                ),
+                subtotal=-self.base.subtotal,
+                tax_total=-self.base.tax_total,
+                total=-self.base.total,
+            ),
+        )
+
+
+def _negate_tax(row: TaxLine) -> TaxLine:
+    return row.model_copy(update={"base": -row.base, "amount": -row.amount})
 
 
 def figures(doc: Mapping[str, Any], *, number: str, currency: str, base_currency: str) -> Figures:
@@ -540,6 +578,14 @@ def _base(
             tax_total=tax_total,
             total=total,
         )
+    if rate == 1:
+        raise InvoiceMappingError(
+            "exchange_rate_missing",
+            f"invoice {number} is in {currency} at exchange rate 1 to {base_currency}: set the"
+            f" invoice's exchange rate in Zoho Books (or, if the organization's base currency"
+            f" is {currency}, it is not {base_currency})",
+            field="exchange_rate",
+        )
     cent = exponent_of(base_currency)
 
     def convert(value: Decimal) -> Decimal:
@@ -579,6 +625,20 @@ def _base(
         )
     net_rows: list[Decimal] = [t.base for t in taxes] + [u.base for u in untaxed]
     net_total = base_total - base_tax - sum((c.amount for c in base_charges), _ZERO)
+    if not sum(net_rows, _ZERO) and net_total:
+        # Nothing to spread a conversion residue over (every base is zero): it is the
+        # rounding of converting each figure on its own.
+        if abs(net_total) > cent * (1 + len(base_charges)):
+            raise InvoiceMappingError(
+                "exchange_mismatch",
+                f"invoice {number}: its base-currency figures leave {net_total}"
+                f" {base_currency} that no line accounts for",
+                field="bcy_total",
+            )
+        base_charges.append(
+            Charge(kind=ChargeKind.ROUNDING, amount=net_total, description="conversion rounding")
+        )
+        net_total = _ZERO
     net_shares = allocate(net_total, net_rows, cent) if net_rows else []
     slack = cent * (1 + len(net_rows))
     for ours, share in zip(

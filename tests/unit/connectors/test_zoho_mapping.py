@@ -9,8 +9,13 @@ from typing import Any
 
 import pytest
 
-from connectors.zoho.mapping import InvoiceMappingError, map_invoice, parse_datetime
-from schemas.invoice import ChargeKind, PaymentMethod, SourceStatus
+from connectors.zoho.mapping import (
+    InvoiceMappingError,
+    map_credit_note,
+    map_invoice,
+    parse_datetime,
+)
+from schemas.invoice import ChargeKind, DocumentKind, PaymentMethod, SourceStatus
 
 NEW_YORK_APRIL = timezone(timedelta(hours=-4))
 
@@ -411,7 +416,7 @@ def test_currency_without_minor_units_rounds_to_whole_yen() -> None:
         tax_total=None,
         total=None,
     )
-    invoice = map_invoice(document)
+    invoice = map_invoice(document, base_currency="JPY")
     assert invoice.tax_total == Decimal("375")
     assert invoice.total == Decimal("4125")
 
@@ -473,3 +478,154 @@ def test_not_an_object_is_refused() -> None:
     with pytest.raises(InvoiceMappingError) as caught:
         map_invoice(["not", "an", "invoice"])  # type: ignore[arg-type]
     assert caught.value.code == "not_an_object"
+
+
+def test_a_foreign_currency_at_rate_one_is_refused_as_a_missing_exchange_rate() -> None:
+    with pytest.raises(InvoiceMappingError) as caught:
+        map_invoice(zoho_invoice(currency_code="USD", exchange_rate=1))
+    assert caught.value.code == "exchange_rate_missing"
+    assert "USD" in str(caught.value) and "EUR" in str(caught.value)
+
+
+def test_foreign_currency_rows_add_up_to_zohos_base_currency_total() -> None:
+    # 12.38 USD at 0.9; Zoho converts each figure on its own: 11.14 = 9.08 + 2.06, not
+    # 9.081 + 2.061 rounded separately.
+    invoice = map_invoice(
+        zoho_invoice(
+            currency_code="USD", exchange_rate="0.9", bcy_total="11.14", bcy_tax_total="2.06"
+        )
+    )
+    base = invoice.base_amounts
+    assert (base.currency, base.total, base.tax_total) == ("EUR", Decimal("11.14"), Decimal("2.06"))
+    assert sum(t.base for t in base.taxes) + base.tax_total == base.total
+    assert invoice.total == Decimal("12.38") and invoice.currency == "USD"
+    view = invoice.in_base_currency()
+    assert (view.currency, view.total, view.subtotal) == ("EUR", Decimal("11.14"), Decimal("9.08"))
+
+
+def test_base_currency_figures_that_contradict_the_rate_are_refused() -> None:
+    with pytest.raises(InvoiceMappingError) as caught:
+        map_invoice(zoho_invoice(currency_code="USD", exchange_rate="0.9", bcy_total="12.38"))
+    assert caught.value.code == "exchange_mismatch"
+
+
+def test_a_credit_note_is_mapped_negative_with_what_it_credits() -> None:
+    document = zoho_invoice(
+        status="open",
+        invoices_credited=[
+            {
+                "invoice_id": "4600000000000012345",
+                "invoice_number": "INV-000042",
+                "credited_amount": 12.38,
+            }
+        ],
+    )
+    del document["invoice_id"], document["invoice_number"]
+    document.update(creditnote_id="4600000000000077777", creditnote_number="CN-00003")
+    note = map_credit_note(document)
+    assert note.kind is DocumentKind.CREDIT_NOTE and note.number == "CN-00003"
+    assert note.total == Decimal("-12.38") and note.tax_total == Decimal("-2.29")
+    assert [t.amount for t in note.taxes] == [Decimal("-0.26"), Decimal("-2.03")]
+    assert note.lines[0].quantity == -3 and note.lines[0].unit_price == Decimal("1.10")
+    assert note.status is SourceStatus.SENT and note.source_status == "open"
+    assert [(c.source_id, c.number, c.amount) for c in note.credited] == [
+        ("4600000000000012345", "INV-000042", Decimal("12.38"))
+    ]
+
+
+def test_payments_decide_the_method_by_the_largest_amount() -> None:
+    payments = [
+        {"payment_id": "1", "payment_mode": "cash", "amount": 2.38, "date": "2025-04-09"},
+        {"payment_id": "2", "payment_mode": "creditcard", "amount": 10, "date": "2025-04-09"},
+    ]
+    invoice = map_invoice(zoho_invoice(status="paid"), payments=payments)
+    assert invoice.payment_method is PaymentMethod.CARD
+    assert [(p.mode, p.method) for p in invoice.payments] == [
+        ("cash", PaymentMethod.CASH),
+        ("creditcard", PaymentMethod.CARD),
+    ]
+    remapped = map_invoice(
+        zoho_invoice(status="paid"),
+        payments=payments,
+        payment_modes={"creditcard": PaymentMethod.OTHER},
+    )
+    assert remapped.payment_method is PaymentMethod.OTHER
+
+
+def test_the_buyer_tax_number_comes_from_the_configured_custom_field_first() -> None:
+    document = zoho_invoice(
+        vat_reg_no="",
+        tax_reg_no="",
+        customer_custom_field_hash={"cf_oib": "94577403194", "cf_oib_unformatted": "94577403194"},
+    )
+    invoice = map_invoice(document, buyer_tax_field="cf_oib")
+    assert (invoice.customer.tax_id, invoice.customer.tax_id_source) == (
+        "94577403194",
+        "invoice.custom_field:cf_oib",
+    )
+    contact = {"tax_reg_no": "HR12345678903"}
+    plain = map_invoice(document, contact=contact)
+    assert (plain.customer.tax_id, plain.customer.tax_id_source) == (
+        "HR12345678903",
+        "contact.tax_reg_no",
+    )
+    assert map_invoice(document).customer.tax_id is None
+
+
+def test_taxes_are_grouped_by_tax_id_even_at_one_rate() -> None:
+    # Two Zoho taxes at 0 %: one exempt, one outside the scope of VAT; and two at 25 %
+    # (say, a second one the business set up for a branch): none merged by rate.
+    document = zoho_invoice(
+        line_items=[
+            line(
+                "A",
+                "10.00",
+                "1",
+                25,
+                tax_id="t25a",
+                line_item_taxes=[{"tax_id": "t25a", "tax_name": "PDV25 (25%)", "tax_amount": 2.5}],
+            ),
+            line(
+                "B",
+                "10.00",
+                "1",
+                25,
+                tax_id="t25b",
+                line_item_taxes=[
+                    {"tax_id": "t25b", "tax_name": "PDV25 B (25%)", "tax_amount": 2.5}
+                ],
+            ),
+            line("C", "5.00", "1", 0, tax_id="t0exempt", tax_name="PDV0 oslobodjeno"),
+            line("D", "4.00", "1", 0, tax_id=""),
+        ],
+        taxes=[
+            {"tax_name": "PDV25 (25%)", "tax_amount": 2.5},
+            {"tax_name": "PDV25 B (25%)", "tax_amount": 2.5},
+        ],
+        sub_total="29.00",
+        tax_total="5.00",
+        total="34.00",
+    )
+    invoice = map_invoice(document)
+    assert [(t.tax_id, t.base, t.amount) for t in invoice.taxes] == [
+        ("t25a", Decimal("10.00"), Decimal("2.5")),
+        ("t25b", Decimal("10.00"), Decimal("2.5")),
+    ]
+    assert [(u.tax_id, u.base) for u in invoice.untaxed] == [
+        ("t0exempt", Decimal("5.00")),
+        (None, Decimal("4.00")),
+    ]
+
+
+def test_empty_strings_in_numeric_fields_mean_nothing() -> None:
+    document = zoho_invoice(
+        shipping_charge="",
+        adjustment="",
+        roundoff_value="",
+        discount="",
+        discount_total="",
+        discount_amount="",
+        exchange_rate="",
+        shipping_charge_tax_percentage="",
+    )
+    assert map_invoice(document).total == Decimal("12.38")
