@@ -65,6 +65,14 @@ _probability = click.FloatRange(0, 1)
 )
 @click.option("--allow-sha1", is_flag=True, help="accept RSA-SHA1 request signatures")
 @click.option("--answer-sha1", is_flag=True, help="sign answers with RSA-SHA1, as old answers")
+@click.option(
+    "--zki-hash",
+    type=click.Choice(["sha1", "sha256"]),
+    envvar="FISCOBRIDGE_CIS_ZKI_HASH",
+    default=None,
+    help="hash of the ZKI's RSA signature the ledger checks ZKIs with, as the profile"
+    " signs them [env FISCOBRIDGE_CIS_ZKI_HASH; default: sha256, spec v2.7]",
+)
 def cis(
     port: int,
     host: str,
@@ -79,9 +87,11 @@ def cis(
     hang_seconds: float,
     allow_sha1: bool,
     answer_sha1: bool,
+    zki_hash: str | None,
 ) -> None:
     """Serve the CIS SOAP service (racuni, echo) with its checks s001-s005, fault
     injection, and /_sandbox/faults, /_sandbox/ledger, /_sandbox/stats controls."""
+    from fiscal.hr_cis.zki import zki_hash as parse_zki_hash
     from sandbox.cis.app import CisSandbox
     from sandbox.cis.ca import (
         CERT_FILE,
@@ -113,6 +123,7 @@ def cis(
             answer_sha1=answer_sha1,
             faults=faults,
             service=load_or_create_service(ca, directory),
+            zki_hash=parse_zki_hash(zki_hash) if zki_hash else None,
         )
         server = SandboxServer(sandbox, host, port)
     except (FileNotFoundError, OSError) as exc:

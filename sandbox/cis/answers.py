@@ -190,10 +190,10 @@ class AnswerSigner:
             etree.SubElement(poruka, f"{_TNS}Poruka").text = message[1]
         if errors:
             greske = etree.SubElement(answer, f"{_TNS}Greske")
-            for code, message in errors:
+            for code, text in errors:
                 greska = etree.SubElement(greske, f"{_TNS}Greska")
                 etree.SubElement(greska, f"{_TNS}SifraGreske").text = _text(code)
-                etree.SubElement(greska, f"{_TNS}PorukaGreske").text = _text(message[:_MAX_MESSAGE])
+                etree.SubElement(greska, f"{_TNS}PorukaGreske").text = _text(text[:_MAX_MESSAGE])
         # No reference_uri: signxml then names the signed element by its Id, the
         # same "#RacunOdgovor", without searching the tree for it and copying it again.
         signed = self._signer().sign_in_place(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,18 @@ from fiscal.hr_cis.soap import (
     CertificateTrust,
     open_envelope,
 )
+from fiscal.hr_cis.zki import ZkiHash, configured_zki_hash
 from sandbox.cis.answers import ZAGREB, AnswerSigner, echo_answer, soap_fault
 from sandbox.cis.ca import TestCA
-from sandbox.cis.checks import MESSAGES, Refusal, RequestChecks, load_schema, message_id_of
+from sandbox.cis.checks import (
+    MESSAGES,
+    AcceptedInvoice,
+    Refusal,
+    RequestChecks,
+    expected_zki,
+    load_schema,
+    message_id_of,
+)
 from sandbox.cis.faults import Faults, roll, utcnow
 from sandbox.cis.ledger import Ledger, Stats
 
@@ -64,8 +74,12 @@ class CisSandbox:
         faults: Faults | None = None,
         rng: random.Random | None = None,
         service: tuple[rsa.RSAPrivateKey, x509.Certificate] | None = None,
+        zki_hash: ZkiHash | None = None,
     ) -> None:
         self.ca = ca
+        # The ZKI hash of the environment the sandbox stands for, the same setting the
+        # profile reads (FISCOBRIDGE_CIS_ZKI_HASH): the ledger checks ZKIs with it.
+        self.zki_hash: ZkiHash = zki_hash or configured_zki_hash()
         # The service signs its answers with its own certificate ("fiskalcis", spec
         # §2.1.5), never with the CA's key: clients pin it. `service` is the persisted
         # one (sandbox.cis.ca.load_or_create_service); without it one is issued now.
@@ -161,6 +175,19 @@ class CisSandbox:
         self.stats.count("change_ok")
         return 200, self.signer.change_answer(change.invoice.message_id, now)
 
+    def _zki_witness(self, invoice: AcceptedInvoice) -> Callable[[], str]:
+        """Checks the invoice's ZKI when the ledger is read, off the answer's path (an
+        RSA signature per invoice would slow the sandbox under load)."""
+        hash_name = self.zki_hash
+
+        def check() -> str:
+            key = self.ca.issued_key(invoice.signer) if invoice.signer is not None else None
+            if key is None:
+                return "unverifiable"
+            return "ok" if expected_zki(key, invoice, hash_name) == invoice.zki else "mismatch"
+
+        return check
+
     async def _racuni(self, request: etree._Element, faults: Faults) -> tuple[int, bytes]:
         now = utcnow()
         try:
@@ -176,7 +203,7 @@ class CisSandbox:
                 invoice.message_id, now, errors=[("s006", MESSAGES["s006"])]
             )
         jir = str(uuid.uuid4())
-        self.ledger.record(invoice, jir, now)
+        self.ledger.record(invoice, jir, now, self._zki_witness(invoice))
         answer = self.signer.racun_answer(invoice.message_id, now, jir=jir)
         if roll(self.rng, faults.lost_answer):
             self.stats.count("lost_answer")

@@ -29,6 +29,9 @@ CERT_FILE = "ca.cert.pem"
 # that `fiscobridge dev` and the tests can hand it to the reporter as its trust setting.
 SERVICE_KEY_FILE = "fiskalcis.key.pem"
 SERVICE_CERT_FILE = "fiskalcis.cert.pem"
+# Keys of the fiscal certificates the CA issued, by serial, so the sandbox can check
+# ZKIs (see `TestCA.issued_key`); test certificates only, like the PFX files themselves.
+ISSUED_DIR = "issued"
 # A persisted service certificate this close to its end is issued anew.
 _SERVICE_RENEW_BEFORE = timedelta(days=30)
 DEFAULT_COMPANY = "Sandbox Demo d.o.o."
@@ -52,9 +55,16 @@ class TestCA:
     # Not a pytest test class, despite the name.
     __test__ = False
 
-    def __init__(self, private_key: rsa.RSAPrivateKey, certificate: x509.Certificate) -> None:
+    def __init__(
+        self,
+        private_key: rsa.RSAPrivateKey,
+        certificate: x509.Certificate,
+        directory: Path | None = None,
+    ) -> None:
         self.private_key = private_key
         self.certificate = certificate
+        self.directory = directory
+        self._issued: dict[int, rsa.RSAPrivateKey] = {}
 
     @classmethod
     def create(cls, name: str = "FiscoBridge Sandbox DEMO CA") -> TestCA:
@@ -108,10 +118,12 @@ class TestCA:
             fcntl.flock(lock, fcntl.LOCK_EX)
             key_path, cert_path = directory / KEY_FILE, directory / CERT_FILE
             if key_path.exists() and cert_path.exists():
-                return cls._load(key_path, cert_path)
-            ca = cls.create()
-            _write_private(key_path, ca.key_pem())
-            cert_path.write_bytes(ca.cert_pem())
+                ca = cls._load(key_path, cert_path)
+            else:
+                ca = cls.create()
+                _write_private(key_path, ca.key_pem())
+                cert_path.write_bytes(ca.cert_pem())
+            ca.directory = directory
             return ca
 
     @classmethod
@@ -211,6 +223,7 @@ class TestCA:
             not_after or default_end,
             [ExtendedKeyUsageOID.CLIENT_AUTH],
         )
+        self._remember(certificate.serial_number, key)
         return pkcs12.serialize_key_and_certificates(
             name=cn.lower().replace(" ", "").encode(),
             key=key,
@@ -218,6 +231,36 @@ class TestCA:
             cas=[self.certificate],
             encryption_algorithm=serialization.BestAvailableEncryption(password.encode()),
         )
+
+    def _remember(self, serial: int, key: rsa.RSAPrivateKey) -> None:
+        self._issued[serial] = key
+        if self.directory is not None:
+            issued = self.directory / ISSUED_DIR
+            issued.mkdir(exist_ok=True)
+            _write_private(
+                issued / f"{serial:x}.key.pem",
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                ),
+            )
+
+    def issued_key(self, certificate: x509.Certificate) -> rsa.RSAPrivateKey | None:
+        """The private key of a fiscal certificate this CA issued (this object, or any
+        process sharing its directory), if known. The real CIS never has it, and so
+        cannot check a ZKI; the sandbox uses it only to witness ZKIs in its ledger."""
+        serial = certificate.serial_number
+        key = self._issued.get(serial)
+        if key is None and self.directory is not None:
+            path = self.directory / ISSUED_DIR / f"{serial:x}.key.pem"
+            if path.exists():
+                loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+                if isinstance(loaded, rsa.RSAPrivateKey):
+                    key = self._issued[serial] = loaded
+        if key is None or key.public_key() != certificate.public_key():
+            return None
+        return key
 
     def issue_service_cert(
         self, cn: str = "fiskalcistest"

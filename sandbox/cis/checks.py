@@ -10,13 +10,16 @@ the 2026 restrictive rules (s013, `restrictive_errors`).
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import signxml
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
 from fiscal.hr_cis.certificate import oib_of
@@ -101,6 +104,8 @@ class AcceptedInvoice:
     payment: str = ""
     operator_oib: str = ""
     buyer_oib: str | None = None
+    # The certificate that signed the request: not part of the ledger's record.
+    signer: x509.Certificate | None = field(default=None, compare=False, repr=False)
 
     def fiscalized_data(self) -> tuple[str | None, ...]:
         """What a data change must repeat exactly as fiscalized (s012).
@@ -135,6 +140,28 @@ class RequestedChange:
     invoice: AcceptedInvoice
     payment: str
     buyer_oib: str
+
+
+_ZKI_HASHES = {"sha1": hashes.SHA1(), "sha256": hashes.SHA256()}
+
+
+def expected_zki(key: rsa.RSAPrivateKey, invoice: AcceptedInvoice, hash_name: str) -> str:
+    """The ZKI the spec's steps (§12) give for the invoice as received: OIB, DatVrijeme
+    with a space for the T, BrOznRac, OznPosPr, OznNapUr, IznosUkupno, concatenated,
+    UTF-8, signed RSA PKCS#1 v1.5 with `hash_name` (v2.6: SHA-1; v2.7 implementations:
+    SHA-256, *uncertain*), MD5 of the signature in lowercase hex.
+
+    Written here from the spec, not taken from fiscal/, so that it witnesses it."""
+    text = (
+        invoice.oib
+        + invoice.issued_at.replace("T", " ")
+        + invoice.br_ozn_rac
+        + invoice.ozn_pos_pr
+        + invoice.ozn_nap_ur
+        + invoice.total
+    )
+    signature = key.sign(text.encode("utf-8"), padding.PKCS1v15(), _ZKI_HASHES[hash_name])
+    return hashlib.md5(signature, usedforsecurity=False).hexdigest()
 
 
 def restrictive_errors(payment: str, buyer_oib: str | None) -> str | None:
@@ -239,5 +266,6 @@ class RequestChecks:
             payment=_child_text(racun, "NacinPlac"),
             operator_oib=_child_text(racun, "OibOper"),
             buyer_oib=_child_text(racun, "OibPrimateljaRacuna") or None,
+            signer=certificate,
         )
         return invoice, racun

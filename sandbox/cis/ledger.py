@@ -4,6 +4,11 @@ An invoice is identified as the CIS identifies it: OIB plus the invoice number
 BrOznRac/OznPosPr/OznNapUr. The CIS does not deduplicate, and neither does the
 ledger: a second delivery is a second entry, counted in `duplicates`.
 
+Each entry's `zki_check` says whether its ZKI is the one the spec's steps give with
+the sandbox's ZKI hash: "ok", "mismatch", or "unverifiable" (the sandbox does not
+hold the key). The real CIS cannot check a ZKI and never refuses one, so neither does
+the sandbox: the check is a witness for tests, made when the ledger is read.
+
 It also holds the numbering rule (hr-fiscal-record.md, The invoice number):
 BrOznRac runs from 1 each calendar year without gaps, per business premises
 (OznSlijed P) or per premises and device (N), for each OIB; the year is that of
@@ -15,7 +20,8 @@ from redeliveries (the same invoice, same ZKI, delivered again).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -47,18 +53,31 @@ class Ledger:
         self._sequences: defaultdict[SequenceKey, defaultdict[int, list[str]]] = defaultdict(
             lambda: defaultdict(list)
         )
+        self._zki_checks: dict[int, Callable[[], str]] = {}
         self.duplicates = 0
 
-    def record(self, invoice: AcceptedInvoice, jir: str, received_at: datetime) -> None:
+    def record(
+        self,
+        invoice: AcceptedInvoice,
+        jir: str,
+        received_at: datetime,
+        zki_check: Callable[[], str] | None = None,
+    ) -> None:
         key = _number_key(invoice)
         if key in self._seen:
             self.duplicates += 1
         self._seen.add(key)
-        entry = asdict(invoice)
+        entry: dict[str, Any] = {
+            f.name: getattr(invoice, f.name) for f in fields(invoice) if f.name != "signer"
+        }
         entry["invoice_number"] = "/".join(key[1:])
         entry["jir"] = jir
         entry["received_at"] = received_at.isoformat()
         self._entries.append(entry)
+        if zki_check is not None:
+            self._zki_checks[id(entry)] = zki_check
+        else:
+            entry["zki_check"] = "unverifiable"
         self._fiscalized.setdefault(key, invoice)
         self._by_number.setdefault(key, entry)
         self._sequences[sequence_key(invoice)][int(invoice.br_ozn_rac)].append(invoice.zki)
@@ -79,6 +98,10 @@ class Ledger:
         )
 
     def entries(self) -> list[dict[str, Any]]:
+        for entry in self._entries:
+            check = self._zki_checks.pop(id(entry), None)
+            if check is not None:
+                entry["zki_check"] = check()
         return list(self._entries)
 
     def sequences(self) -> list[dict[str, Any]]:
@@ -115,6 +138,7 @@ class Ledger:
         self._fiscalized.clear()
         self._by_number.clear()
         self._sequences.clear()
+        self._zki_checks.clear()
         self.duplicates = 0
 
 

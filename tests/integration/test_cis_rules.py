@@ -119,7 +119,9 @@ def edited(
     """The RacunZahtjev with Racun fields changed (None removes one, a new one goes
     after NakDost's siblings as the schema orders it), signed again."""
     root = etree.fromstring(document)
-    root.remove(root.find(SIGNATURE))
+    signature = root.find(SIGNATURE)
+    assert signature is not None
+    root.remove(signature)
     racun = root.find(f"{TNS}Racun")
     assert racun is not None
     for name, value in fields.items():
@@ -157,7 +159,7 @@ def change_request(
     payment: str,
     buyer_oib: str = "",
     sha1: bool = False,
-    **racun_fields: str,
+    racun_fields: dict[str, str] | None = None,
 ) -> tuple[str, bytes]:
     """A PromijeniPodatkeRacunaZahtjev built the way the spec describes it (§2.1.5):
     the invoice's data as sent in its RacunZahtjev, then PromijenjeniNacinPlac and
@@ -171,7 +173,7 @@ def change_request(
     etree.SubElement(header, f"{TNS}DatumVrijeme").text = cis_datetime(datetime.now(UTC))
     racun = copy.deepcopy(original.find(f"{TNS}Racun"))
     assert racun is not None
-    for name, value in racun_fields.items():
+    for name, value in (racun_fields or {}).items():
         found = racun.find(f"{TNS}{name}")
         assert found is not None, name
         found.text = value
@@ -320,7 +322,7 @@ def test_s012_when_the_change_is_not_of_the_fiscalized_invoice(
                       payment=PaymentMethod.CASH)
     if difference != "never fiscalized":
         assert racuni(http, cis, fiscalized).status_code == 200
-    racun_fields = {
+    racun_fields: dict[str, str] = {
         "never fiscalized": {},
         "another total": {"IznosUkupno": "1.00"},
         "another ZKI": {"ZastKod": "0" * 32},
@@ -328,7 +330,7 @@ def test_s012_when_the_change_is_not_of_the_fiscalized_invoice(
     }[difference]
 
     status, answer = change(http, cis, verifier, change_request(
-        fiscalized, demo_certificate, payment="K", **racun_fields))
+        fiscalized, demo_certificate, payment="K", racun_fields=racun_fields))
 
     assert status == 500
     assert [code for code, _ in answer.errors] == ["s012"]

@@ -79,9 +79,8 @@ def test_subject_and_issuer_under_the_ca_verify_the_cis_answer(
 def test_the_same_names_from_another_ca_are_refused(fiskalcis: Keyed, test_ca: TestCA) -> None:
     # A look-alike CA with the same name issues a certificate with the same subject:
     # only the chain tells them apart.
-    impostor = TestCA.create(
-        test_ca.certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
-    ).issue_service_cert()
+    (common_name,) = test_ca.certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    impostor = TestCA.create(str(common_name.value)).issue_service_cert()
     assert (impostor[1].subject, impostor[1].issuer) == (fiskalcis[1].subject, fiskalcis[1].issuer)
     verifier = AnswerVerifier(by_name(fiskalcis[1], [test_ca.certificate]))
     with pytest.raises(AnswerInvalid, match=r"not signed by the CIS.*not trusted"):
