@@ -24,6 +24,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("run", "run"),
     ("dev", "dev"),
     ("demo", "demo"),
+    ("preview", "preview"),
 )
 
 
