@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -73,15 +72,9 @@ class ProcessedPrefix:
         self._parts.setdefault(tp, _Partition()).order.append(offset)
 
     def processed(self, tp: TopicPartition, offset: int) -> None:
-        part = self._parts.get(tp)
-        if part is None:  # partition forgotten meanwhile; its new owner redoes the record
-            return
+        part = self._parts[tp]  # a record is read before it is processed
         part.finished.add(offset)
         part.advance()
-
-    def in_flight(self, tps: Iterable[TopicPartition] | None = None) -> int:
-        keys = list(self._parts) if tps is None else [tp for tp in tps if tp in self._parts]
-        return sum(len(self._parts[tp].order) for tp in keys)
 
     def committable(self) -> dict[TopicPartition, int]:
         """Offsets to commit (the next offset to read) that moved since the last commit."""
@@ -93,11 +86,6 @@ class ProcessedPrefix:
 
     def committed(self, offsets: dict[TopicPartition, int]) -> None:
         self._committed.update(offsets)
-
-    def forget(self, tps: Iterable[TopicPartition]) -> None:
-        for tp in tps:
-            self._parts.pop(tp, None)
-            self._committed.pop(tp, None)
 
 
 class Committer(Protocol):

@@ -77,10 +77,6 @@ class RunConcurrently:
         self.next.close()
         await self.next.join(timeout)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
-
 
 class Batch:
     """Collects records and runs `work` on them together, once `size` are in hand or

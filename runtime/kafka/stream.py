@@ -6,21 +6,26 @@ say by reading what was already done since the last commit); records fetched mea
 wait until it is built. When the group takes partitions away, and when the loop stops,
 the chain is closed and joined: what is in hand is finished and committed before the
 partitions go. A loop that fails (its work raised, the database is down) stops without
-committing, so the records in hand are read again.
+committing, so the records in hand are read again; so does one whose factory fails for
+any reason but the broker's (then it prepares again).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 
 from runtime.kafka.commit import CommitOffsets, CommitPolicy
 from runtime.kafka.steps import Record, Step
+
+log = logging.getLogger("fiscobridge.kafka")
 
 StepFactory = Callable[[frozenset[TopicPartition], CommitOffsets], Awaitable[Step]]
 
@@ -53,6 +58,7 @@ class StreamConsumer:
         self._chain: _Chain | None = None
         self._ready = asyncio.Event()
         self._failed: BaseException | None = None
+        self._stopping = asyncio.Event()
 
     def subscribe(self, topics: Sequence[str]) -> None:
         self.consumer.subscribe(list(topics), listener=_Listener(self))
@@ -64,6 +70,7 @@ class StreamConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then finish and commit what is in hand."""
+        self._stopping = stop
         timeout_ms = int(self.poll_seconds * 1000)
         while not stop.is_set():
             self._raise_failure()
@@ -103,12 +110,21 @@ class StreamConsumer:
             raise failed
 
     async def _assigned(self, partitions: Collection[TopicPartition]) -> None:
-        try:
-            commit = CommitOffsets(self.consumer, self.policy)
-            first = await self.factory(frozenset(partitions), commit)
-            self._chain = _Chain(frozenset(partitions), first, commit)
-        except Exception as exc:  # aiokafka would only log it; the loop raises it
-            self._failed = exc
+        delay = 0.1
+        while not self._stopping.is_set():
+            try:
+                commit = CommitOffsets(self.consumer, self.policy)
+                first = await self.factory(frozenset(partitions), commit)
+                self._chain = _Chain(frozenset(partitions), first, commit)
+                break
+            except KafkaError as exc:  # the broker is away or moving: prepare again
+                log.warning("preparing assigned partitions failed; trying again",
+                            extra={"error": repr(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception as exc:  # aiokafka would only log it; the loop raises it
+                self._failed = exc
+                break
         self._ready.set()
 
     async def _revoked(self) -> None:
@@ -117,8 +133,10 @@ class StreamConsumer:
         if chain is not None:
             try:
                 await _finish(chain)
-            except Exception as exc:
-                self._failed = exc
+            except Exception:
+                # Nothing unfinished was committed: the partitions' next owner (this
+                # consumer too, from a new assignment) reads it again from the commit.
+                log.exception("finishing the records of revoked partitions failed")
 
 
 async def _finish(chain: _Chain) -> None:

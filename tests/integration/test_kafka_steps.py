@@ -271,3 +271,25 @@ async def test_a_rebalance_finishes_and_commits_what_is_in_hand_first(
     tps = [TopicPartition(topic, p) for p in range(4)]
     assert await committed(kafka_settings, group, tps) == dict.fromkeys(tps, 50)
 
+
+
+async def test_a_chain_that_cannot_be_built_stops_the_loop(
+    kafka_settings: KafkaSettings, make_topic: MakeTopic, group: str
+) -> None:
+    topic = await make_topic(partitions=1)
+    await produce(kafka_settings, topic, 1)
+
+    async def factory(partitions: frozenset[TopicPartition], commit: CommitOffsets) -> Step:
+        raise RuntimeError("no outcomes to look up")
+
+    consumer = clients.consumer(kafka_settings, group_id=group)
+    stream = StreamConsumer(consumer, factory, EVERY_BATCH)
+    stream.subscribe([topic])
+    await consumer.start()
+    try:
+        with pytest.raises(RuntimeError, match="no outcomes"):
+            await asyncio.wait_for(stream.run(asyncio.Event()), 30)
+    finally:
+        await consumer.stop()
+    tp = TopicPartition(topic, 0)
+    assert await committed(kafka_settings, group, [tp]) == {tp: None}

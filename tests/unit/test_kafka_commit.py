@@ -24,15 +24,6 @@ def test_only_the_processed_prefix_is_committable() -> None:
     assert prefix.committable() == {}
     prefix.processed(TP, 11)
     assert prefix.committable() == {TP: 15}
-    assert prefix.in_flight() == 0
-
-
-def test_a_forgotten_partition_ignores_late_finishes() -> None:
-    prefix = ProcessedPrefix()
-    prefix.read(TP, 0)
-    prefix.forget([TP])
-    prefix.processed(TP, 0)
-    assert prefix.committable() == {} and prefix.in_flight() == 0
 
 
 def test_the_policy_is_due_at_whichever_bound_comes_first() -> None:
