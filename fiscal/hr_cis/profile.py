@@ -103,6 +103,8 @@ class HrCisProfile:
         """
         sent_at = _aware(now) if now is not None else datetime.now(UTC)
         certificate.check(expected_oib=settings.oib, now=sent_at)
+        # A foreign-currency invoice is reported with its EUR figures (Zoho's bcy_*).
+        invoice = invoice.in_base_currency()
         _require_eur(invoice)
 
         # The number FiscoBridge assigned, never the accounting system's (hr-fiscal-record:
