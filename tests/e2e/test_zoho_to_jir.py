@@ -273,3 +273,53 @@ async def test_one_organization_is_fiscalized_by_one_integration_from_its_start(
     ledger = await zp.pipeline.ledger({first.oib, second.fiscal_settings["oib"]})
     reported = Counter(entry["oib"] for entry in ledger)
     assert reported == {first.oib: HISTORY, second.fiscal_settings["oib"]: 1}
+
+
+async def test_every_shape_zoho_sends_is_fiscalized_with_zohos_own_total(
+    zoho_pipeline: ZohoPipeline,
+) -> None:
+    """A tax-inclusive invoice, one with a 10 % discount before tax, one in USD and a
+    credit note for the discounted one, created in the Zoho sandbox and found by the
+    poller, reach CIS with Zoho's totals: in EUR (the USD one from its bcy_total) and
+    negative for the credit note (a storno)."""
+    zp = zoho_pipeline
+    made, grant = await zp.integration()
+    org = grant.organization_id
+    lines = [
+        {"name": "Pizza", "rate": "12.50", "quantity": "2", "tax_percentage": "25"},
+        {"name": "Sok", "rate": "3.20", "quantity": "3", "tax_percentage": "13"},
+    ]
+    watcher = StatusWatcher(zp.pipeline.kafka)
+    await watcher.start(since_ms=int(time.time() * 1000) - 1000)
+    try:
+        inclusive = await zp.zoho.create_invoice(org, line_items=lines, is_inclusive_tax=True)
+        discounted = await zp.zoho.create_invoice(
+            org, line_items=lines, discount="10%", is_discount_before_tax=True
+        )
+        usd = await zp.zoho.create_invoice(
+            org, line_items=lines, currency_code="USD", exchange_rate="0.92"
+        )
+        note = await zp.zoho.create_credit_note(
+            org,
+            line_items=lines[:1],
+            invoices_credited=[{"invoice_id": discounted["invoice_id"], "amount": "31.25"}],
+        )
+        keys = {(made.uid, d["invoice_id"]) for d in (inclusive, discounted, usd)}
+        keys.add((made.uid, note["creditnote_id"]))
+        assert await watcher.wait_for(keys, timeout=120) == set()
+    finally:
+        await watcher.stop()
+
+    counts = fiscalized(watcher.outcomes.all, made.uid)
+    assert set(counts) == {k[1] for k in keys}, [
+        (s.invoice.number, s.state, s.reason_code) for s in watcher.outcomes.all
+        if s.integration_uid == made.uid
+    ]
+    # Zoho's own figures: 34.60 gross with VAT inside; 34.60 less 3.46 plus 6.75 VAT;
+    # 42.10 USD at 0.92; 25.00 plus 6.25 VAT credited.
+    totals = (inclusive["total"], discounted["total"], usd["bcy_total"], note["total"])
+    assert totals == (34.6, 37.89, 38.73, 31.25)
+    ledger = await zp.pipeline.ledger({made.oib})
+    assert sorted(entry["total"] for entry in ledger) == sorted(
+        ["34.60", "37.89", "38.73", "-31.25"]
+    )
