@@ -17,6 +17,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("sandbox", "sandbox"),
     ("cert", "cert"),
     ("integrations", "integrations"),
+    ("accounts", "accounts"),
     ("secrets", "secrets"),
     ("state", "rebuild_state"),
     ("schemas", "schemas"),

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     ForeignKey,
@@ -53,6 +54,7 @@ TIERS = ("trial", "starter", "growth", "scale")
 INVOICE_STATES = (
     "fiscalized", "rejected", "blocked", "duplicate", "retrying", "failed", "skipped",
 )
+DOCUMENT_KINDS = ("invoice", "credit_note")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -105,6 +107,13 @@ class Integration(Base):
     zoho_accounts_server: Mapped[str | None] = mapped_column(String(200))
     zoho_api_domain: Mapped[str | None] = mapped_column(String(200))
     webhook_secret: Mapped[bytes] = mapped_column(LargeBinary)
+    # After a rotation the previous secret keeps verifying webhooks until the instant
+    # below (a grace period), so Zoho's rule can be updated without losing invoices.
+    previous_webhook_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    previous_webhook_secret_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The secret is shown in full once; afterwards only masked, or revealed with the
+    # password. NULL: not shown yet.
+    webhook_secret_shown_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # The organization this integration holds, from choosing it until removal (NULL
     # then): an inactive integration keeps it, and Reconnect is how it comes back.
     zoho_organization_claim: Mapped[str | None] = mapped_column(String(64))
@@ -173,7 +182,19 @@ class PollState(Base):
 
 class JournalEntry(Base):
     __tablename__ = "fiscal_journal"
-    __table_args__ = (CheckConstraint(_in("state", INVOICE_STATES), name="state"),)
+    __table_args__ = (
+        CheckConstraint(_in("state", INVOICE_STATES), name="state"),
+        CheckConstraint(_in("kind", DOCUMENT_KINDS), name="kind"),
+        # The portal's invoice lists: one integration's rows in issue order (keyset pages,
+        # the date range), narrowed by state, sorted by fiscal number, found by invoice
+        # number or customer prefix. Every list query is one range scan of one of these.
+        Index("ix_fiscal_journal_issued", "integration_uid", "issued_at", "source_invoice_id"),
+        Index("ix_fiscal_journal_state_issued", "integration_uid", "state", "issued_at",
+              "source_invoice_id"),
+        Index("ix_fiscal_journal_fiscal", "integration_uid", "fiscal_seq", "source_invoice_id"),
+        Index("ix_fiscal_journal_number", "integration_uid", "invoice_number"),
+        Index("ix_fiscal_journal_customer", "integration_uid", "customer_key"),
+    )
 
     integration_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
     source_invoice_id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -183,6 +204,7 @@ class JournalEntry(Base):
     reason_code: Mapped[str] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(Text)
     protection_code: Mapped[str | None] = mapped_column(String(64))
+    fiscal_number: Mapped[str | None] = mapped_column(String(64))  # as printed: 57/POSL1/1
     receipt_id: Mapped[str | None] = mapped_column(String(64))
     message_id: Mapped[str | None] = mapped_column(String(64))
     signed_request: Mapped[str | None] = mapped_column(Text)
@@ -194,6 +216,38 @@ class JournalEntry(Base):
     # the event whose state is shown (not necessarily the last one delivered)
     last_event_id: Mapped[str] = mapped_column(String(128))
     last_occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # What a person finds the invoice by. `issued_at` is the moment of issue; for rows
+    # whose events did not carry one, when the journal first saw the invoice.
+    kind: Mapped[str] = mapped_column(String(16), server_default="invoice")
+    customer: Mapped[str | None] = mapped_column(String(200))
+    # Casefolded, for "starts with": compared bytewise (on PostgreSQL the "C" collation,
+    # so a prefix is one index range whatever the database's locale).
+    customer_key: Mapped[str | None] = mapped_column(
+        String(200).with_variant(String(200, collation="C"), "postgresql")
+    )
+    # Integer euro cents: exact on both databases (the QR code's `izn` is cents too).
+    total_cents: Mapped[int | None] = mapped_column(BigInteger)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    fiscal_seq: Mapped[int | None] = mapped_column(Integer)  # the 57 of 57/POSL1/1
+
+
+class JournalEvent(Base):
+    """Every status an invoice went through (the journal row holds only the latest)."""
+
+    __tablename__ = "journal_events"
+    __table_args__ = (
+        Index("ix_journal_events_invoice", "integration_uid", "source_invoice_id",
+              "occurred_at"),
+    )
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    integration_uid: Mapped[str] = mapped_column(String(64))
+    source_invoice_id: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16))
+    reason_code: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class LicenseUsage(Base):
@@ -231,7 +285,7 @@ def secret_context(row: Base, column: str) -> str:
 
 
 ENCRYPTED: tuple[tuple[type[Base], tuple[str, ...]], ...] = (
-    (Integration, ("webhook_secret",)),
+    (Integration, ("webhook_secret", "previous_webhook_secret")),
     (Certificate, ("pfx", "password")),
     (OAuthToken, ("refresh_token", "access_token")),
 )

@@ -15,6 +15,8 @@ Rules, so that replays, duplicates and late deliveries all converge on one state
   token_invalid/deactivated -> inactive, removed -> removed. The latest event wins,
   except that removed is final. Other kinds (certificate, settings) leave status alone;
   tier follows the latest event that carries one.
+- History: every status event applied (not a duplicate id) is kept in `journal_events`,
+  whatever its rank; the journal row shows only the winner.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -33,6 +36,7 @@ from sqlalchemy import (
     Table,
     TextClause,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -52,6 +56,7 @@ from runtime.store.models import (
     Integration,
     IntegrationStatus,
     JournalEntry,
+    JournalEvent,
     LicenseUsage,
     ProcessedEvent,
 )
@@ -89,6 +94,19 @@ class Outcome(StrEnum):
 
 def license_month(at: datetime) -> str:
     return at.astimezone(LICENSE_TIMEZONE).strftime("%Y-%m")
+
+
+def cents(amount: Decimal) -> int:
+    """Euro cents of an amount (half away from zero, as CIS rounds to the cent)."""
+    return int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def fiscal_seq(fiscal_number: str | None) -> int | None:
+    """The sequence number of a printed fiscal number (57 of 57/POSL1/1)."""
+    if not fiscal_number:
+        return None
+    head = fiscal_number.split("/", 1)[0]
+    return int(head) if head.isdigit() else None
 
 
 async def apply(session: AsyncSession, event: Event) -> Outcome:
@@ -200,10 +218,17 @@ class _Entry:
     reason_code: str = ""
     message: str = ""
     protection_code: str | None = None
+    fiscal_number: str | None = None
     receipt_id: str | None = None
     message_id: str | None = None
     signed_request: str | None = None
     signed_answer: str | None = None
+    kind: str = "invoice"
+    customer: str | None = None
+    customer_key: str | None = None
+    total_cents: int | None = None
+    issued_at: datetime | None = None  # None: what the row holds (or first seen, new rows)
+    fiscal_seq: int | None = None
     took_state: bool = False
     seen_changed: bool = False
 
@@ -235,9 +260,19 @@ class _Entry:
         # Evidence from an earlier attempt stays when the winning event does not repeat it.
         self.receipt_id = event.receipt_id or self.receipt_id
         self.protection_code = event.protection_code or self.protection_code
+        self.fiscal_number = event.fiscal_number or self.fiscal_number
         self.message_id = event.message_id or self.message_id
         self.signed_request = event.signed_request or self.signed_request
         self.signed_answer = event.signed_answer or self.signed_answer
+        ref = event.invoice
+        self.kind = ref.kind.value
+        if ref.customer:
+            self.customer = ref.customer[:200]
+            self.customer_key = ref.customer.casefold()[:200]
+        if ref.total is not None:
+            self.total_cents = cents(ref.total)
+        self.issued_at = ref.issued_at or self.issued_at
+        self.fiscal_seq = fiscal_seq(event.fiscal_number) or self.fiscal_seq
         self.fiscalized_at = event.occurred_at if event.state is InvoiceState.FISCALIZED else None
         self.last_event_id = event.event_id
         self.last_occurred_at = event.occurred_at
@@ -264,6 +299,7 @@ class _Entry:
             "reason_code": self.reason_code,
             "message": self.message,
             "protection_code": self.protection_code,
+            "fiscal_number": self.fiscal_number,
             "receipt_id": self.receipt_id,
             "message_id": self.message_id,
             "signed_request": self.signed_request,
@@ -274,7 +310,19 @@ class _Entry:
             "fiscalized_at": self.fiscalized_at,
             "last_event_id": self.last_event_id,
             "last_occurred_at": self.last_occurred_at,
+            "kind": self.kind,
+            "customer": self.customer,
+            "customer_key": self.customer_key,
+            "total_cents": self.total_cents,
+            "issued_at": self.issued_at,
+            "fiscal_seq": self.fiscal_seq,
         }
+
+    def new_row(self) -> dict[str, Any]:
+        row = self.row()
+        if row["issued_at"] is None:
+            row["issued_at"] = self.first_seen_at
+        return row
 
     def seen_params(self) -> dict[str, Any]:
         return {
@@ -330,7 +378,7 @@ def _project_statuses(
     seen: list[dict[str, Any]] = []
     for _, entry in sorted(entries.items()):
         if not entry.stored:
-            inserts.append(entry.row())
+            inserts.append(entry.new_row())
         elif entry.took_state:
             taken.append(entry.state_params())
         elif entry.seen_changed:
@@ -341,6 +389,19 @@ def _project_statuses(
         connection.execute(sql.take_state, taken)
     if seen:
         connection.execute(sql.see, seen)
+    connection.execute(sql.insert_history, [
+        {
+            "event_id": event.event_id,
+            "integration_uid": event.integration_uid,
+            "source_invoice_id": event.invoice.source_id,
+            "state": event.state.value,
+            "reason_code": event.reason_code,
+            "message": event.message,
+            "attempt": event.attempt,
+            "occurred_at": event.occurred_at,
+        }
+        for _, event in statuses
+    ])
     counts = [
         {"integration_uid": uid, "month": month, "fiscalized": delta}
         for (uid, month), delta in sorted(usage.items())
@@ -482,7 +543,7 @@ def _status_wins(row: _Integration, status: IntegrationStatus, event: Integratio
 
 async def drop(session: AsyncSession) -> None:
     """Forget everything the events put in the store (before replaying them)."""
-    for model in (JournalEntry, LicenseUsage, ProcessedEvent):
+    for model in (JournalEntry, JournalEvent, LicenseUsage, ProcessedEvent):
         await session.execute(delete(model))
     await session.execute(
         update(Integration).values(
@@ -504,7 +565,13 @@ _USAGE = cast(Table, LicenseUsage.__table__)
 _PROCESSED = cast(Table, ProcessedEvent.__table__)
 _INTEGRATIONS = cast(Table, Integration.__table__)
 _JOURNAL_KEY = ("integration_uid", "source_invoice_id")
-_EVIDENCE = ("protection_code", "receipt_id", "message_id", "signed_request", "signed_answer")
+_EVIDENCE = (
+    "protection_code", "fiscal_number", "receipt_id", "message_id", "signed_request",
+    "signed_answer",
+    # What the invoice is found by: kept when a later winning event does not carry it.
+    "customer", "customer_key", "total_cents", "issued_at", "fiscal_seq",
+)
+_HISTORY = cast(Table, JournalEvent.__table__)
 
 
 @dataclass(frozen=True)
@@ -515,6 +582,7 @@ class _Sql:
     insert_entries: Insert
     take_state: Update
     see: Update
+    insert_history: Insert
     count_usage: TextClause
     integrations: Select[Any]
     update_integrations: Update
@@ -587,6 +655,14 @@ def _build(dialect: str) -> _Sql:
         for c in j.c
         if c.name not in _JOURNAL_KEY
     }
+    # A row whose events never carried the moment of issue shows when it was first seen,
+    # and follows `first_seen_at` when an earlier event arrives late (so the value does
+    # not depend on delivery order). A moment of issue equal to the old first sighting is
+    # taken for that stand-in.
+    issued_fallback = case(
+        (j.c.issued_at == j.c.first_seen_at, _param(j, "first_seen_at")), else_=j.c.issued_at
+    )
+    state_values["issued_at"] = func.coalesce(_param(j, "issued_at"), issued_fallback)
     return _Sql(
         claim=_claim_statement(dialect),
         claim_takes_arrays=dialect == "postgresql",
@@ -615,7 +691,9 @@ def _build(dialect: str) -> _Sql:
             attempts=_param(j, "attempts"),
             first_seen_at=_param(j, "first_seen_at"),
             last_seen_at=_param(j, "last_seen_at"),
+            issued_at=issued_fallback,
         ),
+        insert_history=_HISTORY.insert(),
         count_usage=_COUNT_USAGE,
         integrations=select(
             i.c.uid,

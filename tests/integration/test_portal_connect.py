@@ -461,6 +461,9 @@ async def test_an_organization_held_by_an_active_integration_cannot_be_connected
     owner = env.browser()
     await owner.signup("holder@firma.example")
     holder = await owner.connect(demo_pfx, demo_oib, user)
+    # A second connection in one account needs a plan above the trial's one connection.
+    await publish_and_apply(producer, env.store, IntegrationEvent(
+        integration_uid=holder, kind=IntegrationEventKind.TIER_CHANGED, tier="growth"))
 
     for browser, email, says in (
         (owner, None, f"your integration {holder} (active)"),

@@ -178,12 +178,14 @@ async def zoho_user_with_org(
     return user, orgs
 
 
-async def integration_events(kafka: KafkaSettings, uid: str) -> list[IntegrationEvent]:
-    """Every event on integrations.events for `uid`, read from the broker."""
+async def integration_events(
+    kafka: KafkaSettings, uid: str, *, topic: str = INTEGRATIONS_EVENTS.name
+) -> list[IntegrationEvent]:
+    """Every event on integrations.events (or `topic`) for `uid`, read from the broker."""
     consumer = clients.consumer(kafka, group_id=None)
     await consumer.start()
     try:
-        partitions = await clients.partitions_of(consumer, INTEGRATIONS_EVENTS.name)
+        partitions = await clients.partitions_of(consumer, topic)
         consumer.assign(partitions)
         end = await consumer.end_offsets(partitions)
         await consumer.seek_to_beginning(*partitions)

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from starlette.templating import Jinja2Templates
 
 from connectors.zoho.oauth import ZohoOAuth
+from runtime.licensing import TierSettings
 from runtime.ops import ReadinessCheck
 from runtime.store import IntegrationRecord, Store
 from schemas.events import IntegrationEvent
@@ -77,8 +78,11 @@ class Portal:
         monthly_limit: Callable[[str], int | None],
         ready: ReadinessCheck | None = None,
         clock: Callable[[], float] = time.time,
+        tiers: TierSettings | None = None,
     ) -> None:
         self.settings = settings
+        # Connections and poll intervals per tier (the limits come from `monthly_limit`).
+        self.tiers = tiers or TierSettings()
         self.store = store
         self.publish = publish
         self.http = http

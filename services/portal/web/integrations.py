@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
+from runtime.licensing import LABELS
 from runtime.store import IntegrationRecord, IntegrationStatus, InvalidInput
 from schemas.events import IntegrationEvent, IntegrationEventKind
 from services.portal.web import grants
@@ -24,6 +25,7 @@ from services.portal.web.context import (
     render,
     signed_in,
 )
+from services.portal.web.plans import PLANS_PATH, live, tier_of_account
 from services.portal.web.sessions import session_of
 from services.portal.web.upload import UploadRefused, check_upload
 from services.portal.web.zoho_connect import drop_choice, start_flow
@@ -74,9 +76,27 @@ def _form_page(
     )
 
 
+async def _tier_with_room(portal: Portal, account_id: str) -> str:
+    """The account's tier, for a new integration; refused when the tier's connections
+    are all in use (removed integrations do not count)."""
+    existing = await portal.store.integrations.find(account_id=account_id)
+    tier = tier_of_account(portal, existing)
+    allowed = portal.tiers.connections(tier)
+    if allowed is not None and len(live(existing)) >= allowed:
+        raise PageError(
+            403, "Connection limit reached",
+            f"The {LABELS.get(tier, tier)} plan includes {allowed} connection"
+            f"{'' if allowed == 1 else 's'} and this account has {len(live(existing))}. "
+            "Remove one, or upgrade the plan (see Plans). Nothing was created.",
+            next_url=PLANS_PATH, next_label="See the plans",
+        )
+    return tier
+
+
 @router.get("/integrations/new")
 async def new_integration_page(request: Request) -> Response:
-    signed_in(request)
+    account_id = signed_in(request)
+    await _tier_with_room(portal_of(request), account_id)
     return _form_page(request)
 
 
@@ -88,6 +108,7 @@ async def create_integration(request: Request) -> Response:
         raise PageError(503, "Zoho Books connection unavailable",
                         "This portal has no Zoho OAuth client configured, so a new integration "
                         "could not be connected. Nothing was created; ask the operator.")
+    tier = await _tier_with_room(portal, account_id)
     form = await request.form()
     values: dict[str, Any] = {name: str(form.get(name) or "").strip() for name in SETTINGS_FIELDS}
     values["in_vat_system"] = form.get("in_vat_system") == "on"
@@ -102,7 +123,7 @@ async def create_integration(request: Request) -> Response:
         return _form_page(request, 400, values, refused.problems)
     created = await portal.store.integrations.create(
         account_id=account_id, fiscal_settings=settings, pfx=pfx, password=password,
-        certificate=certificate, tier=portal.settings.default_tier,
+        certificate=certificate, tier=tier,
     )
     uid = created.record.uid
     log.info("integration created", extra={"integration_uid": uid})
