@@ -78,6 +78,7 @@ class SyncResult:
     rejected: list[Rejected] = field(default_factory=list)
     interrupted: ZohoError | None = None
     seen: frozenset[Key] = frozenset()  # pass to the next sync: the overlap is not re-fetched
+    list_calls: int = 0  # of api_calls, those that read lists (the rest: one per change)
 
     @property
     def complete(self) -> bool:
@@ -216,6 +217,7 @@ async def changed_invoices(
                 [], watermark, client.limiter.calls - calls_before, [], error, frozenset(seen)
             )
 
+    list_calls = client.limiter.calls - calls_before
     order = sorted(listing.changes.items(), key=lambda change: (change[1], change[0]))
     outcomes = await asyncio.gather(
         *(_fetch(client, key) for key, _ in order), return_exceptions=True
@@ -261,4 +263,5 @@ async def changed_invoices(
         rejected=rejected,
         interrupted=interrupted,
         seen=frozenset(k for k in done if horizon is None or k[1] >= horizon),
+        list_calls=list_calls,
     )

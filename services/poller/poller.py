@@ -218,12 +218,22 @@ class Poller:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
-        self.schedule.attempted(uid, self.clock(), not_before=retry_at)
+        self.schedule.attempted(uid, self.clock(), not_before=self._budgeted(target, retry_at))
         if report.deactivated:
             await self._let_go(uid)  # inactive now: nothing to poll until a reconnect
         else:
             await self._keep(target)
         return report
+
+    def _budgeted(self, target: Target, retry_at: datetime | None) -> datetime | None:
+        """The next poll no sooner than the organization's daily call budget allows
+        (connectors.zoho.budget: polling takes at most its share of the plan's cap)."""
+        if not self.settings.zoho_budget:
+            return retry_at
+        now = self.clock()
+        budget = self.sessions.limiter(target.organization_id).budget
+        stretched = now + budget.interval(self.settings.interval(target.tier), now)
+        return stretched if retry_at is None or stretched > retry_at else retry_at
 
     async def _poll_leased(self, target: Target) -> tuple[PollReport, datetime | None]:
         uid = target.uid
@@ -244,6 +254,9 @@ class Poller:
                 session.client, since, overlap=self.settings.overlap, seen=session.seen
             )
         calls = session.client.limiter.calls - calls_before
+        session.client.limiter.budget.record_poll(
+            result.list_calls, max(0, calls - result.list_calls), self.clock()
+        )
         self._publishing.add(uid)
         try:
             return await self._deliver(session, watermark, result, calls)

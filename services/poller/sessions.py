@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
+from connectors.zoho.budget import DailyBudget, plan_cap
 from connectors.zoho.client import ZohoBooksClient
 from connectors.zoho.errors import ZohoApiError
 from connectors.zoho.oauth import AccessTokenProvider, TokenSet, ZohoOAuth
@@ -98,6 +99,7 @@ class Sessions:
                 max_in_flight=s.zoho_max_in_flight,
                 throttle_backoff=s.zoho_throttle_backoff_seconds,
                 sleep=metrics.rate_limit_sleep,
+                budget=DailyBudget(share=s.zoho_poll_share),
             )
             self._limiters[organization_id] = limiter
         return limiter
@@ -181,6 +183,9 @@ class Sessions:
                 extra={"organization_id": organization_id},
             )
             return
+        budget = session.client.limiter.budget
+        if not budget.from_headers:  # the plan's cap until Zoho's headers state the limit
+            budget.cap = plan_cap(str(found.get("plan_name") or ""))
         try:
             session.client.limiter.day_tz = ZoneInfo(str(found.get("time_zone") or "UTC"))
         except (ZoneInfoNotFoundError, ValueError):

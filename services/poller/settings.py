@@ -55,6 +55,13 @@ class PollerSettings(BaseSettings):
         default=None, description="wait after a per-minute refusal (44); default: the window"
     )
     zoho_max_in_flight: int = Field(default=5, ge=1)
+    zoho_budget: bool = Field(
+        default=True,
+        description="stretch each organization's poll interval to fit its daily Zoho call cap",
+    )
+    zoho_poll_share: float = Field(
+        default=0.5, gt=0, le=1, description="share of the daily Zoho call cap polling may use"
+    )
     zoho_timeout_seconds: float = Field(default=30.0, gt=0)
 
     ops_host: str = "127.0.0.1"

@@ -71,6 +71,8 @@ async def zoho_pipeline(
         **stack.env,
         port_variable("poller"): str(stack.ports["poller"]),
         "FISCOBRIDGE_POLLER_INTERVAL_SCALE_SECONDS": "1",
+        # Polls every second to keep the test short; budgets are tested in integration.
+        "FISCOBRIDGE_POLLER_ZOHO_BUDGET": "false",
         "FISCOBRIDGE_POLLER_TICK_SECONDS": "0.2",
         **poller_env(zoho_sandbox, client),
     }

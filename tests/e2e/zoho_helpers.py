@@ -40,10 +40,13 @@ async def zoho_grant(
     dc: str = "com",
     limits: dict[str, Any] | None = None,
     scopes: tuple[str, ...] = DEFAULT_SCOPES,
+    organization: dict[str, Any] | None = None,
 ) -> ZohoGrant:
-    """A new user and organization in `dc`, and the user's consent, exchanged for tokens."""
+    """A new user and organization in `dc`, and the user's consent, exchanged for tokens.
+
+    `organization`: the sandbox organization's options (plan, inclusive_tax, ...)."""
     user = await zoho.user(dc)
-    org = await zoho.organization([user["email"]], limits=limits)
+    org = await zoho.organization([user["email"]], limits=limits, **(organization or {}))
     redirect = await zoho.authorize(client, user, scopes=scopes)
     tokens = await zoho.oauth(client).exchange_code(
         redirect["code"], redirect["accounts-server"]
@@ -91,7 +94,8 @@ def poller_settings(
     zoho: ZohoSandboxHandle, client: dict[str, Any], **overrides: Any
 ) -> PollerSettings:
     """Settings for an in-process poller on the sandbox: every tick polls again, and the
-    client-side rate limit is off (tests that want it set it, with the sandbox's)."""
+    client-side rate limit and the daily call budget are off (tests that want them set
+    them, with the sandbox's)."""
     fields: dict[str, Any] = {
         "zoho_client_id": client["client_id"],
         "zoho_client_secret": client["client_secret"],
@@ -99,6 +103,7 @@ def poller_settings(
         **{f"interval_{tier}_seconds": 0.001 for tier in ("trial", "starter", "growth", "scale")},
         "tick_seconds": 0.05,
         "lease_ttl_seconds": 30,
+        "zoho_budget": False,
         "zoho_per_minute": 1_000_000,
         **overrides,
     }
