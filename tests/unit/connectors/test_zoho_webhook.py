@@ -7,11 +7,13 @@ import hmac
 import json
 import string
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from connectors.zoho import webhook
+from connectors.zoho.mapping import MappingOptions
 from connectors.zoho.webhook import (
     PayloadInvalid,
     generate_webhook_secret,
@@ -19,6 +21,7 @@ from connectors.zoho.webhook import (
     signature_of,
     verify_signature,
 )
+from schemas.invoice import DocumentKind, PaymentMethod
 from tests.unit.connectors.test_zoho_mapping import zoho_invoice
 
 # RFC 4231, test case 2.
@@ -138,3 +141,20 @@ def test_generated_secrets_are_32_alphanumerics_and_unpredictable() -> None:
     assert len(secrets) == 50
     alphabet = set(string.ascii_letters + string.digits)
     assert all(len(s) == 32 and set(s) <= alphabet for s in secrets)
+
+
+def test_a_credit_notes_rule_delivers_a_storno() -> None:
+    fixture = Path(__file__).parents[2] / "fixtures" / "zoho" / "creditnote.json"
+    note = json.loads(fixture.read_text())["creditnote"]
+    invoice = parse_webhook(json.dumps({"creditnote": note}).encode())
+    assert invoice.kind is DocumentKind.CREDIT_NOTE and invoice.number == "CN-00003"
+    assert invoice.total == Decimal("-4.13")
+    assert [c.source_id for c in invoice.credited] == [note["invoices_credited"][0]["invoice_id"]]
+
+
+def test_the_integrations_mapping_options_apply_to_webhooks() -> None:
+    document = {"invoice": zoho_invoice(customer_custom_field_hash={"cf_oib": "12345678903"})}
+    options = MappingOptions(default_payment_method=PaymentMethod.CARD, buyer_tax_field="cf_oib")
+    invoice = parse_webhook(json.dumps(document).encode(), options=options)
+    assert invoice.payment_method is PaymentMethod.CARD
+    assert invoice.customer.tax_id_source == "invoice.custom_field:cf_oib"
