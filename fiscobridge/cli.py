@@ -26,6 +26,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("dev", "dev"),
     ("demo", "demo"),
     ("preview", "preview"),
+    ("replay", "replay"),
+    ("dlq", "dlq"),
 )
 
 

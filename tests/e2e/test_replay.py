@@ -1,0 +1,192 @@
+"""`fiscobridge replay` and `fiscobridge dlq`, run as an operator runs them, against the
+whole pipeline: replaying what was already fiscalized, twice, yields `duplicate`
+statuses and not one more report to CIS (the sandbox's ledger is the witness); dead
+letters keep the record's own headers, say why they failed, and go back when redriven."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+
+from runtime.kafka.clients import consumer as make_consumer
+from runtime.kafka.clients import partitions_of
+from runtime.kafka.clients import producer as make_producer
+from runtime.kafka.dlq import ERROR_MESSAGE, ERROR_TYPE, SOURCE
+from sandbox.load import StatusWatcher, drive
+from schemas.events import InvoiceState
+from schemas.topics import INVOICES_RECEIVED, INVOICES_SIGNED
+from tests.e2e.conftest import Pipeline
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
+
+REPLAY = "fiscobridge.replay"
+ORIGINAL_HEADERS = [("traceparent", b"00-4bf92f3577b34da6-00f067aa0ba902b7-01"),
+                    ("x-origin", b"e2e")]
+
+
+async def cli(pipeline: Pipeline, *args: str) -> str:
+    """Run `fiscobridge ARGS` in a process of its own, as an operator would; its stdout."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": pipeline.kafka.bootstrap_servers,
+           "FISCOBRIDGE_HOME": str(pipeline.stack.home), "COLUMNS": "160"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fiscobridge", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 300)
+    assert process.returncode == 0, (args, out.decode(), err.decode())
+    return out.decode()
+
+
+def _counts(output: str, section: str) -> dict[str, int]:
+    """The `name count` lines under `section:` in replay's summary."""
+    lines = output.splitlines()
+    start = lines.index(section) + 1
+    found = {}
+    for line in lines[start:]:
+        if not line.startswith("  "):
+            break
+        name, count = line.split()
+        found[name] = int(count)
+    return found
+
+
+async def _records(pipeline: Pipeline, topic: str, since: dict[TopicPartition, int],
+                   key: bytes, want: int, timeout: float = 60) -> list[ConsumerRecord]:
+    """Records of `topic` keyed `key` after the offsets `since`, until `want` are found."""
+    consumer = make_consumer(pipeline.kafka, group_id=None)
+    await consumer.start()
+    found: list[ConsumerRecord] = []
+    try:
+        consumer.assign(list(since))
+        for tp, offset in since.items():
+            consumer.seek(tp, offset)
+        deadline = time.monotonic() + timeout
+        while len(found) < want and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                found += [r for r in records if r.key == key]
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def _ends(pipeline: Pipeline, topic: str) -> dict[TopicPartition, int]:
+    consumer = make_consumer(pipeline.kafka, group_id=None)
+    await consumer.start()
+    try:
+        return await consumer.end_offsets(await partitions_of(consumer, topic))
+    finally:
+        await consumer.stop()
+
+
+async def test_replaying_a_thousand_fiscalized_invoices_twice_reports_none_again(
+    pipeline: Pipeline,
+) -> None:
+    made = [await pipeline.integration() for _ in range(2)]
+    uids = {m.uid for m in made}
+    since = datetime.now(UTC)
+    report = await drive(pipeline.kafka, pipeline.stack.ingest_url,
+                         [(m.uid, m.webhook_secret) for m in made], 1000, timeout=300)
+    assert report.states == {"fiscalized": 1000}, report.lines()
+    until = datetime.now(UTC)
+    invoices = {(s.integration_uid, s.invoice.source_id)
+                for s in report.statuses if s.integration_uid in uids}
+    assert len(invoices) == 1000
+    window = ["--from", since.isoformat(), "--to", until.isoformat()]
+
+    counted = await cli(pipeline, "replay", INVOICES_RECEIVED.name, *window, "--dry-run",
+                        "--no-progress")
+    by_integration = _counts(counted, "by integration:")
+    assert by_integration == {m.uid: 500 for m in made}, counted
+    assert _counts(counted, "by event type:") == {"InvoiceReceived": 1000}, counted
+    assert "dry run: nothing sent" in counted
+    one = await cli(pipeline, "replay", INVOICES_RECEIVED.name, *window, "--dry-run",
+                    "--integration", made[0].uid, "--no-progress")
+    assert _counts(one, "by integration:") == {made[0].uid: 500}, one
+
+    watcher = StatusWatcher(pipeline.kafka)
+    await watcher.start()
+    received_before = await _ends(pipeline, INVOICES_RECEIVED.name)
+    try:
+        started = time.monotonic()
+        first = await cli(pipeline, "replay", INVOICES_RECEIVED.name, *window)  # with its bar
+        second = await cli(pipeline, "replay", INVOICES_RECEIVED.name, *window, "--no-progress")
+        print(f"\nreplay x2 of 1000 invoices: {time.monotonic() - started:.1f} s for both runs")
+        assert "sent 1000" in first and "sent 1000" in second, (first, second)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            duplicates = [s for s in watcher.outcomes.all if s.integration_uid in uids
+                          and s.state is InvoiceState.DUPLICATE]
+            if len(duplicates) >= 2000:
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2)  # let any second signature or report show itself
+    finally:
+        await watcher.stop()
+    mine = [s for s in watcher.outcomes.all if s.integration_uid in uids]
+    states = Counter(s.state for s in mine)
+    assert states == {InvoiceState.DUPLICATE: 2000}, states  # nothing signed, nothing reported
+    assert Counter((s.integration_uid, s.invoice.source_id) for s in mine) == {
+        k: 2 for k in invoices}
+    ledger = await pipeline.ledger({m.oib for m in made})
+    keys = [(e["oib"], e["br_ozn_rac"]) for e in ledger]
+    assert len(keys) == 1000 and len(set(keys)) == 1000
+    # The replayed records kept their key (so their partition) and carry where they came from.
+    replayed = await _records(pipeline, INVOICES_RECEIVED.name, received_before,
+                              made[0].uid.encode(), 1000)
+    assert len(replayed) == 1000
+    assert all(dict(r.headers).get(REPLAY, b"").startswith(b"invoices.received/")
+               for r in replayed)
+
+
+async def test_dead_letters_keep_headers_say_why_and_go_back(pipeline: Pipeline) -> None:
+    made = await pipeline.integration()
+    key = made.uid.encode()
+    garbage = b"<invoice>not json</invoice>\xfe"
+    received_dlq = await _ends(pipeline, INVOICES_RECEIVED.dlq)
+    signed_dlq = await _ends(pipeline, INVOICES_SIGNED.dlq)
+    producer = make_producer(pipeline.kafka)
+    await producer.start()
+    try:
+        for topic in (INVOICES_RECEIVED.name, INVOICES_SIGNED.name):
+            await producer.send_and_wait(topic, garbage, key=key, headers=ORIGINAL_HEADERS)
+    finally:
+        await producer.stop()
+
+    # Both the fiscalizer (faust) and the reporter keep the record's own headers.
+    for topic, since in ((INVOICES_RECEIVED.dlq, received_dlq), (INVOICES_SIGNED.dlq, signed_dlq)):
+        (letter,) = await _records(pipeline, topic, since, key, 1)
+        assert letter.value == garbage
+        assert list(letter.headers)[:2] == ORIGINAL_HEADERS, (topic, letter.headers)
+        names = [k for k, _ in letter.headers]
+        assert names.count(ERROR_TYPE) == names.count(ERROR_MESSAGE) == names.count(SOURCE) == 1
+
+    shown = await cli(pipeline, "dlq", "show", INVOICES_RECEIVED.name, "--integration",
+                      made.uid, "--json")
+    (item,) = [json.loads(line) for line in shown.splitlines()]
+    assert item["integration"] == made.uid
+    assert item["error_type"] and item["error"] and item["source"].startswith("invoices.received/")
+    assert item["headers"] == {"traceparent": ORIGINAL_HEADERS[0][1].decode(), "x-origin": "e2e"}
+    listed = await cli(pipeline, "dlq", "list")
+    assert INVOICES_RECEIVED.dlq in listed and item["error_type"] in listed, listed
+
+    counted = await cli(pipeline, "dlq", "redrive", INVOICES_RECEIVED.name, "--integration",
+                        made.uid, "--dry-run", "--no-progress")
+    assert _counts(counted, "by integration:") == {made.uid: 1}, counted
+    assert _counts(counted, "by error (dead letters):") == {item["error_type"]: 1}, counted
+    # Back into its source: the fiscalizer reads it again, fails again, parks it again,
+    # still with only the record's own headers, one set of error headers, and the replay mark.
+    before = await _ends(pipeline, INVOICES_RECEIVED.dlq)
+    await cli(pipeline, "dlq", "redrive", INVOICES_RECEIVED.name, "--integration", made.uid,
+              "--no-progress")
+    (again,) = await _records(pipeline, INVOICES_RECEIVED.dlq, before, key, 1)
+    headers = list(again.headers)
+    assert headers[:2] == ORIGINAL_HEADERS, headers
+    assert [k for k, _ in headers][2:] == [REPLAY, ERROR_TYPE, ERROR_MESSAGE, SOURCE], headers
+    assert dict(headers)[REPLAY].startswith(f"{INVOICES_RECEIVED.dlq}/".encode())
