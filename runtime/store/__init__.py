@@ -12,6 +12,7 @@ from runtime.store.integrations import (
     CreatedIntegration,
     IntegrationRecord,
     OrganizationTaken,
+    WebhookSecrets,
 )
 from runtime.store.journal import JournalRecord
 from runtime.store.migrate import SchemaOutOfDate
@@ -35,4 +36,5 @@ __all__ = [
     "Outcome",
     "SchemaOutOfDate",
     "Store",
+    "WebhookSecrets",
 ]

@@ -12,11 +12,11 @@ import secrets
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, cast
 
 from pydantic import BaseModel
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from runtime.store.models import (
@@ -57,6 +57,20 @@ class CertificateFacts(Protocol):
     def not_before(self) -> datetime: ...
     @property
     def not_after(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class WebhookSecrets:
+    current: str = field(repr=False)
+    previous: str | None = field(repr=False)
+    previous_until: datetime | None
+    shown_at: datetime | None
+
+    def accepted(self, now: datetime) -> list[str]:
+        """The secrets a webhook may be signed with at `now`."""
+        if self.previous and self.previous_until is not None and now < self.previous_until:
+            return [self.current, self.previous]
+        return [self.current]
 
 
 @dataclass(frozen=True)
@@ -276,6 +290,47 @@ class Integrations(Repository):
             row = await self._require(session, uid)
             context = secret_context(row, "webhook_secret")
             return self._vault.decrypt(row.webhook_secret, context).decode()
+
+    async def webhook_secrets(self, uid: str) -> WebhookSecrets:
+        """The current secret and, until its grace period ends, the one before it."""
+        async with self._tx() as session:
+            row = await self._require(session, uid)
+            current = self._vault.decrypt(
+                row.webhook_secret, secret_context(row, "webhook_secret")).decode()
+            previous = None
+            if row.previous_webhook_secret is not None:
+                previous = self._vault.decrypt(
+                    row.previous_webhook_secret, secret_context(row, "previous_webhook_secret")
+                ).decode()
+            return WebhookSecrets(current, previous, row.previous_webhook_secret_until,
+                                  row.webhook_secret_shown_at)
+
+    async def rotate_webhook_secret(self, uid: str, *, grace: timedelta, now: datetime) -> str:
+        """A new secret; the current one stays accepted for `grace` (webhooks Zoho sends
+        before the owner pasted the new one). A secret still in its grace period from an
+        earlier rotation is dropped: only the secret being replaced is kept."""
+        secret = new_webhook_secret()
+        async with self._tx() as session:
+            row = await self._require(session, uid)
+            current = self._vault.decrypt(
+                row.webhook_secret, secret_context(row, "webhook_secret"))
+            row.previous_webhook_secret = self._vault.encrypt(
+                current, secret_context(row, "previous_webhook_secret"))
+            row.previous_webhook_secret_until = now + grace
+            row.webhook_secret = self._vault.encrypt(
+                secret.encode(), secret_context(row, "webhook_secret"))
+            row.webhook_secret_shown_at = None
+        return secret
+
+    async def claim_webhook_secret_showing(self, uid: str, *, now: datetime) -> bool:
+        """True once per secret: the caller may show it in full (it is masked after)."""
+        async with self._tx() as session:
+            result = await session.execute(
+                update(Integration)
+                .where(Integration.uid == uid, Integration.webhook_secret_shown_at.is_(None))
+                .values(webhook_secret_shown_at=now)
+            )
+            return bool(cast(CursorResult[Any], result).rowcount)
 
     async def certificate(self, uid: str) -> tuple[bytes, str]:
         """The current certificate: (PFX bytes, PFX password), decrypted."""

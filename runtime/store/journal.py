@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, func, select, tuple_, union_all
+from sqlalchemy import ColumnElement, and_, func, literal, select, tuple_, union_all
 from sqlalchemy.sql import Select
 
 from runtime.store.models import JournalEntry, JournalEvent, LicenseUsage
@@ -212,7 +212,8 @@ def _after(
         # A row value, not "key < k OR (key = k AND source < s)": PostgreSQL starts the
         # index scan at a row comparison, while the OR form is a filter that reads every
         # row before the cursor (a deep page would cost as much as an OFFSET).
-        pair, bound = tuple_(column, _J.source_invoice_id), tuple_(key, source)
+        pair = tuple_(column, _J.source_invoice_id)
+        bound = tuple_(literal(key, column.type), literal(source, _J.source_invoice_id.type))
         return pair > bound if forward else pair < bound
     if (uid > cursor_uid) == forward:
         return column >= key if forward else column <= key

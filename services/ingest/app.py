@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -24,7 +25,7 @@ from runtime.logging import log_context
 from runtime.metrics import INTEGRATION_INVOICES
 from runtime.ops import ReadinessCheck, routes
 from schemas.events import Channel, InvoiceReceived
-from services.ingest.directory import WebhookDirectory
+from services.ingest.directory import WebhookDirectory, WebhookTarget
 from services.ingest.settings import IngestSettings
 
 log = logging.getLogger("fiscobridge.ingest")
@@ -43,6 +44,12 @@ INTEGRATION_INVOICES.declare("received")
 
 Publish = Callable[[bytes, bytes], Awaitable[Any]]
 SIGNATURE_HEADER = "X-Zoho-Webhook-Signature"
+
+
+def _signed(target: WebhookTarget, body: bytes, header: str, params: dict[str, str]) -> bool:
+    """Signed with the current secret, or the previous one within its grace period."""
+    return any(verify_signature(secret, body, header, params)
+               for secret in target.secrets(datetime.now(UTC)))
 
 
 def _refuse(status: int, error: str, detail: str) -> JSONResponse:
@@ -97,7 +104,13 @@ def create_app(
                                f"the {SIGNATURE_HEADER} header is required; enable "
                                "'I want to secure this webhook' with the integration's secret")
             params = dict(request.query_params)
-            if not verify_signature(target.secret.get_secret_value(), body, header, params):
+            signed = _signed(target, body, header, params)
+            if not signed:
+                # Perhaps the secret was rotated since the target was cached.
+                fresh = await directory.recheck(integration_uid)
+                signed = fresh is not None and fresh.status != "removed" and _signed(
+                    fresh, body, header, params)
+            if not signed:
                 log.warning("webhook signature mismatch")
                 return _refuse(401, "bad_signature",
                                "the signature does not match the body and the integration's "

@@ -5,8 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pydantic import SecretStr
+
+# After a signature mismatch the target is read again at most this often: a rotated
+# secret works at once instead of after the cache's TTL, and forged webhooks cannot turn
+# into a database read each.
+RECHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -14,6 +20,17 @@ class WebhookTarget:
     uid: str
     status: str
     secret: SecretStr = field(repr=False)
+    # The secret before the last rotation, accepted until `previous_until` (a grace
+    # period for the owner to paste the new one into Zoho Books).
+    previous: SecretStr | None = field(default=None, repr=False)
+    previous_until: datetime | None = None
+
+    def secrets(self, now: datetime) -> list[str]:
+        accepted = [self.secret.get_secret_value()]
+        if self.previous is not None and self.previous_until is not None \
+                and now < self.previous_until:
+            accepted.append(self.previous.get_secret_value())
+        return accepted
 
 
 Loader = Callable[[str], Awaitable[WebhookTarget | None]]
@@ -36,3 +53,12 @@ class WebhookDirectory:
         target = await self._load(uid)
         self._cache[uid] = (now, target)
         return target
+
+    async def recheck(self, uid: str) -> WebhookTarget | None:
+        """The target read again, unless the cached one is fresher than RECHECK_SECONDS
+        (then None: nothing new to try)."""
+        hit = self._cache.get(uid)
+        if hit is not None and time.monotonic() - hit[0] < RECHECK_SECONDS:
+            return None
+        self._cache.pop(uid, None)
+        return await self.get(uid)

@@ -16,10 +16,27 @@ from runtime.store.store import Store
 from runtime.vault import Vault
 from schemas.topics import INVOICES_RECEIVED
 from services.ingest.app import create_app
-from services.ingest.directory import WebhookDirectory, WebhookTarget
+from services.ingest.directory import Loader, WebhookDirectory, WebhookTarget
 from services.ingest.settings import IngestSettings
 
 log = logging.getLogger("fiscobridge.ingest")
+
+
+def store_loader(store: Store) -> Loader:
+    """An integration's status and webhook secrets (the previous one too, in its grace
+    period after a rotation) from the store."""
+
+    async def load(uid: str) -> WebhookTarget | None:
+        record = await store.integrations.get(uid)
+        if record is None:
+            return None
+        secrets = await store.integrations.webhook_secrets(uid)
+        return WebhookTarget(
+            uid, record.status.value, SecretStr(secrets.current),
+            SecretStr(secrets.previous) if secrets.previous else None, secrets.previous_until,
+        )
+
+    return load
 
 
 async def main(stop: asyncio.Event) -> None:
@@ -29,15 +46,8 @@ async def main(stop: asyncio.Event) -> None:
     await store.require_schema()
     await store.verify_secrets()  # a wrong master key fails here, not on the first webhook
 
-    async def load(uid: str) -> WebhookTarget | None:
-        record = await store.integrations.get(uid)
-        if record is None:
-            return None
-        secret = await store.integrations.webhook_secret(uid)
-        return WebhookTarget(uid, record.status.value, SecretStr(secret))
-
     directory = WebhookDirectory(
-        load, settings.integration_cache_seconds, settings.unknown_cache_seconds
+        store_loader(store), settings.integration_cache_seconds, settings.unknown_cache_seconds
     )
     producer = make_producer(kafka, linger_ms=settings.publish_linger_ms)
     await producer.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -40,6 +42,16 @@ class PortalSettings(BaseSettings):
     oauth_state_ttl_seconds: int = Field(default=600, ge=10)
     max_upload_bytes: int = Field(default=256 * 1024, ge=1024)
     default_tier: str = "trial"
+    fiscal_ca_bundle: Path | None = Field(
+        default=None,
+        description="PEM file of the fiscal CAs this environment's CIS trusts (FINA's for "
+        "CIS production or test, the sandbox CA in dev); certificates from other issuers "
+        "are refused at upload. Unset: not checked (a warning at start)",
+    )
+    webhook_secret_grace_hours: float = Field(
+        default=24.0, ge=0,
+        description="after a rotation the previous webhook secret is accepted this long",
+    )
 
     zoho_client_id: str = ""
     zoho_client_secret: SecretStr | None = None

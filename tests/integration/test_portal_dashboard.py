@@ -78,8 +78,9 @@ async def test_dashboard_usage_chart_late_failed_and_certificate(
         # The chart: an inline SVG, a bar per day with its figures in a title.
         assert '<svg class="chart" role="img"' in page.text and "<script" not in page.text
         today = now.astimezone(ZONE).date()
-        counts = {s: sum(1 for e in events if e.state is s
-                         and e.invoice.issued_at.astimezone(ZONE).date() == today)  # type: ignore[union-attr]
+        days = [(e.state, e.invoice.issued_at.astimezone(ZONE).date())
+                for e in events if e.invoice.issued_at is not None]
+        counts = {s: len([d for state, d in days if state is s and d == today])
                   for s, _ in ORDER}
         label = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
         assert f"<title>{today.isoformat()}: {label}</title>" in page.text
@@ -129,7 +130,7 @@ async def test_plans_page_and_the_trials_one_connection(
     assert posted.status_code == 403 and "Nothing was created" in posted.text
     assert len(await env.store.integrations.find()) == before
 
-    await publish_and_apply(producer, env.store, IntegrationEvent(  # type: ignore[arg-type]
+    await publish_and_apply(producer, env.store, IntegrationEvent(
         integration_uid=uid, kind=IntegrationEventKind.TIER_CHANGED, tier="growth"))
     page = await browser.get("/plans")
     assert "Your plan: <strong>Growth</strong>" in page.text and "Growth 3/5000" in page.text

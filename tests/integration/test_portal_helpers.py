@@ -12,6 +12,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -28,6 +29,7 @@ from runtime.kafka import clients
 from runtime.ops import QuietServer
 from runtime.settings import KafkaSettings
 from runtime.store import Store
+from sandbox.cis.ca import TestCA
 from schemas.events import IntegrationEvent
 from schemas.topics import INTEGRATIONS_EVENTS
 from services.fiscalizer.settings import FiscalizerSettings
@@ -220,9 +222,13 @@ MakePortal = Callable[..., Awaitable[PortalUnderTest]]
 
 @pytest_asyncio.fixture(name="make_portal", loop_scope="session")
 async def make_portal_fixture(
-    store: Store, producer: AIOKafkaProducer, zoho_sandbox: ZohoSandboxHandle
+    store: Store, producer: AIOKafkaProducer, zoho_sandbox: ZohoSandboxHandle,
+    test_ca: TestCA, tmp_path: Path,
 ) -> AsyncIterator[MakePortal]:
-    """`await make_portal(zoho=..., **settings)`: a portal served on a free port."""
+    """`await make_portal(zoho=..., **settings)`: a portal served on a free port, trusting
+    the sandbox CA (the one the certificate fixtures come from) as its fiscal CA."""
+    bundle = tmp_path / "fiscal-cas.pem"
+    bundle.write_bytes(test_ca.cert_pem())
     servers: list[tuple[QuietServer, asyncio.Task[None]]] = []
     envs: list[PortalUnderTest] = []
     http = httpx.AsyncClient(timeout=10)
@@ -240,6 +246,7 @@ async def make_portal_fixture(
             "zoho_client_secret": SecretStr(client["client_secret"]),
             "zoho_accounts_url": zoho.urls["com"]["accounts"],
             "zoho_accounts_servers": zoho.accounts_servers,
+            "fiscal_ca_bundle": bundle,
             **overrides,
         })
         clock = Clock()

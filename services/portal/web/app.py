@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from runtime.ops import routes
 from services.portal.web import (
     auth,
+    certificates,
     dashboard,
     integrations,
     invoices,
@@ -54,8 +55,8 @@ def create_app(portal: Portal) -> FastAPI:
     app = FastAPI(title="FiscoBridge Client Portal", docs_url=None, redoc_url=None,
                   openapi_url=None, dependencies=[Depends(csrf_guard)])
     app.state.portal = portal
-    for router in (auth.router, dashboard.router, integrations.router, invoices.router,
-                   plans.router, zoho_connect.router):
+    for router in (auth.router, certificates.router, dashboard.router, integrations.router,
+                   invoices.router, plans.router, zoho_connect.router):
         app.include_router(router)
     if portal.ready is not None:
         app.router.routes.extend(routes(portal.ready))

@@ -23,6 +23,7 @@ from schemas.events import IntegrationEvent
 from services.portal.settings import PortalSettings
 from services.portal.web.sessions import CSRF_FIELD, Session, session_of
 from services.portal.web.signing import Signer
+from services.portal.web.trust import TrustedCAs
 
 log = logging.getLogger("fiscobridge.portal")
 
@@ -83,6 +84,15 @@ class Portal:
         self.settings = settings
         # Connections and poll intervals per tier (the limits come from `monthly_limit`).
         self.tiers = tiers or TierSettings()
+        self.trusted_cas: TrustedCAs | None = None
+        if settings.fiscal_ca_bundle is not None:
+            # A bundle that cannot be read stops the portal here, not at a customer's upload.
+            self.trusted_cas = TrustedCAs.load(settings.fiscal_ca_bundle)
+        else:
+            log.warning(
+                "FISCOBRIDGE_PORTAL_FISCAL_CA_BUNDLE is not set: uploaded certificates are "
+                "not checked against the environment's fiscal CAs (CIS refuses others)"
+            )
         self.store = store
         self.publish = publish
         self.http = http

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, time
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -117,7 +118,8 @@ async def create_integration(request: Request) -> Response:
     pfx = await upload.read() if isinstance(upload, UploadFile) else b""
     try:
         # Opening a PKCS#12 costs tens of milliseconds of CPU: keep it off the event loop.
-        settings, certificate = await asyncio.to_thread(check_upload, values, pfx, password)
+        settings, certificate = await asyncio.to_thread(
+            partial(check_upload, trusted=portal.trusted_cas), values, pfx, password)
     except UploadRefused as refused:
         log.info("certificate upload refused", extra={"reason": refused.code})
         return _form_page(request, 400, values, refused.problems)
@@ -138,26 +140,51 @@ async def create_integration(request: Request) -> Response:
     return start_flow(request, portal, uid)
 
 
+def mask(secret: str) -> str:
+    """The secret as shown after its one full showing: enough to tell two apart."""
+    return "•" * (len(secret) - 4) + secret[-4:]
+
+
+async def render_integration(
+    request: Request, portal: Portal, record: IntegrationRecord, *, reveal: bool = False,
+    status: int = 200, reveal_error: str | None = None,
+) -> Response:
+    uid = record.uid
+    connected = record.status in (IntegrationStatus.ACTIVE, IntegrationStatus.INACTIVE)
+    webhook = None
+    if connected:
+        secrets = await portal.store.integrations.webhook_secrets(uid)
+        now = datetime.now(UTC)
+        # Shown in full once (the first page after it was made), then only masked unless
+        # the owner gives the password again.
+        first = not reveal and await portal.store.integrations.claim_webhook_secret_showing(
+            uid, now=now)
+        in_full = first or reveal
+        webhook = {
+            "url": portal.settings.webhook_url(uid),
+            "secret": secrets.current if in_full else mask(secrets.current),
+            "in_full": in_full, "first": first,
+            "previous_until": (secrets.previous_until
+                               if secrets.previous and secrets.previous_until
+                               and secrets.previous_until > now else None),
+            "reveal_error": reveal_error,
+        }
+    return render(
+        request, "integration.html", status,
+        row=await _row(portal, record),
+        certificate=await portal.store.integrations.certificate_info(uid),
+        webhook=webhook,
+        journal=await portal.store.journal.entries(uid, limit=20),
+        awaiting_choice=session_of(request).pending_choice(uid) is not None,
+        zone=START_ZONE,
+    )
+
+
 @router.get("/integrations/{uid}")
 async def integration_page(request: Request, uid: str) -> Response:
     portal = portal_of(request)
     record = await portal.owned_integration(request, uid)
-    connected = record.status in (IntegrationStatus.ACTIVE, IntegrationStatus.INACTIVE)
-    webhook = None
-    if connected:
-        webhook = {
-            "url": portal.settings.webhook_url(uid),
-            "secret": await portal.store.integrations.webhook_secret(uid),
-        }
-    return render(
-        request, "integration.html",
-        row=await _row(portal, record),
-        certificate=await portal.store.integrations.certificate_info(uid),
-        webhook=webhook,
-        journal=await portal.store.journal.entries(uid, limit=200),
-        awaiting_choice=session_of(request).pending_choice(uid) is not None,
-        zone=START_ZONE,
-    )
+    return await render_integration(request, portal, record)
 
 
 @router.post("/integrations/{uid}/start")

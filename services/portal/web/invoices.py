@@ -71,7 +71,8 @@ class ListQuery:
     def link(self, base: str, **changes: str | None) -> str:
         """This list's URL with some parameters changed (None: dropped)."""
         params: list[tuple[str, str]] = []
-        values = {**self.form, "after": self.after, "before": self.before, **changes}
+        values: dict[str, Any] = {**self.form, "after": self.after, "before": self.before,
+                                  **changes}
         for name, value in values.items():
             if name == "states":
                 params.extend(("state", s) for s in value)

@@ -19,6 +19,7 @@ from fiscal.hr_cis.certificate import (
     load_certificate,
 )
 from fiscal.hr_cis.settings import FiscalSettings
+from services.portal.web.trust import TrustedCAs, UntrustedIssuer
 
 SETTINGS_REFUSED = "fiscal_settings"
 
@@ -39,11 +40,13 @@ class UploadRefused(ValueError):
 
 
 def check_upload(
-    fields: Mapping[str, Any], pfx: bytes, password: str, *, now: datetime | None = None
+    fields: Mapping[str, Any], pfx: bytes, password: str, *, now: datetime | None = None,
+    trusted: TrustedCAs | None = None,
 ) -> tuple[FiscalSettings, FiscalCertificate]:
     """The settings and the certificate, or UploadRefused with the specific reason.
 
-    The certificate is checked against the OIB of the settings, so they go first.
+    The certificate is checked against the OIB of the settings, so they go first; then,
+    when `trusted` is given, its chain against the environment's fiscal CAs.
     """
     try:
         settings = FiscalSettings.model_validate(dict(fields))
@@ -59,4 +62,9 @@ def check_upload(
     except CertificateError as error:
         field = "password" if isinstance(error, WrongPassword) else "pfx"
         raise UploadRefused({field: str(error)}, error.code) from None
+    if trusted is not None:
+        try:
+            trusted.check(certificate.certificate, certificate.chain, now)
+        except UntrustedIssuer as error:
+            raise UploadRefused({"pfx": str(error)}, error.code) from None
     return settings, certificate
