@@ -558,7 +558,7 @@ def _base(
     tax_total: Decimal,
     total: Decimal,
     number: str,
-) -> BaseAmounts:
+) -> BaseAmounts | None:
     base_currency = base_currency.upper()
     if currency == base_currency:
         if rate != 1:
@@ -568,16 +568,7 @@ def _base(
                 f" is {rate}",
                 field="exchange_rate",
             )
-        subtotal = sum((t.base for t in taxes), _ZERO) + sum((u.base for u in untaxed), _ZERO)
-        return BaseAmounts(
-            currency=currency,
-            taxes=tuple(taxes),
-            untaxed=tuple(untaxed),
-            charges=tuple(charges),
-            subtotal=subtotal,
-            tax_total=tax_total,
-            total=total,
-        )
+        return None  # the document's own figures are the base currency's
     if rate == 1:
         raise InvoiceMappingError(
             "exchange_rate_missing",

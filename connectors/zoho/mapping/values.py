@@ -43,6 +43,8 @@ def is_empty(value: Any) -> bool:
 
 
 def amount(value: Any, field: str) -> Decimal:
+    if type(value) is Decimal and value.is_finite():
+        return value  # what an exact JSON reader gives: the common case, checked first
     if is_empty(value):
         raise InvoiceMappingError("missing_field", f"{field} is missing", field=field)
     if isinstance(value, bool):
