@@ -32,6 +32,21 @@ def port_variable(service: str) -> str:
     return f"FISCOBRIDGE_{service.upper()}_OPS_PORT"
 
 
+def service_of(name: str) -> str:
+    """The service a child runs: `fiscalizer-2` is the second instance of `fiscalizer`."""
+    base, _, n = name.rpartition("-")
+    return base if base and n.isdigit() else name
+
+
+def instance_env(name: str) -> dict[str, str]:
+    """What tells a second instance apart from the first: its own data directory (a
+    fiscalizer's table files are its own; they survive its restart)."""
+    base, _, n = name.rpartition("-")
+    if service_of(name) == "fiscalizer" and base and n.isdigit():
+        return {"FISCOBRIDGE_FISCALIZER_INSTANCE": n}
+    return {}
+
+
 def cpu_seconds_of(pid: int) -> float | None:
     """CPU time (user + system) a process has used so far, from /proc; None if gone."""
     try:
@@ -98,8 +113,9 @@ class LocalStack:
                     "--jitter-ms", str(self.cis_jitter_ms)]
             env = {}
         else:
-            argv = [*exe, "run", name]
-            env = {port_variable(name): str(self.ports[name])}
+            service = service_of(name)  # fiscalizer-2: a second fiscalizer in the group
+            argv = [*exe, "run", service]
+            env = {port_variable(service): str(self.ports[name]), **instance_env(name)}
         return Child(name, argv, {**self.env, **env}, logs / f"{name}.log")
 
     async def start(self) -> None:
@@ -117,6 +133,8 @@ class LocalStack:
             raise
 
     async def start_service(self, name: str) -> None:
+        """Start `name`, or another instance of a service as `<service>-<n>` (n >= 2)."""
+        self.ports.setdefault(name, free_port())
         child = self._child(name)
         await child.start()
         self.children[name] = child

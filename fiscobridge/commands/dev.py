@@ -24,7 +24,14 @@ from runtime.settings import home_dir
 from runtime.supervisor import Child
 
 SERVICES = ("portal", "reporter", "fiscalizer", "poller", "ingest")
+# Started `--workers` times: each instance joins its service's consumer group and takes
+# a share of the partitions (the fiscalizer's tables move with them).
+SCALED = ("reporter", "fiscalizer")
+MAX_WORKERS = 8  # instance n listens 10 * (n - 1) above the first, below the ingest's 8080
 ZOHO_CLIENT_ID = "1000.FISCOBRIDGEDEV"
+# The local mail catcher (fiscobridge/mailcatcher.py): SMTP, and the page to read mail.
+MAIL_SMTP_PORT = 8025
+MAIL_WEB_PORT = 8026
 
 
 @dataclass(frozen=True)
@@ -47,9 +54,23 @@ class Ports:
             return int(port)
         return self.portal + 1 + SERVICES.index(name)  # ops ports right above the portal
 
+    def instance(self, name: str, n: int) -> int:
+        """The ops port of instance `n` (1: the first) of a scaled service."""
+        return self.service(name) + 10 * (n - 1)
 
-def children(ports: Ports, log_dir: Path, zoho_secret: str) -> list[Child]:
-    from fiscobridge.stack import port_variable
+
+def instances(workers: int) -> list[tuple[str, str, int]]:
+    """(child name, service, instance number) of every service child, in start order."""
+    out = []
+    for name in SERVICES:
+        out.append((name, name, 1))
+        if name in SCALED:
+            out += [(f"{name}-{n}", name, n) for n in range(2, workers + 1)]
+    return out
+
+
+def children(ports: Ports, log_dir: Path, zoho_secret: str, workers: int = 1) -> list[Child]:
+    from fiscobridge.stack import instance_env, port_variable
 
     exe = [sys.executable, "-m", "fiscobridge"]
     portal_url = f"http://127.0.0.1:{ports.portal}"
@@ -64,6 +85,8 @@ def children(ports: Ports, log_dir: Path, zoho_secret: str) -> list[Child]:
         "FISCOBRIDGE_POLLER_ZOHO_CLIENT_ID": ZOHO_CLIENT_ID,
         "FISCOBRIDGE_POLLER_ZOHO_CLIENT_SECRET": zoho_secret,
         "FISCOBRIDGE_POLLER_ZOHO_ACCOUNTS_SERVERS": json.dumps(accounts),
+        # The portal's mail (password reset links) goes to the local mail catcher.
+        "FISCOBRIDGE_PORTAL_SMTP_URL": f"smtp://127.0.0.1:{MAIL_SMTP_PORT}",
     }
     from sandbox.cis.ca import SERVICE_CERT_FILE, default_ca_dir
 
@@ -76,19 +99,21 @@ def children(ports: Ports, log_dir: Path, zoho_secret: str) -> list[Child]:
         **zoho,
     }
     spec = [
+        ("mail-catcher", [sys.executable, "-m", "fiscobridge.mailcatcher", "--smtp-port",
+                          str(MAIL_SMTP_PORT), "--http-port", str(MAIL_WEB_PORT)]),
         ("cis-sandbox", [*exe, "sandbox", "cis", "--port", str(ports.cis)]),
         ("zoho-sandbox", [*exe, "sandbox", "zoho", "--port", str(ports.zoho), "--demo",
                           "--client-id", ZOHO_CLIENT_ID, "--client-secret", zoho_secret,
                           "--redirect-uri", f"{portal_url}/oauth/zoho/callback"]),
     ]
     made = [Child(name, argv, common, log_dir / f"{name}.log") for name, argv in spec]
-    for name in SERVICES:
-        env = {**common, port_variable(name): str(ports.service(name))}
-        made.append(Child(name, [*exe, "run", name], env, log_dir / f"{name}.log"))
+    for child, name, n in instances(workers):
+        env = {**common, port_variable(name): str(ports.instance(name, n)), **instance_env(child)}
+        made.append(Child(child, [*exe, "run", name], env, log_dir / f"{child}.log"))
     return made
 
 
-def endpoints(ports: Ports, kafka_bootstrap: str) -> DevEndpoints:
+def endpoints(ports: Ports, kafka_bootstrap: str, workers: int = 1) -> DevEndpoints:
     """What `<home>/dev.json` says (fiscobridge/devfile.py)."""
     local = "http://127.0.0.1"
     return DevEndpoints(
@@ -98,13 +123,14 @@ def endpoints(ports: Ports, kafka_bootstrap: str) -> DevEndpoints:
         portal=f"{local}:{ports.portal}",
         cis=f"{local}:{ports.cis}/FiskalizacijaServiceTest",
         zoho=[f"{local}:{ports.zoho + i}" for i in range(4)],
-        ops={name: f"{local}:{ports.service(name)}" for name in SERVICES},
+        ops={child: f"{local}:{ports.instance(name, n)}" for child, name, n in instances(workers)},
     )
 
 
-def listing(ports: Ports) -> str:
+def listing(ports: Ports, workers: int = 1) -> str:
     """Where each service's /healthz /readyz /metrics answer, a line each, start order."""
-    lines = [f"  {name:<11} http://127.0.0.1:{ports.service(name)}\n" for name in SERVICES]
+    lines = [f"  {child:<12} http://127.0.0.1:{ports.instance(name, n)}\n"
+             for child, name, n in instances(workers)]
     return "ops endpoints (/healthz /readyz /metrics):\n" + "".join(lines)
 
 
@@ -121,9 +147,12 @@ def listing(ports: Ports) -> str:
               help="[default: portal port + 3]")
 @click.option("--poller-ops-port", type=int, default=None,
               help="[default: portal port + 4]")
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=1, show_default=True,
+              help="fiscalizers and reporters to start; they share the partitions "
+              "(instance n's ops port is 10 * (n - 1) above the first's)")
 def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
         zoho_port: int, reporter_ops_port: int | None, fiscalizer_ops_port: int | None,
-        poller_ops_port: int | None) -> None:
+        poller_ops_port: int | None, workers: int) -> None:
     """Start everything; Ctrl-C stops everything."""
     from runtime.kafka.admin import ensure_topics
     from runtime.kafka.jars import fetch_jars
@@ -155,8 +184,8 @@ def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
         load_or_create_service(TestCA.load_or_create(default_ca_dir()), default_ca_dir())
         log_dir = home_dir() / "logs"
         log_dir.mkdir(exist_ok=True)
-        supervisor = Supervisor(children(ports, log_dir, secrets.token_urlsafe(24)))
-        written = devfile.write(endpoints(ports, os.environ["KAFKA_BOOTSTRAP_SERVERS"]))
+        supervisor = Supervisor(children(ports, log_dir, secrets.token_urlsafe(24), workers))
+        written = devfile.write(endpoints(ports, os.environ["KAFKA_BOOTSTRAP_SERVERS"], workers))
         click.echo(
             f"FiscoBridge is starting (logs in {log_dir}; endpoints in {written}):\n"
             f"  portal    http://127.0.0.1:{portal_port}  (Zoho sandbox users demo@com.example"
@@ -164,7 +193,9 @@ def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
             f"  webhooks  http://127.0.0.1:{ingest_port}/webhook/zoho/<integration uid>\n"
             f"  CIS       http://127.0.0.1:{cis_port}/FiskalizacijaServiceTest (sandbox)\n"
             f"  Zoho      http://127.0.0.1:{zoho_port}-{zoho_port + 3} (sandbox)\n"
-            f"{listing(ports)}"
+            f"  mail      http://127.0.0.1:{MAIL_WEB_PORT}  (what the portal sends, e.g. "
+            "password reset links)\n"
+            f"{listing(ports, workers)}"
             "Try `fiscobridge demo --invoices 100` in another terminal. Ctrl-C stops everything."
         )
 

@@ -36,7 +36,7 @@ from fiscal.hr_cis.profile import HrCisProfile, InvoiceRejected
 from runtime.faust_adapter import FaustWorker, WatchPolicy
 from runtime.kafka.dlq import DeadLetters
 from runtime.logging import log_context
-from runtime.settings import KafkaSettings, home_dir
+from runtime.settings import KafkaSettings
 from schemas.events import (
     FiscalNumber,
     InvoiceReceived,
@@ -133,7 +133,8 @@ class Fiscalizer:
             broker_commit_interval=1.0,
             # A killed worker's partitions are reassigned once its session expires.
             broker_session_timeout=settings.session_timeout_seconds,
-            datadir=str(home_dir() / f"{settings.app_id}-data"),
+            # Each instance its own (settings.instance): table files are per process.
+            datadir=str(settings.data_dir()),
             key_serializer="raw",
             value_serializer="raw",
         )

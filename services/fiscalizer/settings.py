@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtime.settings import home_dir
 from schemas.topics import FISCALIZER_APP_ID
 
 
@@ -29,6 +32,15 @@ class FiscalizerSettings(BaseSettings):
     timezone: str = Field(default="Europe/Zagreb", description="months for the license count")
     ops_host: str = "127.0.0.1"
     ops_port: int = 0
+    instance: str = Field(
+        default="", pattern=r"^[A-Za-z0-9_.-]*$",
+        description="tells fiscalizers on one host apart: each keeps its table files in a "
+        "data directory of its own, which survives its restarts",
+    )
+
+    def data_dir(self) -> Path:
+        base = home_dir() / f"{self.app_id}-data"
+        return base / self.instance if self.instance else base
 
     def monthly_limit(self, tier: str) -> int | None:
         limit: int | None = getattr(self, f"limit_{tier}", None)
