@@ -1,18 +1,24 @@
-"""Accounts (a business) and their users (people who log in to the portal)."""
+"""Accounts (a business) and their users (people who log in to the portal): passwords,
+signed-in sessions, login throttling and password-reset tokens.
+
+Session and reset tokens are random; only their SHA-256 is stored, so reading the
+store signs nobody in and resets no password.
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 
-from runtime.store.models import Account, User
+from runtime.store.models import Account, LoginFailure, PasswordReset, PortalSession, User
 from runtime.store.repository import InvalidInput, NotFound, Repository, new_id
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -34,6 +40,35 @@ class AccountRecord:
     email: str
     has_password: bool
     created_at: datetime
+    name: str | None = None
+    password_changed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A signed-in session as the "active sessions" list shows it (no token)."""
+
+    id: str
+    user_id: str
+    account_id: str
+    email: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    ip: str | None
+    user_agent: str | None
+
+
+class EmailTaken(InvalidInput):
+    pass
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# A session's last-seen time is written at most this often (a write per page is waste).
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 
 
 class Accounts(Repository):
@@ -44,7 +79,7 @@ class Accounts(Repository):
         now = datetime.now(UTC)
         async with self._tx() as session:
             if await session.scalar(select(User.id).where(User.email == email)):
-                raise InvalidInput(f"an account for {email} already exists")
+                raise EmailTaken(f"an account for {email} already exists")
             account = Account(id=new_id(), name=name, created_at=now)
             user = User(
                 id=new_id(),
@@ -88,6 +123,7 @@ class Accounts(Repository):
             if user is None:
                 raise NotFound(f"no account for {email}")
             user.password_hash = _hasher.hash(password)
+            user.password_changed_at = datetime.now(UTC)
 
     async def authenticate(self, email: str, password: str) -> AccountRecord | None:
         """The account if the password matches; None otherwise (unknown e-mail included)."""
@@ -101,6 +137,195 @@ class Accounts(Repository):
                 return None
             if _hasher.check_needs_rehash(user.password_hash):
                 user.password_hash = _hasher.hash(password)
+            return _record(user)
+
+
+    # -- profile -----------------------------------------------------------------------
+    async def by_user(self, user_id: str) -> AccountRecord | None:
+        async with self._tx() as session:
+            user = await session.get(User, user_id)
+            return _record(user) if user else None
+
+    async def check_password(self, user_id: str, password: str) -> bool:
+        async with self._tx() as session:
+            user = await session.get(User, user_id)
+            if user is None or user.password_hash is None:
+                _verify(_dummy_hash(), password)
+                return False
+            return _verify(user.password_hash, password)
+
+    async def set_name(self, user_id: str, name: str | None) -> None:
+        name = (name or "").strip() or None
+        if name is not None and len(name) > 200:
+            raise InvalidInput("a name is at most 200 characters")
+        async with self._tx() as session:
+            user = await session.get(User, user_id)
+            if user is None:
+                raise NotFound("no such user")
+            user.name = name
+
+    async def change_email(self, user_id: str, email: str) -> str:
+        email = normalize_email(email)
+        async with self._tx() as session:
+            user = await session.get(User, user_id)
+            if user is None:
+                raise NotFound("no such user")
+            if user.email == email:
+                return email
+            if await session.scalar(select(User.id).where(User.email == email)):
+                raise EmailTaken(f"another account already uses {email}")
+            user.email = email
+        return email
+
+    async def change_password(self, user_id: str, password: str, *, now: datetime) -> None:
+        """Sets the password and ends every session of the user (the caller starts a new
+        one for the browser that made the change)."""
+        if not password:
+            raise InvalidInput("a password cannot be empty")
+        async with self._tx() as session:
+            user = await session.get(User, user_id)
+            if user is None:
+                raise NotFound("no such user")
+            user.password_hash = _hasher.hash(password)
+            user.password_changed_at = now
+            await session.execute(delete(PortalSession).where(PortalSession.user_id == user_id))
+            await session.execute(
+                delete(PasswordReset).where(PasswordReset.user_id == user_id)
+            )
+
+    # -- sessions ----------------------------------------------------------------------
+    async def start_session(
+        self, user_id: str, *, now: datetime, lifetime: timedelta, ip: str | None,
+        user_agent: str | None,
+    ) -> tuple[str, str]:
+        """A new session: (its id, the token for the cookie). Expired rows go too."""
+        token = secrets.token_urlsafe(32)
+        session_id = new_id()
+        async with self._tx() as session:
+            await session.execute(delete(PortalSession).where(PortalSession.expires_at <= now))
+            session.add(PortalSession(
+                id=session_id, token_hash=token_hash(token), user_id=user_id,
+                created_at=now, last_seen_at=now, expires_at=now + lifetime,
+                ip=(ip or None) and ip[:64], user_agent=(user_agent or None) and user_agent[:300],
+            ))
+        return session_id, token
+
+    async def resolve_session(self, token: str, *, now: datetime) -> SessionRecord | None:
+        """The live session of a cookie token; None when it was ended or has expired."""
+        async with self._tx() as session:
+            found = (await session.execute(
+                select(PortalSession, User)
+                .join(User, User.id == PortalSession.user_id)
+                .where(PortalSession.token_hash == token_hash(token))
+            )).first()
+            if found is None:
+                return None
+            row, user = found
+            if row.expires_at <= now:
+                await session.delete(row)
+                return None
+            if now - row.last_seen_at >= LAST_SEEN_RESOLUTION:
+                row.last_seen_at = now
+            return _session_record(row, user)
+
+    async def sessions_of(self, user_id: str, *, now: datetime) -> list[SessionRecord]:
+        async with self._tx() as session:
+            rows = (await session.execute(
+                select(PortalSession, User)
+                .join(User, User.id == PortalSession.user_id)
+                .where(PortalSession.user_id == user_id, PortalSession.expires_at > now)
+                .order_by(PortalSession.last_seen_at.desc(), PortalSession.id)
+            )).all()
+            return [_session_record(row, user) for row, user in rows]
+
+    async def end_session(self, user_id: str, session_id: str) -> bool:
+        """Ends one of the user's sessions; False if it is not theirs or already gone."""
+        async with self._tx() as session:
+            result = await session.execute(delete(PortalSession).where(
+                PortalSession.id == session_id, PortalSession.user_id == user_id))
+            return bool(result.rowcount)
+
+    async def end_session_by_token(self, token: str) -> None:
+        async with self._tx() as session:
+            await session.execute(
+                delete(PortalSession).where(PortalSession.token_hash == token_hash(token)))
+
+    async def end_other_sessions(self, user_id: str, keep_id: str) -> int:
+        async with self._tx() as session:
+            result = await session.execute(delete(PortalSession).where(
+                PortalSession.user_id == user_id, PortalSession.id != keep_id))
+            return int(result.rowcount or 0)
+
+    # -- throttling --------------------------------------------------------------------
+    async def record_failure(self, scope: str, key: str, *, now: datetime) -> None:
+        async with self._tx() as session:
+            session.add(LoginFailure(scope=scope, key=key[:320], at=now))
+
+    async def recent_failures(
+        self, scope: str, key: str, *, since: datetime
+    ) -> tuple[int, datetime | None]:
+        """How many failures under (scope, key) since `since`, and the oldest of them."""
+        async with self._tx() as session:
+            count, oldest = (await session.execute(
+                select(func.count(), func.min(LoginFailure.at)).where(
+                    LoginFailure.scope == scope, LoginFailure.key == key[:320],
+                    LoginFailure.at > since)
+            )).one()
+            return int(count), oldest
+
+    async def clear_failures(self, scope: str, key: str) -> None:
+        async with self._tx() as session:
+            await session.execute(delete(LoginFailure).where(
+                LoginFailure.scope == scope, LoginFailure.key == key[:320]))
+
+    async def forget_failures_before(self, before: datetime) -> None:
+        async with self._tx() as session:
+            await session.execute(delete(LoginFailure).where(LoginFailure.at <= before))
+
+    # -- password reset ----------------------------------------------------------------
+    async def start_reset(self, email: str, *, now: datetime, lifetime: timedelta) -> str | None:
+        """A reset token for the user of `email`, or None when there is no such user."""
+        try:
+            email = normalize_email(email)
+        except InvalidInput:
+            return None
+        token = secrets.token_urlsafe(32)
+        async with self._tx() as session:
+            user = await session.scalar(select(User).where(User.email == email))
+            if user is None:
+                return None
+            await session.execute(delete(PasswordReset).where(PasswordReset.expires_at <= now))
+            session.add(PasswordReset(token_hash=token_hash(token), user_id=user.id,
+                                      created_at=now, expires_at=now + lifetime))
+        return token
+
+    async def reset_user(self, token: str, *, now: datetime) -> AccountRecord | None:
+        """The user a reset token is for, while it is unused and unexpired."""
+        async with self._tx() as session:
+            reset = await session.get(PasswordReset, token_hash(token))
+            if reset is None or reset.used_at is not None or reset.expires_at <= now:
+                return None
+            user = await session.get(User, reset.user_id)
+            return _record(user) if user else None
+
+    async def finish_reset(
+        self, token: str, password: str, *, now: datetime
+    ) -> AccountRecord | None:
+        """Sets the password through a reset token (used up, with the user's other reset
+        tokens and all sessions); None when the token is unknown, used or expired."""
+        if not password:
+            raise InvalidInput("a password cannot be empty")
+        async with self._tx() as session:
+            reset = await session.get(PasswordReset, token_hash(token))
+            if reset is None or reset.used_at is not None or reset.expires_at <= now:
+                return None
+            user = await session.get(User, reset.user_id)
+            if user is None:
+                return None
+            user.password_hash = _hasher.hash(password)
+            user.password_changed_at = now
+            await session.execute(delete(PasswordReset).where(PasswordReset.user_id == user.id))
+            await session.execute(delete(PortalSession).where(PortalSession.user_id == user.id))
             return _record(user)
 
 
@@ -123,4 +348,14 @@ def _record(user: User) -> AccountRecord:
         email=user.email,
         has_password=user.password_hash is not None,
         created_at=user.created_at,
+        name=user.name,
+        password_changed_at=user.password_changed_at,
+    )
+
+
+def _session_record(row: PortalSession, user: User) -> SessionRecord:
+    return SessionRecord(
+        id=row.id, user_id=user.id, account_id=user.account_id, email=user.email,
+        created_at=row.created_at, last_seen_at=row.last_seen_at, expires_at=row.expires_at,
+        ip=row.ip, user_agent=row.user_agent,
     )

@@ -36,6 +36,17 @@ WEBHOOK_SECRET_LENGTH = 32
 _ALPHANUMERIC = string.ascii_letters + string.digits
 
 
+INTEGRATION_NAME_LENGTH = 100
+
+
+def check_name(name: str | None) -> str | None:
+    """An integration's name, trimmed; blank is no name."""
+    name = " ".join((name or "").split())
+    if len(name) > INTEGRATION_NAME_LENGTH:
+        raise InvalidInput(f"a name is at most {INTEGRATION_NAME_LENGTH} characters")
+    return name or None
+
+
 def new_webhook_secret() -> str:
     return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(WEBHOOK_SECRET_LENGTH))
 
@@ -90,6 +101,12 @@ class IntegrationRecord:
     status_changed_at: datetime | None
     starts_at: datetime | None = None
     starts_at_chosen: bool = False
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The customer's name for it, else its uid."""
+        return self.name or self.uid
 
     @property
     def webhook_path(self) -> str:
@@ -142,6 +159,7 @@ class Integrations(Repository):
         type: str = "zoho_books",
         fiscal_profile: str = "hr-cis",
         uid: str | None = None,
+        name: str | None = None,
     ) -> CreatedIntegration:
         """A new integration in status pending, with its certificate and webhook secret.
 
@@ -171,6 +189,7 @@ class Integrations(Repository):
             created_at=now,
             fiscal_profile=fiscal_profile,
             fiscal_settings=settings,
+            name=check_name(name),
         )
         row.webhook_secret = self._vault.encrypt(
             secret.encode(), secret_context(row, "webhook_secret")
@@ -221,6 +240,13 @@ class Integrations(Repository):
                     f"Zoho organization {organization_id} was being connected elsewhere"
                 ) from None
             raise OrganizationTaken(organization_id, record) from None
+
+    async def rename(self, uid: str, name: str | None) -> str | None:
+        name = check_name(name)
+        async with self._tx() as session:
+            row = await self._require(session, uid)
+            row.name = name
+        return name
 
     async def holder_of(self, organization_id: str) -> str | None:
         """The integration holding a Zoho organization, if any."""
@@ -407,6 +433,7 @@ def _record(row: Integration) -> IntegrationRecord:
         status_changed_at=row.status_event_at,
         starts_at=row.starts_at,
         starts_at_chosen=bool(row.starts_at_chosen),
+        name=row.name,
     )
 
 

@@ -82,6 +82,8 @@ class User(Base):
     # argon2id PHC string; None until the user sets a password in the portal
     password_hash: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    name: Mapped[str | None] = mapped_column(String(200))  # how the portal addresses them
+    password_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Integration(Base):
@@ -98,6 +100,8 @@ class Integration(Base):
     uid: Mapped[str] = mapped_column(String(64), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
     type: Mapped[str] = mapped_column(String(32))
+    # The customer's own label ("Shop Zagreb"); the uid stays the identifier.
+    name: Mapped[str | None] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(16))
     tier: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -265,6 +269,48 @@ class ProcessedEvent(Base):
     integration_uid: Mapped[str] = mapped_column(String(64))
     topic: Mapped[str] = mapped_column(String(64))
     processed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class PortalSession(Base):
+    """A signed-in portal session. The cookie carries a random token; only its SHA-256
+    is stored, so a copy of this table signs nobody in. Deleting the row ends the
+    session at once, whatever cookie copies exist (Sign out, password change, "end")."""
+
+    __tablename__ = "portal_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # shown, never a secret
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+
+
+class LoginFailure(Base):
+    """One refused sign-in (or password-reset mail), counted per account and per client
+    address over a sliding window to throttle guessing."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_scope_key_at", "scope", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(16))  # account | ip | reset
+    key: Mapped[str] = mapped_column(String(320))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class PasswordReset(Base):
+    """A password-reset link sent by e-mail: single use, short-lived, stored hashed."""
+
+    __tablename__ = "password_resets"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 def _context(table: str, column: str, integration_uid: str, row: str) -> str:

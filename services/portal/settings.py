@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,20 @@ class PortalSettings(BaseSettings):
         "(sessions end on restart and are not shared between instances)",
     )
     session_max_age_seconds: int = Field(default=12 * 3600, ge=60)
+    # Sign-in throttling: this many refused sign-ins within the window lock the e-mail
+    # address (any password) or the client address until the oldest falls out of it.
+    login_window_seconds: int = Field(default=15 * 60, ge=1)
+    login_failures_per_account: int = Field(default=5, ge=1)
+    login_failures_per_ip: int = Field(default=20, ge=1)
+    # Password reset by e-mail: where mail goes out, and how long a link works.
+    smtp_url: str = Field(
+        default="",
+        description="smtp://[user:password@]host:port or smtps://...; empty: the portal "
+        "cannot send mail, and password reset says so",
+    )
+    mail_from: str = "FiscoBridge <no-reply@fiscobridge.invalid>"
+    reset_ttl_seconds: int = Field(default=3600, ge=60)
+    reset_mails_per_hour: int = Field(default=3, ge=1)
     oauth_state_ttl_seconds: int = Field(default=600, ge=10)
     max_upload_bytes: int = Field(default=256 * 1024, ge=1024)
     default_tier: str = "trial"
@@ -82,6 +97,16 @@ class PortalSettings(BaseSettings):
     @property
     def secure_cookies(self) -> bool:
         return self.base_url.lower().startswith("https://")
+
+    @property
+    def plain_http_exposed(self) -> bool:
+        """A base URL that browsers reach over plain http on a non-local host: passwords
+        and session cookies would cross the network in clear."""
+        parts = urlsplit(self.base_url)
+        host = (parts.hostname or "").lower()
+        local = host in ("localhost", "::1") or host.startswith("127.") or host.endswith(
+            ".localhost")
+        return parts.scheme.lower() == "http" and not local
 
     @property
     def zoho_configured(self) -> bool:

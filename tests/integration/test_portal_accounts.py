@@ -166,7 +166,7 @@ async def test_another_accounts_integration_is_invisible_and_untouchable(
 async def test_oversized_forms_are_refused_before_parsing(env: PortalUnderTest) -> None:
     browser = env.browser()
     await browser.signup("big@firma.example")
-    fields = await browser.form("/integrations/new", "create")
+    fields = await browser.form("/integrations/new/zoho-books", "certificate")
     too_big = b"0" * (env.portal.settings.max_upload_bytes + 1)
     response = await browser.http.post("/integrations", data=fields,
                                        files={"pfx": ("c.pfx", too_big)})

@@ -13,8 +13,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime.ops import routes
 from services.portal.web import (
+    account,
     auth,
     certificates,
+    create,
     dashboard,
     integrations,
     invoices,
@@ -55,8 +57,11 @@ def create_app(portal: Portal) -> FastAPI:
     app = FastAPI(title="FiscoBridge Client Portal", docs_url=None, redoc_url=None,
                   openapi_url=None, dependencies=[Depends(csrf_guard)])
     app.state.portal = portal
-    for router in (auth.router, certificates.router, dashboard.router, integrations.router,
-                   invoices.router, plans.router, zoho_connect.router):
+    # create.router first: Create Integration's pages take over /integrations/new and
+    # POST /integrations.
+    for router in (create.router, auth.router, account.router, certificates.router,
+                   dashboard.router, integrations.router, invoices.router, plans.router,
+                   zoho_connect.router):
         app.include_router(router)
     if portal.ready is not None:
         app.router.routes.extend(routes(portal.ready))
@@ -82,6 +87,7 @@ def create_app(portal: Portal) -> FastAPI:
         max_age=portal.settings.session_max_age_seconds,
         secure=portal.settings.secure_cookies,
         clock=portal.clock,
+        logins=portal.store.accounts,
     )
     app.add_middleware(SecurityHeaders)
     return app

@@ -107,6 +107,13 @@ class Portal:
                 "sessions end when the portal restarts and are not shared between instances"
             )
             secret = secrets.token_bytes(32)
+        if settings.plain_http_exposed:
+            # Passwords, reset links and session cookies would cross the network in clear.
+            log.warning(
+                "the portal's base URL %s is plain http on a non-local host: serve it over "
+                "https (FISCOBRIDGE_PORTAL_PUBLIC_BASE_URL=https://...); session cookies are "
+                "marked Secure only then", settings.base_url,
+            )
         self.session_signer = Signer(secret, "session")
         self.state_signer = Signer(secret, "oauth-state")
         self.oauth: ZohoOAuth | None = None

@@ -1,17 +1,14 @@
-"""The Integrations page, Create Integration (certificate upload), one integration's page
-(webhook setup, fiscalized invoices) and Remove."""
+"""The Integrations page, one integration's page (webhook setup, fiscalized invoices) and
+Remove. Create Integration is in create.py."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, date, datetime, time
-from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.datastructures import UploadFile
 
 from runtime.licensing import LABELS
 from runtime.store import IntegrationRecord, IntegrationStatus, InvalidInput
@@ -28,8 +25,7 @@ from services.portal.web.context import (
 )
 from services.portal.web.plans import PLANS_PATH, live, tier_of_account
 from services.portal.web.sessions import session_of
-from services.portal.web.upload import UploadRefused, check_upload
-from services.portal.web.zoho_connect import drop_choice, start_flow
+from services.portal.web.zoho_connect import drop_choice
 
 router = APIRouter()
 
@@ -64,19 +60,6 @@ async def integrations_page(request: Request) -> Response:
     return render(request, "integrations.html", rows=rows)
 
 
-def _form_page(
-    request: Request, status: int = 200, values: dict[str, Any] | None = None,
-    problems: dict[str, str] | None = None,
-) -> Response:
-    portal = portal_of(request)
-    return render(
-        request, "new_integration.html", status,
-        values={**dict.fromkeys(SETTINGS_FIELDS, ""), "sequence_mark": "P",
-                "in_vat_system": True, **(values or {})},
-        problems=problems or {}, zoho_configured=portal.oauth is not None,
-    )
-
-
 async def _tier_with_room(portal: Portal, account_id: str) -> str:
     """The account's tier, for a new integration; refused when the tier's connections
     are all in use (removed integrations do not count)."""
@@ -92,52 +75,6 @@ async def _tier_with_room(portal: Portal, account_id: str) -> str:
             next_url=PLANS_PATH, next_label="See the plans",
         )
     return tier
-
-
-@router.get("/integrations/new")
-async def new_integration_page(request: Request) -> Response:
-    account_id = signed_in(request)
-    await _tier_with_room(portal_of(request), account_id)
-    return _form_page(request)
-
-
-@router.post("/integrations")
-async def create_integration(request: Request) -> Response:
-    account_id = signed_in(request)
-    portal = portal_of(request)
-    if portal.oauth is None:
-        raise PageError(503, "Zoho Books connection unavailable",
-                        "This portal has no Zoho OAuth client configured, so a new integration "
-                        "could not be connected. Nothing was created; ask the operator.")
-    tier = await _tier_with_room(portal, account_id)
-    form = await request.form()
-    values: dict[str, Any] = {name: str(form.get(name) or "").strip() for name in SETTINGS_FIELDS}
-    values["in_vat_system"] = form.get("in_vat_system") == "on"
-    password = str(form.get("password") or "")
-    upload = form.get("pfx")
-    pfx = await upload.read() if isinstance(upload, UploadFile) else b""
-    try:
-        # Opening a PKCS#12 costs tens of milliseconds of CPU: keep it off the event loop.
-        settings, certificate = await asyncio.to_thread(
-            partial(check_upload, trusted=portal.trusted_cas), values, pfx, password)
-    except UploadRefused as refused:
-        log.info("certificate upload refused", extra={"reason": refused.code})
-        return _form_page(request, 400, values, refused.problems)
-    created = await portal.store.integrations.create(
-        account_id=account_id, fiscal_settings=settings, pfx=pfx, password=password,
-        certificate=certificate, tier=tier,
-    )
-    uid = created.record.uid
-    log.info("integration created", extra={"integration_uid": uid})
-    await announce(
-        portal,
-        IntegrationEvent(integration_uid=uid, kind=IntegrationEventKind.CREATED,
-                         tier=created.record.tier, reason="created by the owner in the portal",
-                         details={"type": created.record.type}),
-        failure=f"Integration {uid} was saved (pending) but the change could not be "
-        "published. Open it from the Integrations page and connect it to Zoho Books later.",
-    )
-    return start_flow(request, portal, uid)
 
 
 def mask(secret: str) -> str:

@@ -1,10 +1,13 @@
-"""Signed-cookie sessions and the CSRF token every POST form carries.
+"""Sessions: a signed cookie for bookkeeping, a store row for being signed in.
 
-The session lives entirely in the cookie (signed, not encrypted), so it holds ids and
-non-secret bookkeeping only; any portal instance with the same secret can serve any
-request. Every visitor gets one, signed in or not, so even the login form has a CSRF
-token. Signing in or out starts a new session (new id, new CSRF token): a session id
-planted before login is useless after it.
+The cookie (signed, not encrypted) holds ids and non-secret bookkeeping: the CSRF
+token, pending OAuth flows, a flash message. Every visitor gets one, signed in or not,
+so even the login form has a CSRF token. Being signed in is server-side: the cookie
+carries a random login token whose SHA-256 names a `portal_sessions` row, looked up on
+every request. Deleting the row (Sign out, a password change, "End" in the active
+sessions list) signs that browser out at once, and so every copy of its cookie.
+Signing in or out starts a new session (new id, new CSRF token): a session id planted
+before login is useless after it.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runtime.store.accounts import SessionRecord
 from services.portal.web.signing import BadToken, Signer
 
 COOKIE = "fb_session"
@@ -26,6 +31,13 @@ CSRF_FIELD = "csrf_token"
 _SCOPE_KEY = "fiscobridge.session"
 # Pending OAuth flows per session: enough for a few tabs, small enough for a cookie.
 MAX_FLOWS = 3
+# Requests that never need to know who is signed in: no store lookup for them.
+_ANONYMOUS_PATHS = ("/static/", "/healthz", "/readyz", "/metrics")
+ENDED = "Your session has ended (signed out, or ended from another browser). Sign in again."
+
+
+class SessionLookup(Protocol):
+    async def resolve_session(self, token: str, *, now: datetime) -> SessionRecord | None: ...
 
 
 @dataclass
@@ -33,6 +45,9 @@ class Session:
     data: dict[str, Any] = field(default_factory=dict)
     changed: bool = False
     stored: bool = True  # came from a cookie
+    # The store's row for a signed-in session, set by the middleware (never from the
+    # cookie alone): who is signed in is whatever the store says.
+    login: SessionRecord | None = None
 
     @classmethod
     def fresh(cls) -> Session:
@@ -53,24 +68,34 @@ class Session:
 
     @property
     def account_id(self) -> str | None:
-        value = self.data.get("account")
-        return str(value) if value else None
+        return self.login.account_id if self.login else None
+
+    @property
+    def user_id(self) -> str | None:
+        return self.login.user_id if self.login else None
 
     @property
     def email(self) -> str | None:
-        value = self.data.get("email")
-        return str(value) if value else None
+        return self.login.email if self.login else None
+
+    @property
+    def login_token(self) -> str | None:
+        value = self.data.get("login")
+        return str(value) if isinstance(value, str) and value else None
 
     def csrf_matches(self, sent: object) -> bool:
         expected = str(self.data["csrf"]).encode()
         return isinstance(sent, str) and hmac.compare_digest(sent.encode(), expected)
 
-    def sign_in(self, account_id: str, email: str) -> None:
-        self.data = {**Session.fresh().data, "account": account_id, "email": email}
+    def sign_in(self, token: str, login: SessionRecord) -> None:
+        """Signed in as the store's session `login`, whose cookie token is `token`."""
+        self.data = {**Session.fresh().data, "login": token}
+        self.login = login
         self.changed = True
 
     def sign_out(self) -> None:
         self.data = Session.fresh().data
+        self.login = None
         self.changed = True
 
     def _set(self, key: str, value: Any) -> None:
@@ -138,12 +163,14 @@ class SessionMiddleware:
         max_age: int,
         secure: bool,
         clock: Callable[[], float],
+        logins: SessionLookup | None = None,
     ) -> None:
         self.app = app
         self.signer = signer
         self.max_age = max_age
         self.secure = secure
         self.clock = clock
+        self.logins = logins
 
     def load(self, cookie: str | None) -> Session:
         if cookie:
@@ -157,21 +184,38 @@ class SessionMiddleware:
                     return Session(data)
         return Session.fresh()
 
-    def cookie(self, session: Session) -> str:
+    def cookie(self, session: Session, *, https: bool = False) -> str:
         token = self.signer.sign(session.data, now=self.clock())
         attributes = f"Path=/; Max-Age={self.max_age}; HttpOnly; SameSite=Lax"
-        return f"{COOKIE}={token}; {attributes}" + ("; Secure" if self.secure else "")
+        # Secure whenever the portal is reached over https: configured so (the public
+        # base URL), or this very request came over TLS (directly or via a trusted proxy).
+        secure = self.secure or https
+        return f"{COOKIE}={token}; {attributes}" + ("; Secure" if secure else "")
+
+    async def resolve(self, session: Session, path: str) -> None:
+        token = session.login_token
+        if token is None or self.logins is None or path.startswith(_ANONYMOUS_PATHS):
+            return
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        session.login = await self.logins.resolve_session(token, now=now)
+        if session.login is None:
+            # Ended in the store (or expired): this cookie signs nobody in any more.
+            session.sign_out()
+            session.flash(ENDED)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         session = self.load(HTTPConnection(scope).cookies.get(COOKIE))
+        await self.resolve(session, str(scope.get("path") or ""))
         scope[_SCOPE_KEY] = session
+        https = scope.get("scheme") == "https"
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start" and session.changed:
-                MutableHeaders(scope=message).append("Set-Cookie", self.cookie(session))
+                MutableHeaders(scope=message).append(
+                    "Set-Cookie", self.cookie(session, https=https))
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)

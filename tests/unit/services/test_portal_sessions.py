@@ -1,7 +1,13 @@
+from datetime import UTC, datetime
+
+from runtime.store.accounts import SessionRecord
 from services.portal.web.sessions import COOKIE, MAX_FLOWS, Session, SessionMiddleware
 from services.portal.web.signing import Signer
 
 SIGNER = Signer(b"0123456789abcdef-portal-tests", "session")
+_T = datetime(2026, 12, 2, tzinfo=UTC)
+LOGIN = SessionRecord(id="s1", user_id="u1", account_id="acct1", email="a@firma.example",
+                      created_at=_T, last_seen_at=_T, expires_at=_T, ip=None, user_agent=None)
 
 
 async def _app(scope: object, receive: object, send: object) -> None:  # never called here
@@ -16,23 +22,25 @@ def _value(set_cookie: str) -> str:
     return set_cookie.split(";")[0].removeprefix(f"{COOKIE}=")
 
 
-def test_a_session_survives_the_cookie_round_trip() -> None:
+def test_a_session_survives_the_cookie_round_trip_but_signs_in_only_through_the_store() -> None:
     middleware = _middleware()
     session = Session.fresh()
-    session.sign_in("acct1", "a@firma.example")
+    session.sign_in("token1", LOGIN)
+    assert session.account_id == "acct1" and session.email == "a@firma.example"
     loaded = middleware.load(_value(middleware.cookie(session)))
-    assert loaded.account_id == "acct1" and loaded.email == "a@firma.example"
+    # The cookie carries the login token, not who is signed in: that takes the store.
+    assert loaded.login_token == "token1" and loaded.account_id is None
     assert loaded.csrf == session.csrf and not loaded.changed
 
 
 def test_a_forged_or_expired_cookie_means_a_fresh_anonymous_session() -> None:
     session = Session.fresh()
-    session.sign_in("acct1", "a@firma.example")
+    session.sign_in("token1", LOGIN)
     cookie = _value(_middleware().cookie(session))
     forged = cookie[:-1] + ("A" if cookie[-1] != "A" else "B")
     for loaded in (_middleware().load(forged), _middleware(now=1000 + 3601).load(cookie),
                    _middleware().load("garbage")):
-        assert loaded.account_id is None and not loaded.stored
+        assert loaded.login_token is None and not loaded.stored
         assert loaded.csrf != session.csrf and loaded.changed
 
 
@@ -50,16 +58,19 @@ def test_cookie_attributes() -> None:
     assert "Secure" not in cookie
     assert cookie.endswith("; Secure") is False
     assert _middleware(secure=True).cookie(Session.fresh()).endswith("; Secure")
+    # Served over https (a TLS listener, or a trusted proxy saying so): Secure as well.
+    assert _middleware().cookie(Session.fresh(), https=True).endswith("; Secure")
 
 
 def test_signing_in_and_out_starts_a_new_session() -> None:
     session = Session.fresh()
     before = (session.sid, session.csrf)
-    session.sign_in("acct1", "a@firma.example")
+    session.sign_in("token1", LOGIN)
     assert (session.sid, session.csrf) != before and session.account_id == "acct1"
     signed_in = (session.sid, session.csrf)
     session.sign_out()
     assert (session.sid, session.csrf) != signed_in and session.account_id is None
+    assert session.login_token is None
 
 
 def test_an_oauth_flow_finishes_once() -> None:
