@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.zoho.mapping import map_invoice
+from connectors.zoho.mapping import map_credit_note, map_invoice
 from sandbox.zoho import books as zb
 from sandbox.zoho.state import BooksState, DataCentre, Organization
 from schemas.invoice import Invoice
@@ -95,6 +95,9 @@ def invoice_spec(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
         # Rate 1 to EUR for a foreign currency is refused as a missing rate (unit-tested).
         rates = st.decimals(min_value=Decimal("0.5"), max_value=Decimal("2"), places=6)
         spec["exchange_rate"] = str(draw(rates.filter(lambda rate: rate != 1)))
+    if draw(st.booleans()):  # a credit note: the same arithmetic, its own keys
+        spec.update(kind="creditnote", creditnote_number="CN-00077",
+                    status=draw(st.sampled_from(["open", "closed", "draft", "void"])))  # fmt: skip
     return reading, spec
 
 
@@ -106,11 +109,12 @@ def _zoho_json(reading: str, spec: dict[str, Any]) -> dict[str, Any] | None:
         datetime(2026, 11, 25, 8, 0, tzinfo=UTC),
         datetime(2026, 11, 25, 9, 0, tzinfo=UTC),
     )
-    document = zb.render(org, stored)
+    kind = spec.get("kind", "invoice")
+    document = zb.render(org, stored, kind)
     lines_total = sum((line["item_total"] for line in document["line_items"]), Decimal(0))
     if document["discount_total"] > lines_total:
         return None  # Zoho refuses a discount larger than the invoice
-    parsed: dict[str, Any] = json.loads(zb.dumps({"code": 0, "invoice": document}))["invoice"]
+    parsed: dict[str, Any] = json.loads(zb.dumps({"code": 0, kind: document}))[kind]
     return parsed
 
 
@@ -123,11 +127,14 @@ def test_every_invoice_zoho_computes_maps_to_its_own_figures(
     zoho = _zoho_json(reading, spec)
     if zoho is None:
         return
-    invoice = map_invoice(zoho)
+    note = "creditnote_id" in zoho
+    invoice = map_credit_note(zoho) if note else map_invoice(zoho)
+    # A credit note is carried negative (a storno): compare it turned back.
+    sign = -1 if note else 1
     dec = lambda v: Decimal(str(v))  # noqa: E731 - JSON numbers, read exactly
 
-    assert invoice.total == dec(zoho["total"])
-    assert invoice.tax_total == dec(zoho["tax_total"])
+    assert invoice.total == sign * dec(zoho["total"])
+    assert invoice.tax_total == sign * dec(zoho["tax_total"])
     assert invoice.subtotal + invoice.tax_total + sum(c.amount for c in invoice.charges) == (
         invoice.total
     )
@@ -145,7 +152,7 @@ def test_every_invoice_zoho_computes_maps_to_its_own_figures(
     if zoho["shipping_charge_tax_id"] and zoho["shipping_charge_tax"] != "":
         key = zoho["shipping_charge_tax_id"]
         by_id[key] = by_id.get(key, Decimal(0)) + dec(zoho["shipping_charge_tax"])
-    ours = {t.tax_id: t.amount for t in invoice.taxes}
+    ours = {t.tax_id: sign * t.amount for t in invoice.taxes}
     assert ours == {k: v for k, v in by_id.items() if v or k in ours}
     # Each taxable base is what its tax was computed on, within Zoho's per-line rounding.
     for row in invoice.taxes:
@@ -156,8 +163,8 @@ def test_every_invoice_zoho_computes_maps_to_its_own_figures(
 
     base = invoice.base_amounts
     assert base.currency == "EUR"
-    assert base.total == dec(zoho["bcy_total"])
-    assert base.tax_total == dec(zoho["bcy_tax_total"])
+    assert base.total == sign * dec(zoho["bcy_total"])
+    assert base.tax_total == sign * dec(zoho["bcy_tax_total"])
     if zoho["currency_code"] == "EUR":
         assert base.total == invoice.total
 
