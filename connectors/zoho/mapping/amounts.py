@@ -339,13 +339,23 @@ def _entity_discount(
 
 
 def _shipping(doc: Mapping[str, Any], exponent: Decimal, inclusive: bool) -> _Line | None:
+    """Shipping as a line: as entered (gross when prices include tax), taxed at its tax.
+
+    Whether an inclusive invoice's `shipping_charge` includes its tax is *uncertain*;
+    Zoho's `shipping_charge_exclusive_of_tax`/`_inclusive_of_tax`, when present, say
+    which, and decide.
+    """
     charge = amount_or_zero(doc, "shipping_charge")
     if not charge:
         return None
     rate = amount_or_zero(doc, "shipping_charge_tax_percentage")
     tax_id = optional_id(doc.get("shipping_charge_tax_id"), "shipping_charge_tax_id")
     stated_tax = optional_amount(doc, "shipping_charge_tax")
-    name = optional_text(doc, "shipping_charge_tax_name")
+    excluding = optional_amount(doc, "shipping_charge_exclusive_of_tax")
+    including = optional_amount(doc, "shipping_charge_inclusive_of_tax")
+    if rate and excluding is not None and including is not None and including >= excluding:
+        stated_tax = including - excluding
+        charge = including if inclusive else excluding
     return _Line(
         line_id=None,
         description="Shipping charge",
@@ -356,7 +366,7 @@ def _shipping(doc: Mapping[str, Any], exponent: Decimal, inclusive: bool) -> _Li
         stated_total=None,
         tax_id=tax_id,
         tax_rate=rate,
-        tax_name=name,
+        tax_name=optional_text(doc, "shipping_charge_tax_name"),
         zoho_tax=stated_tax if rate else None,
     )
 

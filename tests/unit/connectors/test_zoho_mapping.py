@@ -629,3 +629,31 @@ def test_empty_strings_in_numeric_fields_mean_nothing() -> None:
         shipping_charge_tax_percentage="",
     )
     assert map_invoice(document).total == Decimal("12.38")
+
+
+@pytest.mark.parametrize("shipping_charge", ["4.00", "5.00"])
+def test_shipping_of_a_tax_inclusive_invoice_in_either_reading(shipping_charge: str) -> None:
+    # Zoho may state an inclusive invoice's shipping net (4.00) or gross (5.00); its
+    # exclusive/inclusive copies say which.
+    document = zoho_invoice(
+        is_inclusive_tax=True,
+        line_items=[line("Mug", "10.00", "1", 25, item_total="10.00")],
+        shipping_charge=shipping_charge,
+        shipping_charge_tax_percentage=25,
+        shipping_charge_tax_id="t25",
+        shipping_charge_tax="1.00",
+        shipping_charge_exclusive_of_tax="4.00",
+        shipping_charge_inclusive_of_tax="5.00",
+        taxes=[{"tax_name": "VAT (25%)", "tax_amount": "3.00"}],
+        sub_total="10.00",
+        tax_total="3.00",
+        total="15.00",
+    )
+    invoice = map_invoice(document)
+    shipping = invoice.lines[-1]
+    assert (shipping.description, shipping.amount, shipping.tax_id) == (
+        "Shipping charge",
+        Decimal("4.00"),
+        "t25",
+    )
+    assert invoice.subtotal == Decimal("12.00") and invoice.total == Decimal("15.00")
