@@ -163,7 +163,8 @@ def on_received(
         return Report(
             InvoiceState.BLOCKED, "license_limit",
             f"This month's limit of {monthly_limit} fiscalized invoices is reached; upgrade "
-            "the plan in the Client Portal and the invoice will be fiscalized.",
+            "the plan on the Client Portal's Plans page (/plans) and the invoice will be "
+            "fiscalized.",
         )
     if entry is not None and entry.phase in (Phase.FAILED, Phase.REJECTED):
         # Issued to the customer but never fiscalized: from now on, a late delivery.
