@@ -135,6 +135,7 @@ def figures(doc: Mapping[str, Any], *, number: str, currency: str, base_currency
     exponent = exponent_of(currency)
     inclusive = flag(doc, "is_inclusive_tax")
     lines = _lines(doc, exponent, inclusive)
+    entered = sum((ln.amount for ln in lines), _ZERO)  # before an entity discount
     charges: list[Charge] = []
 
     discount, before_tax = _entity_discount(doc, lines, exponent)
@@ -185,10 +186,12 @@ def figures(doc: Mapping[str, Any], *, number: str, currency: str, base_currency
     total = subtotal + tax_total + sum((c.amount for c in charges), _ZERO)
     _check(doc, "tax_total", tax_total, number, _tax_hint(lines))
     _check_taxes_list(doc, tax_total, number)
-    _check_sub_total(doc, lines, shipping, number)
+    _check_sub_total(doc, lines, shipping, {entered, subtotal}, number)
     _check(doc, "total", total, number, _total_hint(charges))
 
-    exchange_rate = optional_amount(doc, "exchange_rate", default=Decimal(1)) or Decimal(1)
+    exchange_rate = optional_amount(doc, "exchange_rate")
+    if exchange_rate is None:
+        exchange_rate = Decimal(1)
     if exchange_rate <= 0:
         raise InvoiceMappingError(
             "invalid_amount",
@@ -537,19 +540,27 @@ def _check_taxes_list(doc: Mapping[str, Any], tax_total: Decimal, number: str) -
 
 
 def _check_sub_total(
-    doc: Mapping[str, Any], lines: list[_Line], shipping: _Line | None, number: str
+    doc: Mapping[str, Any],
+    lines: list[_Line],
+    shipping: _Line | None,
+    computed: set[Decimal],
+    number: str,
 ) -> None:
-    """sub_total is the sum of Zoho's item totals (gross or net: its reading, per line)."""
+    """sub_total must be one of its readings: the sum of Zoho's item totals (gross or net,
+    as it stated them), of the lines as entered, or of their net amounts. It decides no
+    reported figure, so any of them will do; none means the lines were not all sent."""
     theirs = optional_amount(doc, "sub_total")
-    items = [ln for ln in lines if ln is not shipping]
-    if theirs is None or any(ln.stated_total is None for ln in items):
+    if theirs is None:
         return
-    stated = sum((ln.stated_total or _ZERO for ln in items), _ZERO)
-    if stated != theirs:
+    items = [ln for ln in lines if ln is not shipping]
+    readings = set(computed)
+    if all(ln.stated_total is not None for ln in items):
+        readings.add(sum((ln.stated_total or _ZERO for ln in items), _ZERO))
+    if theirs not in readings:
         raise InvoiceMappingError(
             "sub_total_mismatch",
-            f"invoice {number}: Zoho's sub_total is {theirs} but its lines' item totals add up"
-            f" to {stated}",
+            f"invoice {number}: Zoho's sub_total is {theirs} but its lines add up to"
+            f" {' or '.join(str(r) for r in sorted(readings))}: a line may be missing",
             field="sub_total",
         )
 

@@ -657,3 +657,17 @@ def test_shipping_of_a_tax_inclusive_invoice_in_either_reading(shipping_charge: 
         "t25",
     )
     assert invoice.subtotal == Decimal("12.00") and invoice.total == Decimal("15.00")
+
+
+def test_an_exchange_rate_of_zero_is_refused_not_taken_as_one() -> None:
+    with pytest.raises(InvoiceMappingError) as caught:
+        map_invoice(zoho_invoice(exchange_rate="0"))
+    assert (caught.value.code, caught.value.field) == ("invalid_amount", "exchange_rate")
+
+
+def test_a_sub_total_no_reading_explains_is_refused() -> None:
+    # Zoho's sub_total counts a line the payload does not carry.
+    with pytest.raises(InvoiceMappingError) as caught:
+        map_invoice(zoho_invoice(sub_total="15.09"))
+    assert caught.value.code == "sub_total_mismatch"
+    assert "15.09" in str(caught.value) and "10.09" in str(caught.value)
