@@ -157,8 +157,13 @@ async def test_a_refused_upload_says_why_and_creates_nothing(
     assert await env.store.integrations.find() == []
     # Nobody was sent to Zoho either.
     assert (await env.zoho.counters()).get("oauth:com") == counters.get("oauth:com")
-    # The form keeps what was typed, so only the wrong part needs fixing.
-    assert 'value="POSL' in response.text and OPERATOR_OIB in response.text
+    if case in ("oib_mismatch", "bad_premises"):
+        # The settings step again, keeping what was typed: only the wrong part needs fixing.
+        assert 'id="create"' in response.text
+        assert 'value="POSL' in response.text and OPERATOR_OIB in response.text
+    else:
+        # A certificate that does not open or is refused: back to the certificate step.
+        assert 'id="certificate"' in response.text and 'id="create"' not in response.text
 
 
 async def test_forged_or_foreign_state_is_refused_and_changes_nothing(

@@ -207,9 +207,13 @@ async def create_integration(request: Request) -> Response:
             {k: v for k, v in values.items() if k != "name"}, pfx, password)
     except UploadRefused as refused:
         log.info("integration settings refused", extra={"reason": refused.code})
-        if set(refused.problems) & set(CERTIFICATE_FIELDS):
+        if refused.code == "oib_mismatch":
+            # The certificate is fine; the OIB typed in the settings is not its OIB.
+            problems["oib"] = refused.problems.get("pfx", str(refused))
+        elif set(refused.problems) & set(CERTIFICATE_FIELDS):
             return _certificate_page(request, 400, refused.problems)
-        problems.update(refused.problems)
+        else:
+            problems.update(refused.problems)
     if problems:
         facts = await asyncio.to_thread(_facts, pfx, password, portal.trusted_cas)
         sealed = sealed or _seal(portal, _context(request, account_id), pfx, password)
