@@ -263,13 +263,12 @@ def _lines(doc: Mapping[str, Any], exponent: Decimal, inclusive: bool) -> list[_
                     f" - discount {round_to(discount, exponent)} = {line_amount}",
                     field=f"{where}.item_total",
                 )
-        description = optional_text(item, "name", f"{where}.name") or optional_text(
-            item, "description", f"{where}.description"
+        # A line without name or description is still a supply: its place names it.
+        description = (
+            optional_text(item, "name", f"{where}.name")
+            or optional_text(item, "description", f"{where}.description")
+            or f"line {index + 1}"
         )
-        if not description:
-            raise InvoiceMappingError(
-                "missing_field", f"{where} has neither name nor description", field=where
-            )
         tax_id = optional_id(item.get("tax_id"), f"{where}.tax_id")
         zoho_tax, entry_id, entry_name = _line_item_taxes(item, where)
         if tax_id and entry_id and entry_id != tax_id:

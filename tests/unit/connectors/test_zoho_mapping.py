@@ -454,7 +454,7 @@ def test_malformed_fields_are_refused_by_name(
         ({"quantity": None}, "missing_field", "line_items[0].quantity"),
         ({"discount": "150%"}, "invalid_amount", "line_items[0].discount"),
         ({"discount": -1}, "invalid_amount", "line_items[0].discount"),
-        ({"name": "", "description": None}, "missing_field", "line_items[0]"),
+        ({"name": 7.5}, "invalid_field", "line_items[0].name"),
     ],
 )
 def test_malformed_lines_are_refused_by_position(
@@ -671,3 +671,9 @@ def test_a_sub_total_no_reading_explains_is_refused() -> None:
         map_invoice(zoho_invoice(sub_total="15.09"))
     assert caught.value.code == "sub_total_mismatch"
     assert "15.09" in str(caught.value) and "10.09" in str(caught.value)
+
+
+def test_a_line_without_name_or_description_is_named_by_its_place() -> None:
+    document = zoho_invoice()
+    document["line_items"][1].update(name="", description="")
+    assert map_invoice(document).lines[1].description == "line 2"
