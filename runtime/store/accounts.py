@@ -13,10 +13,11 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select
 
 from runtime.store.models import Account, LoginFailure, PasswordReset, PortalSession, User
 from runtime.store.repository import InvalidInput, NotFound, Repository, new_id
@@ -243,7 +244,7 @@ class Accounts(Repository):
         async with self._tx() as session:
             result = await session.execute(delete(PortalSession).where(
                 PortalSession.id == session_id, PortalSession.user_id == user_id))
-            return bool(result.rowcount)
+            return bool(cast(CursorResult[Any], result).rowcount)
 
     async def end_session_by_token(self, token: str) -> None:
         async with self._tx() as session:
@@ -254,7 +255,7 @@ class Accounts(Repository):
         async with self._tx() as session:
             result = await session.execute(delete(PortalSession).where(
                 PortalSession.user_id == user_id, PortalSession.id != keep_id))
-            return int(result.rowcount or 0)
+            return int(cast(CursorResult[Any], result).rowcount or 0)
 
     # -- throttling --------------------------------------------------------------------
     async def record_failure(self, scope: str, key: str, *, now: datetime) -> None:
