@@ -23,6 +23,7 @@ router = APIRouter()
 
 CHART_DAYS = 30
 CERTIFICATE_WARNING = timedelta(days=30)
+COUNT_CAP = 999
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,11 @@ async def _dashboard(request: Request, records: list[IntegrationRecord],
     scope = "this integration" if integration else "all your integrations"
     svg, legend = daily_svg(daily, f"Invoices per day by state, last {CHART_DAYS} days, "
                                    f"{scope}")
+    # Counted up to COUNT_CAP ("999+"): the figure is a prompt to open the list.
     late, late_more = await portal.store.journal.count(uids, InvoiceFilter(
-        states=(InvoiceState.RETRYING,), first_seen_before=late_cutoff(now)))
+        states=(InvoiceState.RETRYING,), first_seen_before=late_cutoff(now)), cap=COUNT_CAP)
     failed, failed_more = await portal.store.journal.count(
-        uids, InvoiceFilter(states=(InvoiceState.FAILED,)))
+        uids, InvoiceFilter(states=(InvoiceState.FAILED,)), cap=COUNT_CAP)
     lists = f"/integrations/{integration.uid}/invoices" if integration else "/invoices"
     context: dict[str, Any] = {
         "integration": integration, "usages": usages, "certificates": certificates,
