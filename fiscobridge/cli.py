@@ -24,6 +24,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("db", "db"),
     ("run", "run"),
     ("dev", "dev"),
+    ("portal", "portal"),
     ("demo", "demo"),
     ("preview", "preview"),
     ("replay", "replay"),

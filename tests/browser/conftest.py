@@ -169,7 +169,8 @@ async def keyboard_walk(page: Page) -> None:
     wanted = await page.evaluate(_INTERACTIVE)
     await page.evaluate("() => { document.activeElement && document.activeElement.blur(); }")
     reached: list[str] = []
-    for _ in range(len(wanted) + 5):
+    # A date input takes a Tab per field (day, month, year): room for those.
+    for _ in range(4 * len(wanted) + 10):
         await page.keyboard.press("Tab")
         focused = await page.evaluate(
             "() => document.activeElement && document.activeElement !== document.body"
