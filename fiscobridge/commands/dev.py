@@ -29,9 +29,8 @@ SERVICES = ("portal", "reporter", "fiscalizer", "poller", "ingest")
 SCALED = ("reporter", "fiscalizer")
 MAX_WORKERS = 8  # instance n listens 10 * (n - 1) above the first, below the ingest's 8080
 ZOHO_CLIENT_ID = "1000.FISCOBRIDGEDEV"
-# The local mail catcher (fiscobridge/mailcatcher.py): SMTP, and the page to read mail.
+# The local mail catcher (fiscobridge/mailcatcher.py): SMTP here, its page one above.
 MAIL_SMTP_PORT = 8025
-MAIL_WEB_PORT = 8026
 
 
 @dataclass(frozen=True)
@@ -46,6 +45,7 @@ class Ports:
     reporter: int | None = None
     fiscalizer: int | None = None
     poller: int | None = None
+    mail: int = MAIL_SMTP_PORT  # the mail catcher's SMTP; its web page is on mail + 1
 
     def service(self, name: str) -> int:
         """The port of `name`'s HTTP endpoints, /healthz /readyz /metrics included."""
@@ -86,7 +86,7 @@ def children(ports: Ports, log_dir: Path, zoho_secret: str, workers: int = 1) ->
         "FISCOBRIDGE_POLLER_ZOHO_CLIENT_SECRET": zoho_secret,
         "FISCOBRIDGE_POLLER_ZOHO_ACCOUNTS_SERVERS": json.dumps(accounts),
         # The portal's mail (password reset links) goes to the local mail catcher.
-        "FISCOBRIDGE_PORTAL_SMTP_URL": f"smtp://127.0.0.1:{MAIL_SMTP_PORT}",
+        "FISCOBRIDGE_PORTAL_SMTP_URL": f"smtp://127.0.0.1:{ports.mail}",
     }
     from sandbox.cis.ca import SERVICE_CERT_FILE, default_ca_dir
 
@@ -100,7 +100,7 @@ def children(ports: Ports, log_dir: Path, zoho_secret: str, workers: int = 1) ->
     }
     spec = [
         ("mail-catcher", [sys.executable, "-m", "fiscobridge.mailcatcher", "--smtp-port",
-                          str(MAIL_SMTP_PORT), "--http-port", str(MAIL_WEB_PORT)]),
+                          str(ports.mail), "--http-port", str(ports.mail + 1)]),
         ("cis-sandbox", [*exe, "sandbox", "cis", "--port", str(ports.cis)]),
         ("zoho-sandbox", [*exe, "sandbox", "zoho", "--port", str(ports.zoho), "--demo",
                           "--client-id", ZOHO_CLIENT_ID, "--client-secret", zoho_secret,
@@ -150,9 +150,11 @@ def listing(ports: Ports, workers: int = 1) -> str:
 @click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=1, show_default=True,
               help="fiscalizers and reporters to start; they share the partitions "
               "(instance n's ops port is 10 * (n - 1) above the first's)")
+@click.option("--mail-port", default=MAIL_SMTP_PORT, show_default=True,
+              help="the mail catcher's SMTP; its page listens one above")
 def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
         zoho_port: int, reporter_ops_port: int | None, fiscalizer_ops_port: int | None,
-        poller_ops_port: int | None, workers: int) -> None:
+        poller_ops_port: int | None, workers: int, mail_port: int) -> None:
     """Start everything; Ctrl-C stops everything."""
     from runtime.kafka.admin import ensure_topics
     from runtime.kafka.jars import fetch_jars
@@ -163,7 +165,7 @@ def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
     from schemas.topics import registry
 
     ports = Ports(kafka_port, ingest_port, portal_port, cis_port, zoho_port,
-                  reporter_ops_port, fiscalizer_ops_port, poller_ops_port)
+                  reporter_ops_port, fiscalizer_ops_port, poller_ops_port, mail_port)
     broker = None
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         fetch_jars()
@@ -193,7 +195,7 @@ def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
             f"  webhooks  http://127.0.0.1:{ingest_port}/webhook/zoho/<integration uid>\n"
             f"  CIS       http://127.0.0.1:{cis_port}/FiskalizacijaServiceTest (sandbox)\n"
             f"  Zoho      http://127.0.0.1:{zoho_port}-{zoho_port + 3} (sandbox)\n"
-            f"  mail      http://127.0.0.1:{MAIL_WEB_PORT}  (what the portal sends, e.g. "
+            f"  mail      http://127.0.0.1:{mail_port + 1}  (what the portal sends, e.g. "
             "password reset links)\n"
             f"{listing(ports, workers)}"
             "Try `fiscobridge demo --invoices 100` in another terminal. Ctrl-C stops everything."
