@@ -12,6 +12,7 @@ from tests.fixtures.certs import Pfx
 from tests.integration.test_portal_helpers import (  # noqa: F401 - fixtures
     SQLITE_ONLY,
     USER_PASSWORD,
+    MakePortal,
     PortalUnderTest,
     env_fixture,
     make_portal_fixture,
@@ -186,3 +187,25 @@ async def test_ops_endpoints_are_served_by_the_portal(env: PortalUnderTest) -> N
     # Probes and assets get no session cookie; a page with a form does.
     assert not browser.http.cookies
     assert (await browser.get("/login")).headers["set-cookie"].startswith("fb_session=")
+
+
+async def test_password_reset_says_when_no_mail_can_be_sent(
+    env: PortalUnderTest, make_portal: MakePortal,
+) -> None:
+    browser = env.browser()
+    page = await browser.get("/password/forgot")
+    assert "no mail server configured" in page.text
+    refused = await browser.submit("/password/forgot", "forgot", "/password/forgot",
+                                   {"email": "x@firma.example"})
+    assert refused.status_code == 503 and "FISCOBRIDGE_PORTAL_SMTP_URL" in refused.text
+
+    down = await make_portal(smtp_url="smtp://127.0.0.1:9")  # nothing listens there
+    owner = down.browser()
+    await owner.signup("down@firma.example")
+    failed = await owner.submit("/password/forgot", "forgot", "/password/forgot",
+                                {"email": "down@firma.example"})
+    assert failed.status_code == 502 and "no reset link was sent" in failed.text
+    # An unknown address is not looked up at the mail server: the same answer as ever.
+    unknown = await owner.submit("/password/forgot", "forgot", "/password/forgot",
+                                 {"email": "nobody@firma.example"})
+    assert unknown.status_code == 303

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 
 from runtime.store.accounts import SessionRecord
-from services.portal.web.sessions import COOKIE, MAX_FLOWS, Session, SessionMiddleware
+from services.portal.web.sessions import COOKIE, ENDED, MAX_FLOWS, Session, SessionMiddleware
 from services.portal.web.signing import Signer
 
 SIGNER = Signer(b"0123456789abcdef-portal-tests", "session")
@@ -105,3 +105,65 @@ def test_a_pending_choice_belongs_to_one_integration() -> None:
         "uid": "uid1", "accounts_server": "https://accounts.zoho.eu", "grant": "sealed"}
     session.clear_choice()
     assert session.any_choice() is None
+
+
+class _Lookup:
+    """The store's side of sessions: the tokens that are live."""
+
+    def __init__(self, live: dict[str, SessionRecord]) -> None:
+        self.live = live
+
+    async def resolve_session(self, token: str, *, now: datetime) -> SessionRecord | None:
+        return self.live.get(token)
+
+
+async def _request(middleware: SessionMiddleware, cookie: str | None, *, scheme: str = "http",
+                   path: str = "/integrations") -> tuple[Session, list[str]]:
+    seen: list[Session] = []
+    sent: list[str] = []
+
+    async def app(scope: dict, receive: object, send: object) -> None:
+        session = scope["fiscobridge.session"]
+        session.csrf  # noqa: B018 - a page with a form
+        seen.append(session)
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b""})  # type: ignore[operator]
+
+    async def send(message: dict) -> None:
+        for name, value in message.get("headers", []):
+            if name == b"set-cookie":
+                sent.append(value.decode())
+
+    middleware.app = app  # type: ignore[assignment]
+    headers = [(b"cookie", f"{COOKIE}={cookie}".encode())] if cookie else []
+    scope = {"type": "http", "scheme": scheme, "path": path, "headers": headers,
+             "method": "GET", "query_string": b""}
+    await middleware(scope, None, send)  # type: ignore[arg-type]
+    return seen[0], sent
+
+
+async def test_who_is_signed_in_comes_from_the_store_and_an_ended_session_signs_out() -> None:
+    lookup = _Lookup({"token1": LOGIN})
+    middleware = SessionMiddleware(_app, SIGNER, max_age=3600, secure=False,
+                                   clock=lambda: 1000.0, logins=lookup)
+    session = Session.fresh()
+    session.sign_in("token1", LOGIN)
+    cookie = _value(middleware.cookie(session))
+    live, _ = await _request(middleware, cookie)
+    assert live.account_id == "acct1" and live.email == "a@firma.example"
+    # Static files never ask the store.
+    static, _ = await _request(middleware, cookie, path="/static/portal.css")
+    assert static.account_id is None and static.login_token == "token1"
+    del lookup.live["token1"]  # Sign out elsewhere, a password change, "End"
+    ended, sent = await _request(middleware, cookie)
+    assert ended.account_id is None and ended.login_token is None
+    assert ended.pop_flash() == ENDED and sent
+
+
+async def test_a_request_over_https_gets_a_secure_cookie() -> None:
+    middleware = SessionMiddleware(_app, SIGNER, max_age=3600, secure=False,
+                                   clock=lambda: 1000.0)
+    _, plain = await _request(middleware, None)
+    _, tls = await _request(middleware, None, scheme="https")
+    assert plain and "Secure" not in plain[0]
+    assert tls and tls[0].endswith("; Secure")
