@@ -125,6 +125,8 @@ class Accounts(Repository):
                 raise NotFound(f"no account for {email}")
             user.password_hash = _hasher.hash(password)
             user.password_changed_at = datetime.now(UTC)
+            # A new password ends every session signed in with the old one.
+            await session.execute(delete(PortalSession).where(PortalSession.user_id == user.id))
 
     async def authenticate(self, email: str, password: str) -> AccountRecord | None:
         """The account if the password matches; None otherwise (unknown e-mail included)."""
@@ -279,9 +281,11 @@ class Accounts(Repository):
             await session.execute(delete(LoginFailure).where(
                 LoginFailure.scope == scope, LoginFailure.key == key[:320]))
 
-    async def forget_failures_before(self, before: datetime) -> None:
+    async def forget_failures_before(self, scopes: tuple[str, ...], before: datetime) -> None:
+        """Drops the `scopes`' failures that no window counts any more."""
         async with self._tx() as session:
-            await session.execute(delete(LoginFailure).where(LoginFailure.at <= before))
+            await session.execute(delete(LoginFailure).where(
+                LoginFailure.scope.in_(scopes), LoginFailure.at <= before))
 
     # -- password reset ----------------------------------------------------------------
     async def start_reset(self, email: str, *, now: datetime, lifetime: timedelta) -> str | None:

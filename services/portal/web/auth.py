@@ -116,7 +116,7 @@ async def login(request: Request) -> Response:
         await portal.store.accounts.record_failure(IP, ip, now=now)
         # Failures older than a window count for nothing: they are dropped now and then.
         await portal.store.accounts.forget_failures_before(
-            now - timedelta(seconds=portal.settings.login_window_seconds))
+            (ACCOUNT, IP), now - timedelta(seconds=portal.settings.login_window_seconds))
         # One message for an unknown e-mail and a wrong password: accounts are not probed.
         return render(request, "login.html", 400, email=email,
                       error="Wrong e-mail or password.")
@@ -197,6 +197,7 @@ async def forgot(request: Request) -> Response:
         return render(request, "forgot.html", 429, email=email, can_mail=True,
                       error=f"{count} reset links were sent for {email} in the last hour; "
                       f"use the newest one, or ask again in {_minutes(oldest + hour - now)}.")
+    await portal.store.accounts.forget_failures_before((RESET,), now - hour)
     await portal.store.accounts.record_failure(RESET, key, now=now)
     lifetime = timedelta(seconds=settings.reset_ttl_seconds)
     token = await portal.store.accounts.start_reset(email, now=now, lifetime=lifetime)
