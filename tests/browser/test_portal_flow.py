@@ -204,3 +204,53 @@ async def test_the_certificate_step_is_refused_without_a_file_and_changes_nothin
     assert "PKCS#12" in await alert_text(page) or "pfx" in (await alert_text(page)).lower()
     await visit.check(page)
     assert await portal.store.integrations.find() == []
+
+
+async def test_the_limit_the_zoho_consent_and_the_organization_steps_say_what_went_wrong(
+    page: Page, portal: PortalUnderTest, visit: Visit, demo_pfx: Pfx, demo_oib: str,
+) -> None:
+    from tests.browser.test_portal_accounts import sign_in
+
+    user, (org,) = await zoho_user_with_org(portal.zoho)
+    http = portal.browser()
+    await http.signup("twice@firma.example")
+    held = await http.connect(demo_pfx, demo_oib, user)
+    await sign_in(page, portal, "twice@firma.example")
+
+    # The trial's one connection is in use: Create Integration says so and where to go.
+    await page.goto(portal.url + "/integrations/new")
+    await expect(page.locator("main")).to_contain_text("Connection limit reached")
+    await expect(page.get_by_role("link", name="See the plans")).to_be_visible()
+    await visit.check(page)
+    await portal.portal.publish(IntegrationEvent(
+        integration_uid=held, kind=IntegrationEventKind.TIER_CHANGED, tier="growth"))
+
+    # Declining at Zoho: nothing connected, the integration stays pending.
+    await upload_certificate(page, portal, demo_pfx)
+    await page.get_by_label("Premises code (oznaka poslovnog prostora)").fill("POSL2")
+    await page.get_by_label("Device code (oznaka naplatnog uređaja)").fill("1")
+    await page.get_by_label("Operator OIB (person issuing invoices)").fill(OPERATOR_OIB)
+    await page.get_by_role("button", name="Create and connect to Zoho Books").click()
+    await page.get_by_label("Email").fill(str(user["email"]))
+    await page.get_by_label("Password").fill(str(user["password"]))
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Reject").click()
+    await expect(page.locator("main")).to_contain_text("Zoho access not granted")
+    await expect(page.locator("main")).to_contain_text("stays pending")
+    await visit.check(page)
+    second = next(r for r in await portal.store.integrations.find() if r.uid != held)
+    assert second.status is IntegrationStatus.PENDING
+
+    # The organization held by the first integration: marked, and refused when chosen.
+    await page.goto(f"{portal.url}/integrations/{second.uid}")
+    await page.get_by_role("button", name="Connect to Zoho Books").click()
+    await zoho_consent(page, user)
+    await expect(page.locator(".held")).to_contain_text(f"your integration {held}")
+    await visit.check(page)
+    await page.get_by_label(re.compile(re.escape(org["organization_id"]))).check()
+    await page.get_by_role("button", name="Connect this organization").click()
+    await expect(page.locator("main")).to_contain_text(
+        f"is already fiscalized by your integration {held} (active)")
+    await screenshot(page, "15-organization-held")
+    record = await portal.store.integrations.get(second.uid)
+    assert record is not None and record.status is IntegrationStatus.PENDING
