@@ -104,11 +104,25 @@ def _no_zoho(portal: Portal) -> None:
                         "could not be connected. Nothing was created; ask the operator.")
 
 
+def _sentence(text: str) -> str:
+    """A checker's reason as a sentence on the page: capital first, full stop last."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _sentences(problems: dict[str, str] | None) -> dict[str, str]:
+    return {field: _sentence(text) for field, text in (problems or {}).items()}
+
+
 def _certificate_page(
     request: Request, status: int = 200, problems: dict[str, str] | None = None
 ) -> Response:
     return render(request, "new_integration_certificate.html", status,
-                  problems=problems or {}, zoho_configured=portal_of(request).oauth is not None)
+                  problems=_sentences(problems),
+                  zoho_configured=portal_of(request).oauth is not None)
 
 
 def _settings_page(
@@ -118,7 +132,8 @@ def _settings_page(
     defaults = {**dict.fromkeys(integrations.SETTINGS_FIELDS, ""), "sequence_mark": "P",
                 "in_vat_system": True, "name": "", "oib": facts.get("oib", "")}
     return render(request, "new_integration_settings.html", status, sealed=sealed,
-                  facts=facts, values={**defaults, **(values or {})}, problems=problems or {},
+                  facts=facts, values={**defaults, **(values or {})},
+                  problems=_sentences(problems),
                   name_length=INTEGRATION_NAME_LENGTH)
 
 
