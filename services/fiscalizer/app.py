@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -61,6 +61,7 @@ from services.fiscalizer.directory import (
     IntegrationView,
 )
 from services.fiscalizer.pending import Batch, Pending
+from services.fiscalizer.retention import SweepResult, sweep
 from services.fiscalizer.rules import (
     Entry,
     Phase,
@@ -101,6 +102,20 @@ class Output(NamedTuple):
     headers: list[tuple[str, bytes]] | None = None
 
 
+def rocksdb_options() -> dict[str, Any]:
+    """A table's RocksDB options (one database per table partition, 12 per table):
+    faust's defaults (64 MiB write buffers x 3, a 2 GiB block cache, each per database)
+    let memory grow with the data read; these keep a partition to a few MiB. A fresh
+    dict each time: faust's store pops keys from the one it is given."""
+    return {
+        "write_buffer_size": 4 * 1024 * 1024,
+        "max_write_buffer_number": 2,
+        "target_file_size_base": 16 * 1024 * 1024,
+        "block_cache_size": 8 * 1024 * 1024,
+        "block_cache_compressed_size": 0,
+    }
+
+
 def _broker_urls(kafka: KafkaSettings) -> list[str]:
     return [f"kafka://{host.strip()}" for host in kafka.bootstrap_servers.split(",")]
 
@@ -120,7 +135,9 @@ class Fiscalizer:
         self.app = faust.App(
             settings.app_id,
             broker=_broker_urls(kafka),
-            store="memory://",
+            # rocksdb://: each table partition a RocksDB under datadir, memory flat in the
+            # number of invoices, a restart reads only the changelog written since.
+            store=settings.store,
             processing_guarantee="at_least_once",
             topic_partitions=kafka.partitions,
             topic_replication_factor=1,
@@ -146,10 +163,15 @@ class Fiscalizer:
             fetch_min_bytes=kafka.fetch_min_bytes, fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         )
         state_table, usage_table, numbers_table = FISCALIZER_TABLES
-        self.states = self.app.Table(state_table, default=None, partitions=kafka.partitions)
-        self.usage = self.app.Table(usage_table, default=int, partitions=kafka.partitions)
+        # Fiscalized invoices' entries expire (expire_states); nothing else in any table.
+        self.states = self.app.Table(state_table, default=None, partitions=kafka.partitions,
+                                     options=rocksdb_options())
+        self.usage = self.app.Table(usage_table, default=int, partitions=kafka.partitions,
+                                    options=rocksdb_options())
         # The last fiscal number drawn from each sequence (see rules.sequence_of).
-        self.numbers = self.app.Table(numbers_table, default=int, partitions=kafka.partitions)
+        self.numbers = self.app.Table(numbers_table, default=int, partitions=kafka.partitions,
+                                      options=rocksdb_options())
+        self._partitions = kafka.partitions
         self.received_topic = self.app.topic(INVOICES_RECEIVED.name)
         self.retry_topic = self.app.topic(INVOICES_RETRY.name)
         self.status_topic = self.app.topic(INVOICES_STATUS.name)
@@ -180,6 +202,10 @@ class Fiscalizer:
         async def status(stream: Any) -> None:
             async for events in stream.take_events(batch, within):
                 await self._batch(events, "status", self._on_status)
+
+        @self.app.timer(interval=self.settings.state_sweep_seconds)
+        async def expire() -> None:
+            await self.expire_states()
 
         @self.app.timer(interval=5.0)
         async def watch() -> None:
@@ -242,6 +268,22 @@ class Fiscalizer:
         if sends:
             await asyncio.gather(*sends)
         batch.settle(self.worker.write)
+
+    async def expire_states(self, now: datetime | None = None) -> SweepResult | None:
+        """Delete the fiscalized invoices' entries past the retention (retention.py), in
+        the partitions this worker holds; not while a rebalance moves them."""
+        if self.app.rebalancing:
+            return None
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=self.settings.state_retention_days)
+
+        def held() -> set[int]:
+            if self.app.rebalancing:
+                return set()
+            return {tp.partition for tp in self.app.consumer.assignment()
+                    if tp.topic == INVOICES_RECEIVED.name}
+
+        return await sweep(self.states, lambda key: self._pending.get(self.states, key), held,
+                           self._partitions, cutoff)
 
     # -- handlers -----------------------------------------------------------------
 

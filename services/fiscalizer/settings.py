@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,21 @@ class FiscalizerSettings(BaseSettings):
         default="", pattern=r"^[A-Za-z0-9_.-]*$",
         description="tells fiscalizers on one host apart: each keeps its table files in a "
         "data directory of its own, which survives its restarts",
+    )
+    store: Literal["memory://", "rocksdb://"] = Field(
+        default="rocksdb://",
+        description="rocksdb://: tables on disk, memory flat in the number of invoices and a "
+        "restart reads only the changelog written since; memory://: rebuilt from the "
+        "whole changelog on every start",
+    )
+    state_retention_days: float = Field(
+        default=90.0, gt=0,
+        description="how long a fiscalized invoice's entry is kept after its first "
+        "signature: as long as a duplicate delivery can still arrive (retention.py); "
+        "licence counters and fiscal-number sequences are kept for good",
+    )
+    state_sweep_seconds: float = Field(
+        default=3600.0, gt=0, description="how often expired entries are looked for"
     )
 
     def data_dir(self) -> Path:
