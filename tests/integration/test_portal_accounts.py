@@ -209,3 +209,12 @@ async def test_password_reset_says_when_no_mail_can_be_sent(
     unknown = await owner.submit("/password/forgot", "forgot", "/password/forgot",
                                  {"email": "nobody@firma.example"})
     assert unknown.status_code == 303
+
+
+async def test_a_portal_served_over_https_marks_its_cookies_secure(
+    make_portal: MakePortal,
+) -> None:
+    https = await make_portal(public_base_url="https://portal.fiscobridge.test")
+    page = await https.browser().get("/login")
+    assert page.status_code == 200
+    assert page.headers["set-cookie"].endswith("; Secure")
