@@ -29,11 +29,12 @@ changelog partition from the event being iterated (`FaustWorker.write`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
 import weakref
-from collections.abc import Collection, Hashable, Mapping, MutableMapping
+from collections.abc import Collection, Hashable, Mapping, MutableMapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, ClassVar, NoReturn
@@ -242,6 +243,22 @@ class FaustWorker:
         changelog partition of `event`, the event it stands for."""
         _current_event.set(weakref.ref(event))
         table[key] = value
+
+    @staticmethod
+    async def write_durably(writes: Sequence[tuple[EventT, Any, str, Any]]) -> None:
+        """Write `(event, table, key, value)` to the table and its changelog (the
+        partition of `event`), in order, and wait until the broker acked them all.
+
+        The value goes into the table's store as well as the changelog: a RocksDB store
+        records the changelog offsets it holds, and recovers only what follows them, so
+        a changelog write that is not in the store would be skipped after a restart."""
+        sent = []
+        for event, table, key, value in writes:
+            _current_event.set(weakref.ref(event))
+            table.data[key] = value  # the store alone: no second changelog write
+            sent.append(table.send_changelog(event.message.partition, key, value))
+        if sent:
+            await asyncio.gather(*sent)
 
     @property
     def consumer(self) -> ContiguousConsumer:

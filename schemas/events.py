@@ -93,6 +93,9 @@ class FiscalNumber(Contract):
     premises: str = Field(description="CIS OznPosPr")
     device: str = Field(description="CIS OznNapUr")
     year: int = Field(description="the calendar year of the sequence (local time of issue)")
+    per_device: bool = Field(
+        default=False, description="numbered per device (CIS OznSlijed N), else per premises"
+    )
 
     @property
     def text(self) -> str:

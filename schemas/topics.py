@@ -65,7 +65,7 @@ def dlq_of(topic: Topic) -> Topic:
 # else, rather than by faust on first start: a changelog faust creates while it is
 # already consuming is missing from its metadata, and every table write then fails.
 FISCALIZER_APP_ID = "fiscobridge-fiscalizer"
-FISCALIZER_TABLES = ("invoice-state", "license-usage", "fiscal-numbers")
+FISCALIZER_TABLES = ("invoice-state", "license-usage")
 
 
 def table_changelogs(app_id: str, partitions: int = DEFAULT_PARTITIONS) -> tuple[Topic, ...]:

@@ -34,6 +34,9 @@ _OSNOVICA, _IZNOS = _tag("Osnovica"), _tag("Iznos")
 _IZNOS_UKUPNO, _NACIN_PLAC, _OIB_OPER = _tag("IznosUkupno"), _tag("NacinPlac"), _tag("OibOper")
 _ZAST_KOD, _NAK_DOST = _tag("ZastKod"), _tag("NakDost")
 _OIB_PRIMATELJA = _tag("OibPrimateljaRacuna")
+_PNP, _IZNOS_OSLOB_PDV, _IZNOS_MARZA = _tag("Pnp"), _tag("IznosOslobPdv"), _tag("IznosMarza")
+_IZNOS_NE_PODL_OPOR, _NAKNADE = _tag("IznosNePodlOpor"), _tag("Naknade")
+_NAKNADA, _NAZIV_N, _IZNOS_N = _tag("Naknada"), _tag("NazivN"), _tag("IznosN")
 
 
 @dataclass(frozen=True)
@@ -61,13 +64,46 @@ class RacunFields:
     protection_code: str
     subsequent_delivery: bool
     buyer_oib: str | None = None
+    pnp: tuple[TaxRowText, ...] = ()
+    exempt: str | None = None  # IznosOslobPdv
+    margin: str | None = None  # IznosMarza
+    not_subject: str | None = None  # IznosNePodlOpor
+    fees: tuple[tuple[str, str], ...] = ()  # Naknade: (NazivN, IznosN)
+
+    @property
+    def shape(self) -> Shape:
+        return Shape(len(self.vat), len(self.pnp), self.exempt is not None,
+                     self.margin is not None, self.not_subject is not None, len(self.fees),
+                     self.buyer_oib is not None)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Which optional parts a message has: messages of one shape share a skeleton."""
+
+    vat_rows: int
+    pnp_rows: int
+    exempt: bool
+    margin: bool
+    not_subject: bool
+    fees: int
+    buyer: bool
 
 
 def _boolean(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _skeleton(vat_rows: int, with_buyer: bool) -> tuple[etree._Element, tuple[int, ...]]:
+def _rows(parent: etree._Element, tag: str, count: int) -> None:
+    if count:
+        block = etree.SubElement(parent, tag)
+        for _ in range(count):
+            porez = etree.SubElement(block, _POREZ)
+            for leaf in (_STOPA, _OSNOVICA, _IZNOS):
+                etree.SubElement(porez, leaf)
+
+
+def _skeleton(shape: Shape) -> tuple[etree._Element, tuple[int, ...]]:
     """The message's elements, children in the schema's order, without any text; and
     the positions in document order of the elements that take a text (the leaves).
 
@@ -84,15 +120,21 @@ def _skeleton(vat_rows: int, with_buyer: bool) -> tuple[etree._Element, tuple[in
     number = etree.SubElement(racun, _BR_RAC)
     for tag in (_BR_OZN_RAC, _OZN_POS_PR, _OZN_NAP_UR):
         etree.SubElement(number, tag)
-    if vat_rows:
-        pdv = etree.SubElement(racun, _PDV)
-        for _ in range(vat_rows):
-            porez = etree.SubElement(pdv, _POREZ)
-            for tag in (_STOPA, _OSNOVICA, _IZNOS):
-                etree.SubElement(porez, tag)
+    _rows(racun, _PDV, shape.vat_rows)
+    _rows(racun, _PNP, shape.pnp_rows)
+    for tag, present in ((_IZNOS_OSLOB_PDV, shape.exempt), (_IZNOS_MARZA, shape.margin),
+                         (_IZNOS_NE_PODL_OPOR, shape.not_subject)):
+        if present:
+            etree.SubElement(racun, tag)
+    if shape.fees:
+        naknade = etree.SubElement(racun, _NAKNADE)
+        for _ in range(shape.fees):
+            naknada = etree.SubElement(naknade, _NAKNADA)
+            etree.SubElement(naknada, _NAZIV_N)
+            etree.SubElement(naknada, _IZNOS_N)
     for tag in (_IZNOS_UKUPNO, _NACIN_PLAC, _OIB_OPER, _ZAST_KOD, _NAK_DOST):
         etree.SubElement(racun, tag)
-    if with_buyer:
+    if shape.buyer:
         etree.SubElement(racun, _OIB_PRIMATELJA)
     leaves = tuple(i for i, element in enumerate(root.iter()) if len(element) == 0)
     return root, leaves
@@ -111,8 +153,11 @@ def _leaf_texts(fields: RacunFields, message_id: str, sent_at: str) -> list[str]
         fields.premises_code,
         fields.device_code,
     ]
-    for row in fields.vat:
+    for row in (*fields.vat, *fields.pnp):
         texts += (row.rate, row.base, row.amount)
+    texts += [t for t in (fields.exempt, fields.margin, fields.not_subject) if t is not None]
+    for name, amount in fields.fees:
+        texts += (name, amount)
     texts += (
         fields.total,
         fields.payment_code,
@@ -129,18 +174,17 @@ _Skeleton = tuple[etree._Element, tuple[int, ...]]
 _local = threading.local()
 
 
-def _skeleton_for(vat_rows: int, with_buyer: bool) -> _Skeleton:
+def _skeleton_for(shape: Shape) -> _Skeleton:
     # Per thread: a skeleton is only ever copied, never changed, but lxml trees are
     # best not shared between threads, and one more skeleton per thread is cheap.
-    skeletons: dict[tuple[int, bool], _Skeleton] | None = getattr(_local, "skeletons", None)
+    skeletons: dict[Shape, _Skeleton] | None = getattr(_local, "skeletons", None)
     if skeletons is None:
         skeletons = _local.skeletons = {}
-    shape = (vat_rows, with_buyer)
     skeleton = skeletons.get(shape)
     if skeleton is None:
         if len(skeletons) >= _MAX_SKELETONS:
             skeletons.clear()
-        skeleton = skeletons[shape] = _skeleton(vat_rows, with_buyer)
+        skeleton = skeletons[shape] = _skeleton(shape)
     return skeleton
 
 
@@ -151,7 +195,7 @@ def build_request(fields: RacunFields, *, message_id: str, sent_at: str) -> etre
     libxml2 copies a tree in a fraction of the time lxml takes to create its
     elements one by one (about a third of the cost with three VAT rows).
     """
-    skeleton, leaves = _skeleton_for(len(fields.vat), fields.buyer_oib is not None)
+    skeleton, leaves = _skeleton_for(fields.shape)
     root = copy.deepcopy(skeleton)
     elements = list(root.iter())
     for position, text in zip(leaves, _leaf_texts(fields, message_id, sent_at), strict=True):

@@ -7,18 +7,18 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from fiscal.hr_cis import formats
 from fiscal.hr_cis.certificate import FiscalCertificate
 from fiscal.hr_cis.document import RacunFields, TaxRowText, build_request
-from fiscal.hr_cis.oib import is_valid_oib
+from fiscal.hr_cis.record import Row, fiscal_record, out_of_scope
 from fiscal.hr_cis.rejection import InvoiceRejected
 from fiscal.hr_cis.settings import FiscalSettings
 from fiscal.hr_cis.signing import RequestSigner
-from fiscal.hr_cis.vat import vat_breakdown
 from fiscal.hr_cis.zki import ZkiHash, configured_zki_hash, protection_code, zki_input
 from schemas.events import FiscalNumber
-from schemas.invoice import Customer, Invoice
+from schemas.invoice import Invoice
 
 __all__ = ["HrCisProfile", "InvoiceRejected", "SignedInvoice"]
 
@@ -32,30 +32,16 @@ class SignedInvoice:
     document: bytes  # the signed RacunZahtjev element, UTF-8, no SOAP envelope
 
 
-def _buyer_oib(customer: Customer) -> str | None:
-    """The customer's OIB when it has one; foreign tax ids are not sent."""
-    if not customer.tax_id:
-        return None
-    candidate = customer.tax_id.replace(" ", "").upper().removeprefix("HR")
-    if len(candidate) != 11 or not candidate.isascii() or not candidate.isdigit():
-        return None
-    if not is_valid_oib(candidate):
-        raise InvoiceRejected(
-            "invalid_buyer_oib",
-            f"the customer {customer.name!r} has tax id {customer.tax_id!r}, which is not a"
-            " valid OIB (wrong check digit); correct it in the accounting system",
-        )
-    return candidate
+def _texts(rows: tuple[Row, ...]) -> tuple[TaxRowText, ...]:
+    return tuple(
+        TaxRowText(rate=formats.rate_text(row.rate), base=formats.amount_text(row.base),
+                   amount=formats.amount_text(row.amount))
+        for row in rows
+    )
 
 
-def _require_eur(invoice: Invoice) -> None:
-    # Since 1 Jan 2023 the CIS takes amounts in euro only (spec v2.6, changes list).
-    if invoice.currency != "EUR":
-        raise InvoiceRejected(
-            "unsupported_currency",
-            f"invoice {invoice.number} is in {invoice.currency}; the Croatian tax authority"
-            " takes invoices in EUR only, so issue it in EUR",
-        )
+def _amount(value: Decimal | None) -> str | None:
+    return None if value is None else formats.amount_text(value)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -86,6 +72,11 @@ class HrCisProfile:
             signers.move_to_end(certificate.fingerprint_sha256)
         return signer
 
+    def out_of_scope(self, invoice: Invoice, settings: FiscalSettings) -> str | None:
+        """Why the invoice is not the CIS's at all (a B2B invoice paid by transfer is an
+        e-invoice); None when it is. InvoiceRejected when that cannot be told."""
+        return out_of_scope(invoice, settings)
+
     def sign(
         self,
         invoice: Invoice,
@@ -103,26 +94,13 @@ class HrCisProfile:
         """
         sent_at = _aware(now) if now is not None else datetime.now(UTC)
         certificate.check(expected_oib=settings.oib, now=sent_at)
-        # A foreign-currency invoice is reported with its EUR figures (Zoho's bcy_*).
-        invoice = invoice.in_base_currency()
-        _require_eur(invoice)
+        record = fiscal_record(invoice, settings)
 
         # The number FiscoBridge assigned, never the accounting system's (hr-fiscal-record:
         # a sequence from 1 each year, without gaps), with the premises and device it was
         # assigned under, even if the settings changed since.
         premises, device = number.premises, number.device
-        payment_code = settings.payment_code(invoice.payment_method)
-        # The buyer's OIB goes only with cash and card payments (spec §2.1.1.1).
-        buyer_oib = _buyer_oib(invoice.customer) if payment_code in ("G", "K") else None
-        vat = tuple(
-            TaxRowText(
-                rate=formats.rate_text(row.rate),
-                base=formats.amount_text(row.base),
-                amount=formats.amount_text(row.amount),
-            )
-            for row in vat_breakdown(invoice, in_vat_system=settings.in_vat_system)
-        )
-        total = formats.amount_text(invoice.total)
+        total = formats.amount_text(record.total)
         # DatVrijeme: the moment of issue, when FiscoBridge first saw the invoice out of
         # draft; the source's own issue time only for an invoice that never passed by.
         issued_at = formats.message_datetime(invoice.first_seen_issued_at or invoice.issued_at)
@@ -146,13 +124,18 @@ class HrCisProfile:
             invoice_number=str(number.number),
             premises_code=premises,
             device_code=device,
-            vat=vat,
+            vat=_texts(record.vat),
             total=total,
-            payment_code=payment_code,
+            payment_code=record.payment_code,
             operator_oib=settings.operator_oib,
             protection_code=code,
             subsequent_delivery=subsequent_delivery,
-            buyer_oib=buyer_oib,
+            buyer_oib=record.buyer_oib,
+            pnp=_texts(record.pnp),
+            exempt=_amount(record.exempt),
+            margin=_amount(record.margin),
+            not_subject=_amount(record.not_subject),
+            fees=tuple((name, formats.amount_text(amount)) for name, amount in record.fees),
         )
         message_id = str(uuid.uuid4())
         root = build_request(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -22,6 +23,24 @@ DEFAULT_PAYMENT_METHODS: dict[PaymentMethod, CisPaymentCode] = {
     PaymentMethod.CHEQUE: "O",
     PaymentMethod.OTHER: "O",
 }
+
+TaxCategory = Literal["vat", "pnp", "exempt", "not_subject", "margin", "fee"]
+
+
+class TaxTreatment(BaseModel):
+    """Where the amounts under one source tax go in the fiscal record."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    category: TaxCategory = Field(
+        description="vat: a Pdv row; pnp: consumption tax; exempt: IznosOslobPdv; "
+        "not_subject: IznosNePodlOpor; margin: IznosMarza; fee: a Naknade entry"
+    )
+    rate: Decimal | None = Field(
+        default=None, description="for vat/pnp: the rate; default the source tax's own"
+    )
+    name: str | None = Field(default=None, max_length=100, description="for fee: its name")
+
 
 _PREMISES = re.compile(r"[0-9a-zA-Z]{1,20}")
 _DEVICE = re.compile(r"[1-9][0-9]{0,19}")
@@ -49,6 +68,20 @@ class FiscalSettings(BaseModel):
     operator_oib: str
     payment_methods: dict[PaymentMethod, CisPaymentCode] = Field(
         default_factory=lambda: dict(DEFAULT_PAYMENT_METHODS)
+    )
+    payment_mode_codes: dict[str, CisPaymentCode] = Field(
+        default_factory=dict,
+        description="overrides by the source's payment mode (lowercase, e.g. Zoho "
+        "'autotransaction'); otherwise the mode's canonical method decides (the connector "
+        "maps modes to methods)",
+    )
+    default_payment: CisPaymentCode | None = Field(
+        default=None, description="NacinPlac of an invoice without recorded payments"
+    )
+    tax_mapping: dict[str, TaxTreatment] = Field(
+        default_factory=dict,
+        description="source tax id -> treatment; '' for amounts without any tax, "
+        "'charge:adjustment' / 'charge:rounding' / 'charge:discount_after_tax' for charges",
     )
 
     @field_validator("oib")
@@ -88,6 +121,13 @@ class FiscalSettings(BaseModel):
     ) -> dict[PaymentMethod, CisPaymentCode]:
         # A partial mapping from the portal keeps the defaults for the methods it omits.
         return {**DEFAULT_PAYMENT_METHODS, **value}
+
+    @field_validator("payment_mode_codes")
+    @classmethod
+    def _complete_payment_mode_codes(
+        cls, value: dict[str, CisPaymentCode]
+    ) -> dict[str, CisPaymentCode]:
+        return {k.strip().lower(): v for k, v in value.items()}
 
     def payment_code(self, method: PaymentMethod) -> CisPaymentCode:
         return self.payment_methods[method]

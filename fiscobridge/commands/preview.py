@@ -25,10 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connectors.zoho.mapping import InvoiceMappingError, MappingOptions, map_document, unwrap
 from fiscal.hr_cis.formats import cents
-from fiscal.hr_cis.oib import is_valid_oib
+from fiscal.hr_cis.record import fiscal_record, out_of_scope
 from fiscal.hr_cis.rejection import InvoiceRejected
-from fiscal.hr_cis.settings import DEFAULT_PAYMENT_METHODS, CisPaymentCode
-from fiscal.hr_cis.vat import vat_breakdown
+from fiscal.hr_cis.settings import (
+    DEFAULT_PAYMENT_METHODS,
+    CisPaymentCode,
+    FiscalSettings,
+    TaxTreatment,
+)
 from schemas.invoice import Invoice, PaymentMethod, SourceStatus
 
 UNREADABLE = 2
@@ -48,11 +52,23 @@ class PreviewSettings(BaseModel):
     buyer_tax_field: str | None = None
     base_currency: str = "EUR"
     trigger: Literal["issued", "paid"] = "issued"
+    # The Croatian profile's own settings, as the integration's fiscal settings hold them.
+    payment_mode_codes: dict[str, CisPaymentCode] = Field(default_factory=dict)
+    default_payment: CisPaymentCode | None = None
+    tax_mapping: dict[str, TaxTreatment] = Field(default_factory=dict)
 
     @field_validator("payment_methods")
     @classmethod
     def _complete(cls, value: dict[PaymentMethod, CisPaymentCode]) -> dict[PaymentMethod, Any]:
         return {**DEFAULT_PAYMENT_METHODS, **value}
+
+    def fiscal(self) -> FiscalSettings:
+        """The profile settings that decide the record (identity fields are not needed)."""
+        return FiscalSettings.model_construct(
+            in_vat_system=self.in_vat_system, payment_methods=self.payment_methods,
+            payment_mode_codes=self.payment_mode_codes, default_payment=self.default_payment,
+            tax_mapping=self.tax_mapping,
+        )
 
     def mapping(self) -> MappingOptions:
         return MappingOptions(
@@ -76,23 +92,6 @@ def _due(status: SourceStatus, trigger: str) -> str | None:
     if trigger == "paid" and status is not SourceStatus.PAID:
         return f"the integration fiscalizes paid invoices only; this one is {status.value}"
     return None
-
-
-def _buyer_oib(invoice: Invoice) -> str | None:
-    """The buyer's OIB as the profile sends it: an HR tax id with a valid check digit."""
-    tax_id = invoice.customer.tax_id
-    if not tax_id:
-        return None
-    candidate = tax_id.replace(" ", "").upper().removeprefix("HR")
-    if len(candidate) != 11 or not candidate.isascii() or not candidate.isdigit():
-        return None  # a foreign tax id is never sent
-    if not is_valid_oib(candidate):
-        raise InvoiceRejected(
-            "invalid_buyer_oib",
-            f"the customer {invoice.customer.name!r} has tax id {tax_id!r}, which is not a"
-            " valid OIB (wrong check digit); correct it in Zoho Books",
-        )
-    return candidate
 
 
 def _record(invoice: Invoice, view: Invoice) -> dict[str, Any]:
@@ -161,22 +160,13 @@ def decide(invoice: Invoice, settings: PreviewSettings) -> dict[str, Any]:
     if why_not is not None:
         return {"outcome": "skipped", "code": "not_due", "reason": why_not, "record": record}
     try:
-        if view.currency != "EUR":
-            raise InvoiceRejected(
-                "unsupported_currency",
-                f"{invoice.kind.value} {invoice.number} is in {invoice.currency} without EUR"
-                " figures (the organization's base currency is not EUR); the Croatian tax"
-                " authority takes amounts in EUR only",
-            )
-        rows = vat_breakdown(view, in_vat_system=settings.in_vat_system)
-        record["vat"] = [
-            {"rate": _money(r.rate), "base": _money(r.base), "amount": _money(r.amount)}
-            for r in rows
-        ]
-        code = settings.payment_methods[invoice.payment_method]
-        record["payment_method"] = code
-        # The buyer's OIB goes only with cash and card payments.
-        record["buyer_oib"] = _buyer_oib(invoice) if code in ("G", "K") else None
+        fiscal = settings.fiscal()
+        outside = out_of_scope(invoice, fiscal)
+        if outside is not None:
+            return {"outcome": "skipped", "code": "e_invoice", "reason": outside,
+                    "record": record}
+        # The same figures the profile signs (fiscal/hr_cis/record.py).
+        made = fiscal_record(invoice, fiscal)
     except InvoiceRejected as rejected:
         return {
             "outcome": "blocked",
@@ -184,6 +174,19 @@ def decide(invoice: Invoice, settings: PreviewSettings) -> dict[str, Any]:
             "reason": str(rejected),
             "record": record,
         }
+    record.update({
+        "total": _money(made.total),
+        "vat": [{"rate": _money(r.rate), "base": _money(r.base), "amount": _money(r.amount)}
+                for r in made.vat],
+        "pnp": [{"rate": _money(r.rate), "base": _money(r.base), "amount": _money(r.amount)}
+                for r in made.pnp],
+        "exempt": _money(made.exempt or Decimal(0)),
+        "not_subject": _money(made.not_subject or Decimal(0)),
+        "margin": _money(made.margin or Decimal(0)),
+        "fees": [{"name": name, "amount": _money(amount)} for name, amount in made.fees],
+        "payment_method": made.payment_code,
+        "buyer_oib": made.buyer_oib,
+    })
     return {"outcome": "sign", "code": None, "reason": None, "record": record}
 
 

@@ -68,9 +68,11 @@ from services.fiscalizer.rules import (
     Report,
     Sign,
     Skip,
+    Storno,
     on_received,
     on_retry,
     on_status,
+    sequence_key,
     sequence_of,
 )
 from services.fiscalizer.settings import FiscalizerSettings
@@ -103,7 +105,7 @@ class Output(NamedTuple):
 
 
 def rocksdb_options() -> dict[str, Any]:
-    """A table's RocksDB options (one database per table partition, 12 per table):
+    """A table's RocksDB options (one database per table partition, 2 x 12 of them):
     faust's defaults (64 MiB write buffers x 3, a 2 GiB block cache, each per database)
     let memory grow with the data read; these keep a partition to a few MiB. A fresh
     dict each time: faust's store pops keys from the one it is given."""
@@ -162,16 +164,17 @@ class Fiscalizer:
                         settings.stall_seconds),
             fetch_min_bytes=kafka.fetch_min_bytes, fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         )
-        state_table, usage_table, numbers_table = FISCALIZER_TABLES
-        # Fiscalized invoices' entries expire (expire_states); nothing else in any table.
+        state_table, usage_table = FISCALIZER_TABLES
+        # Per invoice its entry, and per fiscal-number sequence the last number drawn
+        # (rules.sequence_of; _high_water makes up for a counter write a crash lost).
+        # Fiscalized invoices' entries expire (expire_states); nothing else in either table.
         self.states = self.app.Table(state_table, default=None, partitions=kafka.partitions,
                                      options=rocksdb_options())
         self.usage = self.app.Table(usage_table, default=int, partitions=kafka.partitions,
                                     options=rocksdb_options())
-        # The last fiscal number drawn from each sequence (see rules.sequence_of).
-        self.numbers = self.app.Table(numbers_table, default=int, partitions=kafka.partitions,
-                                      options=rocksdb_options())
         self._partitions = kafka.partitions
+        self._highest: dict[str, int] = {}
+        self._highest_for: frozenset[Any] | None = None
         self.received_topic = self.app.topic(INVOICES_RECEIVED.name)
         self.retry_topic = self.app.topic(INVOICES_RETRY.name)
         self.status_topic = self.app.topic(INVOICES_STATUS.name)
@@ -240,7 +243,9 @@ class Fiscalizer:
         kind: str,
         handler: Callable[[bytes, Batch], Awaitable[list[Output]]],
     ) -> None:
-        sends = []
+        sends: list[Any] = []
+        held: list[Output] = []  # outputs that wait for durable writes (see pending.py)
+        durable: list[Any] = []
         batch = self._pending.batch()
         for event in events:
             message = event.message
@@ -253,21 +258,28 @@ class Fiscalizer:
                 PROCESSED.labels(kind, "dead_letter").inc()
                 letter = self._dead_letters.letter(message, exc)
                 outputs = [Output(letter.topic, letter.key, letter.value, letter.headers)]
-            for output in outputs:
-                # Straight to the producer: faust's Topic.send wraps each message in
-                # three more objects and callbacks (and tells faust's sensors, which
-                # nothing here reads: our own metrics count what is published).
-                sends.append(
-                    await self.app.producer.send(
-                        output.topic, output.key, output.value, partition=None,
-                        timestamp=None, headers=output.headers,
-                    )
-                )
+            durable += batch.take_durable()
+            if durable:
+                held += outputs
+            else:
+                sends += [await self._send(output) for output in outputs]
+        if durable:
+            await self.worker.write_durably(durable)
+            sends += [await self._send(output) for output in held]
         # The batch's events are acknowledged when the next batch is taken; faust
         # flushes the producer (changelog writes included) before it commits them.
         if sends:
             await asyncio.gather(*sends)
         batch.settle(self.worker.write)
+
+    async def _send(self, output: Output) -> Any:
+        # Straight to the producer: faust's Topic.send wraps each message in three more
+        # objects and callbacks (and tells faust's sensors, which nothing here reads:
+        # our own metrics count what is published).
+        return await self.app.producer.send(
+            output.topic, output.key, output.value, partition=None, timestamp=None,
+            headers=output.headers,
+        )
 
     async def expire_states(self, now: datetime | None = None) -> SweepResult | None:
         """Delete the fiscalized invoices' entries past the retention (retention.py), in
@@ -291,6 +303,27 @@ class Fiscalizer:
         raw = batch.get(self.states, f"{uid}:{source_id}")
         return Entry.from_json(raw) if raw else None
 
+    def _high_water(self, sequence: str) -> int:
+        """The highest number any invoice entry this worker holds drew from `sequence`.
+
+        The sequence's own counter is written with the batch that drew from it, but a
+        crash keeps whichever table writes had reached the changelog, in no order
+        across batches and agents: an entry (e.g. fiscalized, written by the status
+        agent) can survive while the counter write before it did not. Drawing above
+        every surviving entry's number means a number is never given to a second
+        invoice; the entries are read once per assignment of partitions.
+        """
+        assigned = frozenset(self.app.consumer.assignment()) if self.app.consumer else None
+        if assigned != self._highest_for:
+            highest: dict[str, int] = {}
+            for key, value in self.states.items():
+                number = value.get("number") if isinstance(value, dict) else None
+                if number:
+                    seq = sequence_key(key.split(":", 1)[0], FiscalNumber(**number))
+                    highest[seq] = max(highest.get(seq, 0), int(number["number"]))
+            self._highest, self._highest_for = highest, assigned
+        return self._highest.get(sequence, 0)
+
     def _set_entry(self, batch: Batch, uid: str, source_id: str, entry: Entry) -> None:
         batch.set(self.states, f"{uid}:{source_id}", entry.to_json())
 
@@ -299,37 +332,45 @@ class Fiscalizer:
 
     async def _on_received(self, value: bytes, batch: Batch) -> list[Output]:
         event = InvoiceReceived.from_json(value)
-        uid, invoice = event.integration_uid, event.invoice
-        with log_context(integration_uid=uid, event_id=event.event_id):
-            now = datetime.now(UTC)
-            integration = await self.directory.get(uid)
-            month = self._month_key(uid, now)
-            decision = on_received(
-                invoice,
-                self._entry(batch, uid, invoice.source_id),
-                integration_status=integration.status if integration else None,
-                trigger=integration.trigger if integration else self.directory.default_trigger,
-                used_this_month=batch.get(self.usage, month, 0),
-                monthly_limit=(
-                    self.settings.monthly_limit(integration.tier) if integration else None
-                ),
-                now=now,
-                starts_at=integration.starts_at if integration else None,
-            )
-            if isinstance(decision, Skip):
-                PROCESSED.labels("received", decision.reason).inc()
-                return []
-            if isinstance(decision, Report):
-                PROCESSED.labels("received", decision.state.value).inc()
-                return [self._status(uid, invoice, decision)]
-            assert integration is not None and isinstance(decision, Sign)
-            if decision.issued_at is None:
-                # Issued when FiscoBridge first saw it out of draft (hr-fiscal-record).
-                decision = replace(decision, issued_at=event.occurred_at)
-            outputs = self._sign(batch, integration, invoice, decision, now)
-            if decision.counts_toward_license and outputs[0].topic == INVOICES_SIGNED.name:
-                batch.set(self.usage, month, batch.get(self.usage, month, 0) + 1)
-            return outputs
+        with log_context(integration_uid=event.integration_uid, event_id=event.event_id):
+            return await self._received(event, event.invoice, batch)
+
+    async def _received(
+        self, event: InvoiceReceived, invoice: Invoice, batch: Batch
+    ) -> list[Output]:
+        uid = event.integration_uid
+        now = datetime.now(UTC)
+        integration = await self.directory.get(uid)
+        month = self._month_key(uid, now)
+        decision = on_received(
+            invoice,
+            self._entry(batch, uid, invoice.source_id),
+            integration_status=integration.status if integration else None,
+            trigger=integration.trigger if integration else self.directory.default_trigger,
+            used_this_month=batch.get(self.usage, month, 0),
+            monthly_limit=(
+                self.settings.monthly_limit(integration.tier) if integration else None
+            ),
+            now=now,
+            starts_at=integration.starts_at if integration else None,
+        )
+        if isinstance(decision, Skip):
+            PROCESSED.labels("received", decision.reason).inc()
+            return []
+        if isinstance(decision, Storno):
+            PROCESSED.labels("received", "storno").inc()
+            return await self._received(event, decision.invoice, batch)
+        if isinstance(decision, Report):
+            PROCESSED.labels("received", decision.state.value).inc()
+            return [self._status(uid, invoice, decision)]
+        assert integration is not None and isinstance(decision, Sign)
+        if decision.issued_at is None:
+            # Issued when FiscoBridge first saw it out of draft (hr-fiscal-record).
+            decision = replace(decision, issued_at=event.occurred_at)
+        outputs = self._sign(batch, integration, invoice, decision, now)
+        if decision.counts_toward_license and outputs[0].topic == INVOICES_SIGNED.name:
+            batch.set(self.usage, month, batch.get(self.usage, month, 0) + 1)
+        return outputs
 
     async def _on_retry(self, value: bytes, batch: Batch) -> list[Output]:
         retry = InvoiceRetry.from_json(value)
@@ -385,6 +426,14 @@ class Fiscalizer:
         now: datetime,
     ) -> list[Output]:
         uid = integration.uid
+        try:
+            outside = self.profile.out_of_scope(invoice, integration.fiscal_settings)
+        except InvoiceRejected as exc:
+            PROCESSED.labels("sign", "rejected").inc()
+            return [self._status(uid, invoice, Report(InvoiceState.REJECTED, exc.code, str(exc)))]
+        if outside is not None:
+            PROCESSED.labels("sign", "skipped").inc()
+            return [self._status(uid, invoice, Report(InvoiceState.SKIPPED, "e_invoice", outside))]
         issued_at = sign.issued_at or invoice.first_seen_issued_at or invoice.issued_at
         invoice = invoice.model_copy(update={"first_seen_issued_at": issued_at})
         number, sequence = sign.number, None
@@ -392,7 +441,8 @@ class Fiscalizer:
             settings = integration.fiscal_settings
             sequence, year = sequence_of(uid, settings.sequence_mark, settings.premises_code,
                                          settings.device_code, issued_at, ZAGREB)
-            number = FiscalNumber(number=batch.get(self.numbers, sequence, 0) + 1,
+            last = max(batch.get(self.states, sequence, 0), self._high_water(sequence))
+            number = FiscalNumber(number=last + 1, per_device=settings.sequence_mark == "N",
                                   premises=settings.premises_code,
                                   device=settings.device_code, year=year)
         started = time.perf_counter()
@@ -413,8 +463,14 @@ class Fiscalizer:
             return [self._status(uid, invoice, Report(InvoiceState.BLOCKED, exc.code, str(exc)))]
         finally:
             SIGN_SECONDS.observe(time.perf_counter() - started)
-        if sequence is not None:  # drawn only by a signature that goes out: no gaps
-            batch.set(self.numbers, sequence, number.number)
+        if sequence is not None:
+            # Drawn only by a signature that goes out (no gaps), and durable before it
+            # goes out (never drawn twice): see pending.py.
+            batch.set(self.states, sequence, number.number, durable=True)
+            batch.set(self.states, f"{uid}:{invoice.source_id}", Entry(
+                Phase.NUMBERED, invoice.version, sign.attempt, sign.first_attempt_at,
+                number=number, issued_at=issued_at).to_json(), durable=True)
+            self._highest[sequence] = number.number
         self._set_entry(
             batch, uid, invoice.source_id,
             Entry(Phase.SIGNED, invoice.version, sign.attempt, sign.first_attempt_at,
@@ -433,5 +489,6 @@ class Fiscalizer:
             fiscal_number=number,
         )
         PROCESSED.labels("sign", "signed").inc()
-        log.info("signed", extra={"attempt": sign.attempt, "subsequent": sign.subsequent_delivery})
+        log.info("signed", extra={"attempt": sign.attempt, "subsequent": sign.subsequent_delivery,
+                                  "invoice_id": invoice.source_id, "fiscal_number": number.text})
         return [Output(INVOICES_SIGNED.name, event.key, event.to_json())]

@@ -14,6 +14,12 @@ so one worker holds all the state of the invoices it handles.
 
 When two batches stage the same key, the later write wins whichever batch settles
 first: a batch writes a key to its table only if its write is still the latest staged.
+
+A durable write (`set(..., durable=True)`) is the other order, for what must never be
+decided twice: it reaches the changelog (acked) before the batch's outputs are sent,
+and is written again with the rest when the batch settles. A fiscal number is one: a
+crash between its output and the changelog would otherwise let it be drawn again, for
+another invoice.
 """
 
 from __future__ import annotations
@@ -75,22 +81,34 @@ class Batch:
     are settled (written to their tables) once the batch's outputs are acked."""
 
     pending: Pending
-    _event: list[tuple[Table, str, Any]] = field(default_factory=list)
+    _event: list[tuple[Table, str, Any, bool]] = field(default_factory=list)
     _staged: list[_Write] = field(default_factory=list)
+    _durable: list[_Write] = field(default_factory=list)
 
     def get(self, table: Table, key: str, default: Any = None) -> Any:
-        for written, k, value in reversed(self._event):
+        for written, k, value, _ in reversed(self._event):
             if written is table and k == key:
                 return value
         return self.pending.get(table, key, default)
 
-    def set(self, table: Table, key: str, value: Any) -> None:
-        self._event.append((table, key, value))
+    def set(self, table: Table, key: str, value: Any, *, durable: bool = False) -> None:
+        self._event.append((table, key, value, durable))
 
     def commit_event(self, origin: Any) -> None:
         """The event's handler succeeded: its writes become visible to everyone."""
-        self._staged += [self.pending._stage(origin, *write) for write in self._event]
+        for table, key, value, durable in self._event:
+            write = self.pending._stage(origin, table, key, value)
+            self._staged.append(write)
+            if durable:
+                self._durable.append(write)
         self._event.clear()
+
+    def take_durable(self) -> list[tuple[Any, Table, str, Any]]:
+        """The durable writes staged since the last call: (origin, table, key, value),
+        to be acked by the changelog before the outputs leave."""
+        taken = [(w.origin, w.table, w.key, w.value) for w in self._durable]
+        self._durable.clear()
+        return taken
 
     def discard_event(self) -> None:
         """The event's handler failed (it goes to the DLQ): its writes never happened."""

@@ -13,12 +13,15 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from schemas.events import FiscalNumber, InvoiceRetry, InvoiceState, InvoiceStatus
-from schemas.invoice import Invoice, SourceStatus
+from schemas.invoice import CreditedInvoice, DocumentKind, Invoice, SourceStatus
 
 
 class Phase(StrEnum):
     """Where an invoice is, as far as the fiscalizer knows."""
 
+    # A number was drawn and is durable; its signature may or may not have left: the
+    # next delivery signs it again under the same number.
+    NUMBERED = "numbered"
     SIGNED = "signed"  # handed to the reporter (first or later attempt)
     FISCALIZED = "fiscalized"
     REJECTED = "rejected"  # permanently refused: a fixed configuration may try again
@@ -92,7 +95,18 @@ def sequence_of(
     premises (mark P) or premises and device (mark N), and calendar year of the moment
     of issue in the tax authority's local time (a new year starts again at 1)."""
     year = issued_at.astimezone(zone).year
-    return f"{uid}|{premises}|{device if sequence_mark == 'N' else ''}|{year}", year
+    return _sequence(uid, premises, device if sequence_mark == "N" else "", year), year
+
+
+def sequence_key(uid: str, number: FiscalNumber) -> str:
+    """The sequence `number` was drawn from."""
+    return _sequence(uid, number.premises, number.device if number.per_device else "",
+                     number.year)
+
+
+def _sequence(uid: str, premises: str, device: str, year: int) -> str:
+    # Keys of invoice entries are "uid:source id"; a sequence's never contain ':' first.
+    return f"seq|{uid}|{premises}|{device}|{year}"
 
 
 @dataclass(frozen=True)
@@ -103,11 +117,53 @@ class Report:
 
 
 @dataclass(frozen=True)
+class Storno:
+    """The invoice was voided after it was fiscalized: fiscalize its storno, a new
+    invoice with its own number and the amounts negated (there is no cancel in CIS)."""
+
+    invoice: Invoice
+
+
+@dataclass(frozen=True)
 class Skip:
     reason: Literal["not_due", "stale_retry", "already_fiscalized"]
 
 
-Decision = Sign | Report | Skip
+Decision = Sign | Report | Skip | Storno
+
+STORNO_SUFFIX = ":storno"
+
+
+def storno_of(invoice: Invoice) -> Invoice:
+    """The storno of a fiscalized invoice: every amount negated, the original named as
+    the invoice it takes back; keyed apart from it (source id + ':storno')."""
+    def neg(row: Any, *fields: str) -> Any:
+        return row.model_copy(update={f: -getattr(row, f) for f in fields})
+
+    base = invoice.base
+    if base is not None:
+        base = base.model_copy(update={
+            "taxes": tuple(neg(t, "base", "amount") for t in base.taxes),
+            "untaxed": tuple(neg(u, "base") for u in base.untaxed),
+            "charges": tuple(neg(c, "amount") for c in base.charges),
+            "subtotal": -base.subtotal, "tax_total": -base.tax_total, "total": -base.total,
+        })
+    return invoice.model_copy(update={
+        "source_id": invoice.source_id + STORNO_SUFFIX,
+        "number": f"{invoice.number} storno",
+        "kind": DocumentKind.CREDIT_NOTE,
+        "credited": (CreditedInvoice(source_id=invoice.source_id, number=invoice.number,
+                                     amount=invoice.total),),
+        "status": SourceStatus.SENT,
+        "lines": tuple(neg(line, "quantity", "discount", "amount") for line in invoice.lines),
+        "taxes": tuple(neg(t, "base", "amount") for t in invoice.taxes),
+        "untaxed": tuple(neg(u, "base") for u in invoice.untaxed),
+        "charges": tuple(neg(c, "amount") for c in invoice.charges),
+        "subtotal": -invoice.subtotal, "tax_total": -invoice.tax_total, "total": -invoice.total,
+        "base": base,
+        "payments": (),
+        "first_seen_issued_at": None,
+    })
 
 
 def on_received(
@@ -121,6 +177,9 @@ def on_received(
     now: datetime,
     starts_at: datetime | None,
 ) -> Decision:
+    if invoice.status is SourceStatus.VOID and entry is not None \
+            and entry.phase is Phase.FISCALIZED and invoice.kind is DocumentKind.INVOICE:
+        return Storno(storno_of(invoice))
     if not trigger.due(invoice.status):
         return Skip("not_due")
     if entry is not None and entry.phase in (Phase.SIGNED, Phase.FISCALIZED):
@@ -170,6 +229,9 @@ def on_received(
         # Issued to the customer but never fiscalized: from now on, a late delivery.
         return Sign(True, entry.attempt + 1, entry.first_attempt_at, counts_toward_license=False,
                     number=entry.number, issued_at=entry.issued_at)
+    if entry is not None and entry.phase is Phase.NUMBERED:
+        return Sign(False, entry.attempt, entry.first_attempt_at, counts_toward_license=True,
+                    number=entry.number, issued_at=entry.issued_at)
     return Sign(False, 1, now, counts_toward_license=entry is None)
 
 
@@ -181,7 +243,7 @@ def on_retry(retry: InvoiceRetry, entry: Entry | None) -> Decision:
         # number and issue time the failed attempt carried.
         return Sign(True, retry.attempt + 1, retry.first_attempt_at, counts_toward_license=False,
                     number=retry.fiscal_number, issued_at=retry.invoice.first_seen_issued_at)
-    if entry.phase is not Phase.SIGNED:
+    if entry.phase not in (Phase.SIGNED, Phase.NUMBERED):
         # Fiscalized meanwhile (a late answer), or failed/rejected: nothing to resend.
         return Skip("already_fiscalized" if entry.phase is Phase.FISCALIZED
                     else "stale_retry")

@@ -23,7 +23,7 @@ from fiscal.hr_cis.certificate import (
     load_certificate,
 )
 from fiscal.hr_cis.profile import HrCisProfile, InvoiceRejected, SignedInvoice
-from fiscal.hr_cis.settings import FiscalSettings
+from fiscal.hr_cis.settings import FiscalSettings, TaxTreatment
 from sandbox.cis.ca import TestCA
 from schemas.invoice import Customer, PaymentMethod, TaxLine
 from tests.factories import fiscal_number, make_invoice, make_line
@@ -93,7 +93,8 @@ SCENARIOS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
                 make_line("Textbook", "1", "32.00", "0"),
             )
         },
-        {},
+        # the integration says its untaxed amounts are VAT at 0 %: only then a 0.00 row
+        {"tax_mapping": {"": TaxTreatment(category="vat", rate=Decimal(0))}},
         {},
     ),
     (
@@ -451,10 +452,10 @@ REJECTIONS: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
         "no line is taxed at 13",
     ),
     (
-        "totals_mismatch",
+        "untaxed_amount_unmapped",
         {"lines": (make_line("Item", "1", "10.00", "25"),), "subtotal": Decimal("15.00")},
         {},
-        "shipping",
+        "5.00 EUR without VAT",
     ),
     ("vat_outside_vat_system", {}, {"in_vat_system": False}, "outside the VAT system"),
     (

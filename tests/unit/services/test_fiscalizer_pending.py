@@ -76,3 +76,19 @@ def test_the_latest_staged_write_wins_whichever_batch_settles_first() -> None:
     assert pending.get(table, "acme:1") == "later still"
     fourth.settle(writer(log))
     assert table == {"acme:1": "later still"} and len(pending) == 0
+
+
+def test_durable_writes_are_handed_out_once_and_settle_with_the_rest() -> None:
+    pending, table = Pending(), Table()
+    batch = pending.batch()
+    batch.set(table, "seq|acme", 7, durable=True)
+    batch.set(table, "acme:1", "numbered", durable=True)
+    batch.set(table, "acme:1", "signed")
+    assert batch.take_durable() == []  # nothing before the handler succeeded
+    batch.commit_event("event-1")
+    assert batch.take_durable() == [("event-1", table, "seq|acme", 7),
+                                    ("event-1", table, "acme:1", "numbered")]
+    assert batch.take_durable() == []
+    log: list[tuple[Any, str, Any]] = []
+    batch.settle(writer(log))
+    assert table == {"seq|acme": 7, "acme:1": "signed"}  # the latest staged write wins

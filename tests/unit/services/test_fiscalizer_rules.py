@@ -11,17 +11,26 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from schemas.events import FiscalNumber, InvoiceRef, InvoiceRetry, InvoiceState, InvoiceStatus
-from schemas.invoice import Customer, Invoice, InvoiceLine, SourceStatus, TaxLine
+from schemas.invoice import (
+    Customer,
+    DocumentKind,
+    Invoice,
+    InvoiceLine,
+    SourceStatus,
+    TaxLine,
+)
 from services.fiscalizer.rules import (
     Entry,
     Phase,
     Report,
     Sign,
     Skip,
+    Storno,
     Trigger,
     on_received,
     on_retry,
     on_status,
+    sequence_key,
     sequence_of,
 )
 
@@ -187,12 +196,12 @@ ZAGREB = ZoneInfo("Europe/Zagreb")
 def test_a_sequence_is_per_integration_premises_and_zagreb_year() -> None:
     new_year_eve = datetime(2026, 12, 31, 22, 59, 59, tzinfo=UTC)  # 23:59:59 in Zagreb
     new_year = datetime(2026, 12, 31, 23, 0, 0, tzinfo=UTC)  # 00:00:00 on 1 Jan 2027
-    assert sequence_of("u", "P", "POSL1", "1", new_year_eve, ZAGREB) == ("u|POSL1||2026", 2026)
-    assert sequence_of("u", "P", "POSL1", "1", new_year, ZAGREB) == ("u|POSL1||2027", 2027)
+    assert sequence_of("u", "P", "POSL1", "1", new_year_eve, ZAGREB) == ("seq|u|POSL1||2026", 2026)
+    assert sequence_of("u", "P", "POSL1", "1", new_year, ZAGREB) == ("seq|u|POSL1||2027", 2027)
     # by premises, the device does not count; by device (N) it does
-    assert sequence_of("u", "P", "POSL1", "2", new_year, ZAGREB)[0] == "u|POSL1||2027"
-    assert sequence_of("u", "N", "POSL1", "2", new_year, ZAGREB)[0] == "u|POSL1|2|2027"
-    assert sequence_of("v", "P", "POSL1", "1", new_year, ZAGREB)[0] != "u|POSL1||2027"
+    assert sequence_of("u", "P", "POSL1", "2", new_year, ZAGREB)[0] == "seq|u|POSL1||2027"
+    assert sequence_of("u", "N", "POSL1", "2", new_year, ZAGREB)[0] == "seq|u|POSL1|2|2027"
+    assert sequence_of("v", "P", "POSL1", "1", new_year, ZAGREB)[0] != "seq|u|POSL1||2027"
 
 
 NUMBER = FiscalNumber(number=7, premises="POSL1", device="1", year=2026)
@@ -223,3 +232,44 @@ def test_the_number_and_issue_moment_survive_the_table_and_every_later_signature
 def test_a_first_signature_draws_a_new_number() -> None:
     decision = decide(invoice())
     assert isinstance(decision, Sign) and decision.number is None and decision.issued_at is None
+
+
+def test_a_void_after_fiscalization_becomes_its_storno() -> None:
+    voided = invoice(SourceStatus.VOID, minute=5)
+    decision = decide(voided, entry(Phase.FISCALIZED))
+    assert isinstance(decision, Storno)
+    storno = decision.invoice
+    assert storno.source_id == "42:storno" and storno.kind is DocumentKind.CREDIT_NOTE
+    assert (storno.subtotal, storno.tax_total, storno.total) == (
+        Decimal(-10), Decimal("-2.50"), Decimal("-12.50"))
+    assert [t.amount for t in storno.taxes] == [Decimal("-2.50")]
+    assert storno.credited[0].source_id == "42" and storno.status is SourceStatus.SENT
+    # the storno itself is a new invoice: signed once, a duplicate after that
+    assert isinstance(decide(storno), Sign)
+    assert isinstance(decide(storno, entry(Phase.SIGNED, version=storno.version)), Report)
+
+
+def test_a_void_before_fiscalization_is_not_fiscalized_at_all() -> None:
+    assert decide(invoice(SourceStatus.VOID)) == Skip("not_due")
+
+
+def test_a_number_names_the_sequence_it_was_drawn_from() -> None:
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    for mark in ("P", "N"):
+        key, year = sequence_of("u", mark, "POSL1", "2", at, ZAGREB)
+        drawn = FiscalNumber(number=1, premises="POSL1", device="2", year=year,
+                             per_device=mark == "N")
+        assert sequence_key("u", drawn) == key
+
+
+def test_a_numbered_invoice_is_signed_again_under_its_number() -> None:
+    numbered = Entry(Phase.NUMBERED, invoice().version, 1, NOW, number=NUMBER, issued_at=NOW)
+    again = decide(invoice(), numbered)
+    assert isinstance(again, Sign) and (again.number, again.issued_at) == (NUMBER, NOW)
+    assert not again.subsequent_delivery
+    retry = InvoiceRetry(
+        integration_uid="u", invoice=invoice(), profile="hr-cis", protection_code="z",
+        attempt=1, first_attempt_at=NOW, not_before=NOW, reason_code="timeout", message="m",
+    )
+    resigned = on_retry(retry, numbered)
+    assert isinstance(resigned, Sign) and resigned.number == NUMBER
