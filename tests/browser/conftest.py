@@ -42,8 +42,6 @@ SCREENSHOTS = os.environ.get("FISCOBRIDGE_SCREENSHOTS_DIR")
 # Impacts that fail a page: axe's "serious" and "critical".
 FAILING_IMPACTS = ("serious", "critical")
 
-pytestmark = [pytest.mark.kafka]
-
 
 def _axe_source() -> str:
     data = AXE_FILE.read_bytes()
