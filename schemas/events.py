@@ -138,8 +138,8 @@ class InvoiceState(StrEnum):
     REJECTED = "rejected"
     BLOCKED = "blocked"
     DUPLICATE = "duplicate"
-    RETRYING = "retrying"
-    FAILED = "failed"
+    RETRYING = "retrying"  # transient failures: retried for as long as it takes
+    FAILED = "failed"  # not retried: CIS's answer could not be trusted, a person looks
     SKIPPED = "skipped"  # not this integration's to fiscalize; the message says why
 
     @property
@@ -159,6 +159,10 @@ class InvoiceStatus(Event):
     signed_request: str | None = None
     signed_answer: str | None = None
     fiscal_number: str | None = Field(default=None, description="as printed: 57/POSL1/1")
+    late: bool = Field(
+        default=False,
+        description="past the legal deadline for delivering it (two working days after issue)",
+    )
 
 
 class IntegrationEventKind(StrEnum):

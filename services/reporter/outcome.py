@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fiscal.hr_cis.errors import Permanence, classify
+from fiscal.hr_cis.late import LateDeadline
 from fiscal.hr_cis.soap import CisAnswer
 from schemas.events import InvoiceRetry, InvoiceSigned, InvoiceState, InvoiceStatus
 from services.reporter.backoff import Backoff
@@ -33,9 +34,27 @@ class Unverified:
 Result = CisAnswer | Transient | Unverified
 
 
+def issued_at(signed: InvoiceSigned) -> datetime:
+    """The moment of issue the late-delivery deadline counts from."""
+    return signed.invoice.first_seen_issued_at or signed.first_attempt_at
+
+
+def first_late(signed: InvoiceSigned, now: datetime, deadline: LateDeadline) -> bool:
+    """Whether this outcome is the first of the invoice past its deadline (counted
+    once in metrics): the previous attempt's outcome was published before this attempt
+    was signed, so it was on time if this attempt was signed before the deadline."""
+    due = deadline.due_by(issued_at(signed))
+    return now >= due and (signed.attempt == 1 or signed.occurred_at < due)
+
+
 def decide(
-    signed: InvoiceSigned, result: Result, now: datetime, backoff: Backoff
+    signed: InvoiceSigned, result: Result, now: datetime, backoff: Backoff,
+    deadline: LateDeadline,
 ) -> tuple[InvoiceStatus, InvoiceRetry | None]:
+    # Past the legal deadline for a subsequent delivery: every outcome says so, the
+    # fiscalized one included (it was delivered late).
+    late = deadline.late(issued_at(signed), now)
+
     def status(state: InvoiceState, code: str, message: str, **kw: object) -> InvoiceStatus:
         return InvoiceStatus(
             integration_uid=signed.integration_uid,
@@ -49,6 +68,7 @@ def decide(
             signed_request=signed.document,
             occurred_at=now,
             fiscal_number=signed.fiscal_number.text if signed.fiscal_number else None,
+            late=late,
             **kw,
         )
 
@@ -84,13 +104,8 @@ def decide(
     else:
         transient = result
 
-    if backoff.expired(signed.first_attempt_at, now):
-        return status(
-            InvoiceState.FAILED, transient.code,
-            f"Gave up after {signed.attempt} attempts since "
-            f"{signed.first_attempt_at.isoformat()}: {transient.message}. The invoice is not "
-            "fiscalized; resend it when the tax authority is reachable again.",
-        ), None
+    # Never given up (hr-fiscal-record.md, "Late delivery"): a transient failure is
+    # retried after a capped delay however long the authority stays unreachable.
     not_before = now + backoff.delay(signed.attempt)
     retry = InvoiceRetry(
         integration_uid=signed.integration_uid,
@@ -105,8 +120,13 @@ def decide(
         occurred_at=now,
         fiscal_number=signed.fiscal_number,
     )
+    due = deadline.due_by(issued_at(signed)).isoformat(timespec="minutes")
+    lateness = (
+        f" Late: the deadline for delivering it ({due}) has passed; it keeps being retried."
+        if late else ""
+    )
     return status(
         InvoiceState.RETRYING, transient.code,
         f"Attempt {signed.attempt} failed ({transient.message}); retrying after "
-        f"{not_before.isoformat(timespec='seconds')} as a subsequent delivery.",
+        f"{not_before.isoformat(timespec='seconds')} as a subsequent delivery." + lateness,
     ), retry

@@ -19,6 +19,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Gauge
 
+from fiscal.hr_cis.late import LateDeadline
 from runtime import metrics
 from runtime.health import kafka_ok
 from runtime.kafka.clients import consumer as make_consumer
@@ -34,7 +35,7 @@ from schemas.events import InvoiceSigned, InvoiceState
 from schemas.topics import INVOICES_RETRY, INVOICES_SIGNED, INVOICES_STATUS
 from services.reporter.backoff import Backoff
 from services.reporter.cis import CisSubmitter
-from services.reporter.outcome import decide
+from services.reporter.outcome import decide, first_late
 from services.reporter.reported import Recent, invoice_key, published_outcomes
 from services.reporter.settings import ReporterSettings
 from services.reporter.trust import answer_verifier, cis_tls_context
@@ -47,7 +48,7 @@ PROCESSED = Counter(
 PUBLISHED = Counter("fiscobridge_reporter_published_total", "Events published", ["topic"])
 IN_FLIGHT = Gauge("fiscobridge_reporter_in_flight", "Submissions in flight")
 # Exported at 0 from the start: CIS error codes (alert CisErrorRate), and the "late"
-# stage, which the reporter will count once it judges lateness (alert InvoicesLate).
+# stage, counted once per invoice past its delivery deadline (alert InvoicesLate).
 metrics.declare_cis_errors()
 metrics.INTEGRATION_INVOICES.declare("late")
 
@@ -65,8 +66,9 @@ class Reporter:
         self.backoff = Backoff(
             base=timedelta(seconds=settings.retry_base_seconds),
             cap=timedelta(seconds=settings.retry_cap_seconds),
-            deadline=timedelta(seconds=settings.retry_deadline_seconds),
         )
+        self.deadline = LateDeadline.of(settings.late_after_working_days, settings.late_holidays,
+                                        settings.late_after_seconds)
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.lookup: AIOKafkaConsumer | None = None
@@ -160,7 +162,8 @@ class Reporter:
                 log.info("outcome already published; not submitting again")
                 return
             result = await self.submitter.submit(signed)
-            status, retry = decide(signed, result, datetime.now(UTC), self.backoff)
+            now = datetime.now(UTC)
+            status, retry = decide(signed, result, now, self.backoff, self.deadline)
             # The retry first: were we to die between the two, the status (which makes a
             # restarted reporter skip this message) must not exist without the retry.
             if retry is not None:
@@ -171,6 +174,8 @@ class Reporter:
                 if status.state is InvoiceState.FISCALIZED:
                     seen.add(invoice)
             PROCESSED.labels(status.state.value).inc()
+            if first_late(signed, now, self.deadline):  # alert InvoicesLate
+                metrics.INTEGRATION_INVOICES.count(signed.integration_uid, "late")
             if status.state is not InvoiceState.FISCALIZED:  # alert CisErrorRate
                 metrics.CIS_ERRORS.labels(status.reason_code).inc()
             log.info(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 from pydantic import Field
@@ -42,9 +43,18 @@ class ReporterSettings(BaseSettings):
     cis_connections_per_client: int = Field(
         default=1, ge=1, description="keep-alive connections per HTTP client (pool)"
     )
+    # Transient failures are retried for as long as it takes, at most this far apart.
     retry_base_seconds: float = 1.0
-    retry_cap_seconds: float = 300.0
-    retry_deadline_seconds: float = 24 * 3600.0
+    retry_cap_seconds: float = Field(default=300.0, gt=0)
+    # A subsequent delivery is late this many working days after the invoice's issue
+    # (hr-fiscal-record.md, "Late delivery"); Saturdays, Sundays and these dates are not
+    # working days (JSON list of ISO dates, e.g. ["2026-12-25","2026-12-26"]).
+    late_after_working_days: int = Field(default=2, ge=0)
+    late_holidays: list[date] = Field(default_factory=list)
+    late_after_seconds: float | None = Field(
+        default=None, gt=0,
+        description="a fixed time after issue instead of working days (tests, demos)",
+    )
     commit_interval_seconds: float = 0.2
     ops_host: str = "127.0.0.1"
     ops_port: int = 0

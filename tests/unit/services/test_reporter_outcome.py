@@ -1,28 +1,32 @@
-"""What the reporter publishes for each kind of answer, and when it gives up."""
+"""What the reporter publishes for each kind of answer: it never gives up on a
+transient failure, and says when an invoice is past its delivery deadline."""
 
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from fiscal.hr_cis.late import LateDeadline
 from fiscal.hr_cis.soap import CisAnswer
 from schemas.events import InvoiceSigned, InvoiceState
 from services.reporter.backoff import Backoff
-from services.reporter.outcome import Transient, Unverified, decide
+from services.reporter.outcome import Transient, Unverified, decide, first_late
 from tests.factories import make_invoice
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-BACKOFF = Backoff(base=timedelta(seconds=1), cap=timedelta(seconds=60),
-                  deadline=timedelta(hours=1))
+BACKOFF = Backoff(base=timedelta(seconds=1), cap=timedelta(seconds=60))
+DEADLINE = LateDeadline()  # two working days
 
 
-def signed(attempt: int = 1, first: datetime = NOW) -> InvoiceSigned:
+def signed(attempt: int = 1, first: datetime = NOW, at: datetime = NOW) -> InvoiceSigned:
     return InvoiceSigned(
-        integration_uid="acme", invoice=make_invoice(), profile="hr-cis",
-        message_id="5a3c1f1e-0000-4000-8000-000000000001", protection_code="a" * 32,
-        document="<RacunZahtjev/>", attempt=attempt, first_attempt_at=first,
+        integration_uid="acme",
+        invoice=make_invoice().model_copy(update={"first_seen_issued_at": first}),
+        profile="hr-cis", message_id="5a3c1f1e-0000-4000-8000-000000000001",
+        protection_code="a" * 32, document="<RacunZahtjev/>", attempt=attempt,
+        first_attempt_at=first, occurred_at=at,
     )
 
 
@@ -31,7 +35,8 @@ def answer(jir: str | None = None, *errors: tuple[str, str]) -> CisAnswer:
 
 
 def test_a_jir_is_fiscalized_with_both_documents_kept() -> None:
-    status, retry = decide(signed(), answer("3c9b2a8e-1f2d-4c55-9a7b-2b1e0d4f6a11"), NOW, BACKOFF)
+    jir = "3c9b2a8e-1f2d-4c55-9a7b-2b1e0d4f6a11"
+    status, retry = decide(signed(), answer(jir), NOW, BACKOFF, DEADLINE)
     assert retry is None and status.state is InvoiceState.FISCALIZED
     assert status.receipt_id and status.signed_request and status.signed_answer
     assert status.message_id == signed().message_id
@@ -39,7 +44,7 @@ def test_a_jir_is_fiscalized_with_both_documents_kept() -> None:
 
 @pytest.mark.parametrize("code", ["s001", "s002", "s003", "s004", "s005"])
 def test_permanent_codes_are_rejected_with_what_to_do(code: str) -> None:
-    status, retry = decide(signed(), answer(None, (code, "greska")), NOW, BACKOFF)
+    status, retry = decide(signed(), answer(None, (code, "greska")), NOW, BACKOFF, DEADLINE)
     assert retry is None and status.state is InvoiceState.REJECTED
     assert status.reason_code == code and code in status.message
 
@@ -50,22 +55,65 @@ def test_permanent_codes_are_rejected_with_what_to_do(code: str) -> None:
      Transient("http_500", "HTTP 500")],
 )
 def test_transient_failures_retry_as_a_later_delivery(result: object) -> None:
-    status, retry = decide(signed(attempt=2), result, NOW, BACKOFF)  # type: ignore[arg-type]
+    status, retry = decide(signed(attempt=2), result, NOW, BACKOFF, DEADLINE)  # type: ignore[arg-type]
     assert status.state is InvoiceState.RETRYING
     assert retry is not None and retry.attempt == 2 and retry.first_attempt_at == NOW
     # Attempt 2: exponential delay of 2 s, with up to half of it as jitter.
     assert NOW + timedelta(seconds=1) <= retry.not_before <= NOW + timedelta(seconds=2)
 
 
-def test_after_the_deadline_the_invoice_fails_with_a_reason() -> None:
-    late = NOW + timedelta(hours=1)
-    status, retry = decide(signed(attempt=9), Transient("timeout", "no answer"), late, BACKOFF)
-    assert retry is None and status.state is InvoiceState.FAILED
-    assert "not fiscalized" in status.message
+def test_a_transient_failure_is_retried_however_long_it_lasts() -> None:
+    # A year of failures later the invoice is still retried, no further apart than the cap.
+    later = NOW + timedelta(days=365)
+    status, retry = decide(signed(attempt=5000), Transient("timeout", "no answer"), later,
+                           BACKOFF, DEADLINE)
+    assert status.state is InvoiceState.RETRYING and retry is not None
+    assert retry.not_before <= later + BACKOFF.cap and retry.attempt == 5000
+    assert status.late and "Late" in status.message
+
+
+def test_late_only_after_two_working_days() -> None:
+    # Issued Friday 27 Nov 2026 12:00 Zagreb (11:00 UTC): Saturday and Sunday do not
+    # count, so the deadline is Tuesday 1 Dec 12:00 Zagreb.
+    friday = datetime(2026, 11, 27, 11, 0, tzinfo=UTC)
+    due = datetime(2026, 12, 1, 11, 0, tzinfo=UTC)
+    assert DEADLINE.due_by(friday) == due
+    failure = Transient("timeout", "no answer")
+    before, _ = decide(signed(3, friday), failure, due - timedelta(seconds=1), BACKOFF, DEADLINE)
+    after, _ = decide(signed(3, friday), failure, due, BACKOFF, DEADLINE)
+    assert not before.late and "Late" not in before.message
+    assert after.late and after.state is InvoiceState.RETRYING
+    # A JIR after the deadline is fiscalized, and still recorded as delivered late.
+    done, _ = decide(signed(4, friday), answer("3c9b2a8e-1f2d-4c55-9a7b-2b1e0d4f6a11"), due,
+                     BACKOFF, DEADLINE)
+    assert done.state is InvoiceState.FISCALIZED and done.late
+
+
+def test_public_holidays_from_the_settings_are_not_working_days() -> None:
+    thursday = datetime(2026, 12, 24, 9, 0, tzinfo=UTC)  # Christmas Eve, a working day
+    holidays = LateDeadline.of(2, [date(2026, 12, 25), date(2026, 12, 26)])
+    # Fri 25 and Sat 26 are holidays, Sun 27 off: Mon 28 and Tue 29 are the two days.
+    assert holidays.due_by(thursday) == datetime(2026, 12, 29, 9, 0, tzinfo=UTC)
+    assert DEADLINE.due_by(thursday) == datetime(2026, 12, 28, 9, 0, tzinfo=UTC)
+    assert LateDeadline.of(2, fixed_seconds=30).due_by(thursday) == \
+        thursday + timedelta(seconds=30)
+
+
+def test_late_is_counted_once_per_invoice() -> None:
+    due = DEADLINE.due_by(NOW)
+    # Signed before the deadline, failed after it: the first late outcome.
+    assert first_late(signed(7, NOW, at=due - timedelta(minutes=1)), due, DEADLINE)
+    # The next attempt was signed after that outcome: not counted again.
+    assert not first_late(signed(8, NOW, at=due + timedelta(minutes=1)),
+                          due + timedelta(minutes=2), DEADLINE)
+    # Not late yet: nothing counted.
+    assert not first_late(signed(2, NOW), due - timedelta(seconds=1), DEADLINE)
+    # A first attempt that comes after the deadline (a backlog) is counted.
+    assert first_late(signed(1, NOW, at=due), due, DEADLINE)
 
 
 def test_an_unverifiable_answer_is_not_retried_blindly() -> None:
-    status, retry = decide(signed(), Unverified("bad signature", b"<x/>"), NOW, BACKOFF)
+    status, retry = decide(signed(), Unverified("bad signature", b"<x/>"), NOW, BACKOFF, DEADLINE)
     assert retry is None and status.state is InvoiceState.FAILED
     assert status.reason_code == "answer_unverified" and status.signed_answer == "<x/>"
 
