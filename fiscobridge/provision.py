@@ -12,10 +12,10 @@ from fiscal.hr_cis.oib import oib_check_digit
 from fiscal.hr_cis.settings import FiscalSettings
 from runtime.kafka.clients import producer as make_producer
 from runtime.settings import KafkaSettings
+from runtime.store.rebuild import publish_and_apply
 from runtime.store.store import Store
 from sandbox.cis.ca import TestCA
 from schemas.events import IntegrationEvent, IntegrationEventKind
-from services.portal.projector import publish_and_apply
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from fiscobridge.commands.db import Refused, open_store, run
 from fiscobridge.commands.integrations import kafka_producer
 from runtime.licensing import LABELS, TIERS, TierSettings, account_tier
 from runtime.store import IntegrationStatus
+from runtime.store.rebuild import publish_and_apply
 from schemas.events import IntegrationEvent, IntegrationEventKind
-from services.portal.projector import publish_and_apply
 
 
 @click.group("accounts")

@@ -17,8 +17,8 @@ import click
 from runtime.settings import StoreSettings
 from runtime.store import SchemaOutOfDate, Store
 from runtime.store import migrate as migrations
+from runtime.store.rebuild import Topics
 from runtime.vault import Vault, VaultError
-from services.portal.projector import Topics
 
 T = TypeVar("T")
 

@@ -25,8 +25,8 @@ from runtime.kafka import clients
 from runtime.settings import KafkaSettings
 from runtime.store import IntegrationRecord, IntegrationStatus, NotFound, Store
 from runtime.store.models import TIERS
+from runtime.store.rebuild import publish_and_apply
 from schemas.events import IntegrationEvent, IntegrationEventKind
-from services.portal.projector import publish_and_apply
 from services.portal.web.upload import UploadRefused, check_upload
 
 KAFKA_CONNECT_TIMEOUT_S = 20

@@ -7,7 +7,7 @@ import click
 from fiscobridge.commands import db
 from fiscobridge.commands.db import open_store, run
 from runtime.settings import KafkaSettings
-from services.portal.projector import RebuildRefused, rebuild
+from runtime.store.rebuild import RebuildRefused, rebuild
 
 
 @click.command("rebuild-state")

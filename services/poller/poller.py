@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaProducer
 from connectors.zoho.errors import TokenInvalid, ZohoError
 from connectors.zoho.sync import SyncResult, changed_invoices
 from runtime.logging import log_context
+from runtime.store.rebuild import publish_and_apply
 from runtime.store.store import Store
 from schemas.events import (
     Channel,
@@ -46,7 +47,6 @@ from services.poller.outcome import PollOutcome, ending_of
 from services.poller.schedule import Schedule, Target, target_of
 from services.poller.sessions import NotConfigured, Session, Sessions
 from services.poller.settings import PollerSettings
-from services.portal.projector import publish_and_apply
 
 log = logging.getLogger("fiscobridge.poller")
 

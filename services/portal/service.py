@@ -9,28 +9,29 @@ import httpx
 import uvicorn
 
 from runtime import metrics
+from runtime.groups import ConsumerGroups
 from runtime.health import store_ok
 from runtime.kafka.clients import producer as make_producer
+from runtime.licensing import TierSettings
 from runtime.ops import QuietServer
 from runtime.settings import KafkaSettings
+from runtime.store.rebuild import publish_and_apply
 from runtime.store.store import Store
 from runtime.vault import Vault
 from schemas.events import IntegrationEvent, InvoiceState
 from schemas.topics import PRIMARY
-from services.fiscalizer.settings import FiscalizerSettings
-from services.portal.projector import Projector, publish_and_apply
+from services.portal.projector import Projector
 from services.portal.settings import PortalSettings
 from services.portal.web.app import create_app
 from services.portal.web.context import Portal
-from services.reporter.settings import ReporterSettings
 
 log = logging.getLogger("fiscobridge.portal")
 
 
 def consumer_groups(settings: PortalSettings) -> list[str]:
     """The pipeline's consumer groups, whose lag the portal reports for all of them."""
-    return [FiscalizerSettings().app_id, ReporterSettings().group_id,
-            settings.projector_group_id]
+    groups = ConsumerGroups()
+    return [groups.fiscalizer, groups.reporter, settings.projector_group_id]
 
 
 async def main(stop: asyncio.Event) -> None:
@@ -51,8 +52,9 @@ async def main(stop: asyncio.Event) -> None:
     async def ready() -> dict[str, bool]:
         return {"kafka": projector.ready, "store": await store_ok(store)}
 
-    portal = Portal(settings, store, publish, http,
-                    monthly_limit=FiscalizerSettings().monthly_limit, ready=ready)
+    tiers = TierSettings()
+    portal = Portal(settings, store, publish, http, monthly_limit=tiers.monthly_limit,
+                    ready=ready, tiers=tiers)
     server = QuietServer(
         uvicorn.Config(create_app(portal), host=settings.host, port=settings.port,
                        log_level="warning", access_log=False, lifespan="off")
@@ -66,7 +68,7 @@ async def main(stop: asyncio.Event) -> None:
     # licence use) for the dashboard and alerts; it never ends the portal.
     watching = asyncio.create_task(metrics.watch_system(
         store, kafka, groups=consumer_groups(settings), dlq_topics=[t.dlq for t in PRIMARY],
-        monthly_limit=FiscalizerSettings().monthly_limit,
+        monthly_limit=tiers.monthly_limit,
     ))
     log.info("portal listening", extra={"host": settings.host, "port": settings.port})
     try:

@@ -14,6 +14,7 @@ from connectors.zoho.webhook import parse_webhook, signature_of
 from runtime.kafka.clients import consumer as make_consumer
 from runtime.kafka.clients import partitions_of
 from runtime.kafka.clients import producer as make_producer
+from runtime.store.rebuild import publish_and_apply
 from sandbox.load import StatusWatcher, drive, send_webhook, zoho_invoice
 from sandbox.poster import WebhookPoster
 from schemas.events import (
@@ -25,7 +26,6 @@ from schemas.events import (
     InvoiceStatus,
 )
 from schemas.topics import INVOICES_RECEIVED
-from services.portal.projector import publish_and_apply
 from services.reporter.settings import ReporterSettings
 from tests.e2e.conftest import TRIAL_LIMIT, Pipeline
 

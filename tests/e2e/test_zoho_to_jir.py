@@ -23,10 +23,10 @@ from fiscobridge.stack import free_port, port_variable
 from runtime.kafka.clients import producer as make_producer
 from runtime.settings import KafkaSettings
 from runtime.store import IntegrationStatus, OrganizationTaken
+from runtime.store.rebuild import publish_and_apply
 from runtime.supervisor import Child
 from sandbox.load import StatusWatcher
 from schemas.events import IntegrationEvent, IntegrationEventKind, InvoiceState, InvoiceStatus
-from services.portal.projector import publish_and_apply
 from tests.e2e.conftest import Pipeline
 from tests.e2e.zoho_helpers import ZohoGrant, poller_env, store_connection, zoho_grant
 from tests.fixtures.zoho import ZohoSandboxHandle, invoice_spec

@@ -13,8 +13,8 @@ import pytest
 from fiscal.hr_cis.settings import FiscalSettings
 from runtime.settings import KafkaSettings
 from runtime.store import Store
+from runtime.store.rebuild import Topics
 from schemas.events import IntegrationEventKind
-from services.portal.projector import Topics
 from tests.integration.test_portal_helpers import integration_events
 from tests.integration.test_store_cli import (  # noqa: F401 - fixtures
     Invoke,

@@ -382,8 +382,8 @@ async def test_reconnect_after_zoho_revoked_the_grant_turns_it_active_again(
     env: PortalUnderTest, demo_pfx: Pfx, demo_oib: str, kafka_settings: object,
     producer: AIOKafkaProducer,
 ) -> None:
+    from runtime.store.rebuild import publish_and_apply
     from schemas.events import IntegrationEvent
-    from services.portal.projector import publish_and_apply
 
     user, (org,) = await zoho_user_with_org(env.zoho, "eu")
     browser = env.browser()
@@ -428,8 +428,8 @@ async def test_reconnect_after_zoho_revoked_the_grant_turns_it_active_again(
 async def test_reconnect_with_a_user_of_another_organization_changes_nothing(
     env: PortalUnderTest, demo_pfx: Pfx, demo_oib: str, producer: AIOKafkaProducer
 ) -> None:
+    from runtime.store.rebuild import publish_and_apply
     from schemas.events import IntegrationEvent
-    from services.portal.projector import publish_and_apply
 
     user, _ = await zoho_user_with_org(env.zoho)
     stranger, _ = await zoho_user_with_org(env.zoho)
@@ -458,8 +458,8 @@ async def test_an_organization_held_by_an_active_integration_cannot_be_connected
     """The double fiscalization: a second integration, of the same account or another,
     choosing the organization an active integration holds is refused with who holds it;
     once the holder is removed the organization is free."""
+    from runtime.store.rebuild import publish_and_apply
     from schemas.events import IntegrationEvent
-    from services.portal.projector import publish_and_apply
 
     user, (org,) = await zoho_user_with_org(env.zoho)
     org_id = org["organization_id"]

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from fiscal.hr_cis.certificate import FiscalCertificate
+from runtime.store.rebuild import publish_and_apply
 from schemas.events import (
     IntegrationEvent,
     IntegrationEventKind,
@@ -18,7 +19,6 @@ from schemas.events import (
     InvoiceState,
     InvoiceStatus,
 )
-from services.portal.projector import publish_and_apply
 from services.portal.web.chart import ORDER
 from services.portal.web.invoices import ZONE, late_cutoff
 from tests.fixtures.certs import Pfx

@@ -29,11 +29,11 @@ from runtime.kafka import clients
 from runtime.ops import QuietServer
 from runtime.settings import KafkaSettings
 from runtime.store import Store
+from runtime.store.rebuild import publish_and_apply
 from sandbox.cis.ca import TestCA
 from schemas.events import IntegrationEvent
 from schemas.topics import INTEGRATIONS_EVENTS
 from services.fiscalizer.settings import FiscalizerSettings
-from services.portal.projector import publish_and_apply
 from services.portal.settings import PortalSettings
 from services.portal.web.app import create_app
 from services.portal.web.context import Portal

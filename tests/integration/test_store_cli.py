@@ -25,9 +25,10 @@ from runtime.logging import JsonFormatter
 from runtime.settings import KafkaSettings
 from runtime.store import IntegrationStatus, Store
 from runtime.store import migrate as migrations
+from runtime.store.rebuild import Topics
 from runtime.vault import MasterKey, Vault
 from schemas.events import InvoiceState
-from services.portal.projector import Projector, Topics
+from services.portal.projector import Projector
 from tests.fixtures.certs import OPERATOR_OIB, Pfx
 from tests.fixtures.kafka import MakeTopic
 from tests.fixtures.store import Database, invoice_status_at, projection_snapshot

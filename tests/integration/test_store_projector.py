@@ -18,9 +18,10 @@ from runtime.kafka import clients
 from runtime.kafka.admin import admin_client, delete_topics, ensure_topics
 from runtime.settings import KafkaSettings
 from runtime.store import IntegrationStatus, Outcome, Store
+from runtime.store.rebuild import RebuildRefused, Topics, rebuild
 from schemas.events import Event, IntegrationEventKind, InvoiceState
 from schemas.topics import Topic
-from services.portal.projector import Projector, RebuildRefused, Topics, rebuild
+from services.portal.projector import Projector
 from tests.fixtures.certs import Pfx
 from tests.fixtures.kafka import MakeTopic
 from tests.fixtures.store import integration_event_at, invoice_status_at, projection_snapshot
