@@ -12,6 +12,7 @@ from schemas.events import (
     InvoiceRetry,
     InvoiceSigned,
     InvoiceStatus,
+    WriteBackStatus,
 )
 
 DEFAULT_PARTITIONS = 12
@@ -47,6 +48,8 @@ INVOICES_RETRY = Topic("invoices.retry", InvoiceRetry)
 # Status and integration events are the source the projection is rebuilt from.
 INVOICES_STATUS = Topic("invoices.status", InvoiceStatus, retention_ms=-1)
 INTEGRATIONS_EVENTS = Topic("integrations.events", IntegrationEvent, retention_ms=-1)
+# The write-back stage's outcome per invoice; the projector keeps the latest for the portal.
+INVOICES_WRITEBACK = Topic("invoices.writeback", WriteBackStatus, retention_ms=-1)
 
 PRIMARY: tuple[Topic, ...] = (
     INVOICES_RECEIVED,
@@ -54,6 +57,7 @@ PRIMARY: tuple[Topic, ...] = (
     INVOICES_RETRY,
     INVOICES_STATUS,
     INTEGRATIONS_EVENTS,
+    INVOICES_WRITEBACK,
 )
 
 

@@ -23,6 +23,7 @@ SERVICES = {
     "reporter": "services.reporter.service",
     "portal": "services.portal.service",
     "poller": "services.poller.service",
+    "writeback": "services.writeback.service",
 }
 
 

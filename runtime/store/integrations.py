@@ -102,6 +102,8 @@ class IntegrationRecord:
     starts_at: datetime | None = None
     starts_at_chosen: bool = False
     name: str | None = None
+    # role -> Zoho invoice customfield_id (connectors/zoho/writeback.py); empty: unmapped
+    writeback_fields: dict[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def label(self) -> str:
@@ -247,6 +249,14 @@ class Integrations(Repository):
             row = await self._require(session, uid)
             row.name = name
         return name
+
+    async def set_writeback_fields(self, uid: str, fields: Mapping[str, str]) -> None:
+        """Which Zoho invoice custom field receives each fiscal value (role ->
+        customfield_id). Roles are checked against connectors.zoho.writeback.ROLES by
+        the caller (FieldMap); ids are Zoho's, opaque here."""
+        async with self._tx() as session:
+            row = await self._require(session, uid)
+            row.writeback_fields = {str(k): str(v) for k, v in fields.items() if v}
 
     async def holder_of(self, organization_id: str) -> str | None:
         """The integration holding a Zoho organization, if any."""
@@ -434,6 +444,7 @@ def _record(row: Integration) -> IntegrationRecord:
         starts_at=row.starts_at,
         starts_at_chosen=bool(row.starts_at_chosen),
         name=row.name,
+        writeback_fields=dict(row.writeback_fields or {}),
     )
 
 

@@ -20,6 +20,7 @@ from runtime.store.journal import Journal, Usage
 from runtime.store.polling import Leases, Watermarks
 from runtime.store.projection import Outcome
 from runtime.store.tokens import Tokens
+from runtime.store.writeback import WriteBacks
 from runtime.vault import Vault
 from schemas.events import Event
 
@@ -40,6 +41,7 @@ class Store:
         self.watermark = Watermarks(self.sessions, vault)
         self.journal = Journal(self.sessions, vault)
         self.usage = Usage(self.sessions, vault)
+        self.writebacks = WriteBacks(self.sessions, vault)
 
     @classmethod
     def open(cls, url: str | None = None, *, vault: Vault | None = None) -> Store:

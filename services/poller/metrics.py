@@ -14,10 +14,9 @@ from runtime.metrics import (
     zoho_error_code,
 )
 
-# The poller owns the "received" stage (with ingest) and Zoho's error counts. The
-# write-back stage will talk to Zoho with the same tokens and rate limits; its stages
-# are exported at 0 until it exists (alert WriteBackFailing in deploy/prometheus/alerts.yml).
-INTEGRATION_INVOICES.declare("received", "written_back", "write_back_failed")
+# The poller owns the "received" stage (with ingest) and Zoho's error counts; the
+# write-back stages belong to services/writeback.
+INTEGRATION_INVOICES.declare("received")
 declare_zoho_errors()
 
 POLLS = Counter(

@@ -1,0 +1,54 @@
+"""The latest write-back outcome per invoice, as the projector applies it and the portal
+reads it. An older outcome delivered late never replaces a newer one (occurred_at, then
+event id, decide), so replays and redeliveries are harmless."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from runtime.store.models import WriteBackRecord
+from runtime.store.repository import Repository
+
+
+@dataclass(frozen=True)
+class WriteBackOutcome:
+    state: str  # written_back | waiting | failed
+    reason: str | None
+    fiscal_number: str | None
+    occurred_at: datetime
+
+
+class WriteBacks(Repository):
+    async def apply(
+        self, *, integration_uid: str, source_id: str, state: str, reason: str | None,
+        fiscal_number: str | None, event_id: str, occurred_at: datetime,
+    ) -> bool:
+        """Record the outcome unless a newer one is stored; True when it was stored."""
+        async with self._tx() as session:
+            row = await session.get(WriteBackRecord, (integration_uid, source_id))
+            if row is None:
+                session.add(WriteBackRecord(
+                    integration_uid=integration_uid, source_invoice_id=source_id,
+                    writeback_state=state, writeback_reason=reason,
+                    fiscal_number=fiscal_number, event_id=event_id, occurred_at=occurred_at,
+                ))
+                return True
+            if (occurred_at, event_id) <= (row.occurred_at, row.event_id):
+                return False
+            row.writeback_state, row.writeback_reason = state, reason
+            row.fiscal_number, row.event_id, row.occurred_at = fiscal_number, event_id, occurred_at
+            return True
+
+    async def get(self, integration_uid: str, source_id: str) -> WriteBackOutcome | None:
+        async with self._tx() as session:
+            row = await session.scalar(select(WriteBackRecord).where(
+                WriteBackRecord.integration_uid == integration_uid,
+                WriteBackRecord.source_invoice_id == source_id,
+            ))
+            if row is None:
+                return None
+            return WriteBackOutcome(row.writeback_state, row.writeback_reason,
+                                    row.fiscal_number, row.occurred_at)

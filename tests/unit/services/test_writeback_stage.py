@@ -1,0 +1,184 @@
+"""The write-back stage's rules, on fakes of Zoho's answers (the sandbox test drives the
+real HTTP API: tests/integration/test_writeback_service.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from connectors.zoho.errors import ZohoApiError
+from fiscal.hr_cis.qr import verification_url
+from runtime.store.integrations import IntegrationRecord
+from runtime.store.models import IntegrationStatus
+from schemas.events import InvoiceRef, InvoiceState, InvoiceStatus, WriteBackState
+from schemas.invoice import DocumentKind
+from services.writeback.stage import (
+    NO_MAPPING,
+    Backoff,
+    Stopping,
+    WriteBackStage,
+    values_of,
+)
+
+UID = "int_1"
+JIR = "3d6e4b1c-2c3f-4e0a-9f1e-7a1b2c3d4e5f"
+FIELDS = {"fiscal_number": "cf1", "zki": "cf2", "jir": "cf3", "qr_url": "cf4"}
+
+
+def status(**over: Any) -> InvoiceStatus:
+    ref = over.pop("invoice", None) or InvoiceRef(
+        source_id="4600001", number="INV-1", version="v1", total=Decimal("1525.99"),
+        issued_at=datetime(2026, 12, 31, 23, 30, tzinfo=UTC),
+    )
+    base: dict[str, Any] = dict(
+        integration_uid=UID, invoice=ref, state=InvoiceState.FISCALIZED, reason_code="ok",
+        message="", receipt_id=JIR, protection_code="a" * 32, fiscal_number="57/POSL1/1",
+    )
+    return InvoiceStatus(**{**base, **over})
+
+
+def record(fields: dict[str, str] | None = None) -> IntegrationRecord:
+    return IntegrationRecord(
+        uid=UID, account_id="acc", type="zoho_books", status=IntegrationStatus.ACTIVE,
+        tier="trial", created_at=datetime.now(UTC), fiscal_profile="hr-cis",
+        fiscal_settings={}, zoho_organization_id="1", zoho_accounts_server="a",
+        zoho_api_domain="b", status_reason=None, status_changed_at=None,
+        writeback_fields=FIELDS if fields is None else fields,
+    )
+
+
+class FakeZoho:
+    def __init__(self, failures: list[Exception] | None = None) -> None:
+        self.failures = list(failures or [])
+        self.written: list[tuple[str, dict[str, str]]] = []
+        self.comments: list[tuple[str, str]] = []
+
+    async def update_custom_fields(self, invoice_id: str, values: dict[str, str]) -> list[Any]:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.written.append((invoice_id, values))
+        return []
+
+    async def add_comment(self, invoice_id: str, text: str) -> dict[str, Any]:
+        self.comments.append((invoice_id, text))
+        return {}
+
+
+def stage(zoho: FakeZoho, rec: IntegrationRecord | None = None) -> WriteBackStage:
+    async def load(uid: str) -> IntegrationRecord | None:
+        return rec if rec is not None else record()
+
+    async def client_of(_: IntegrationRecord) -> Any:
+        return zoho
+
+    return WriteBackStage(load, client_of, Backoff(base=0.01, cap=0.02))
+
+
+async def run(s: WriteBackStage, st: InvoiceStatus) -> tuple[Any, list[Any]]:
+    published: list[Any] = []
+
+    async def publish(outcome: Any) -> None:
+        published.append(outcome)
+
+    return await s.process(st, publish, asyncio.Event()), published
+
+
+def test_the_qr_url_has_zagreb_time_and_cents() -> None:
+    # 23:30 UTC on 31 Dec is 00:30 on 1 Jan in Zagreb; a storno's amount is negative.
+    url = verification_url(receipt_id=JIR, protection_code="z", total=Decimal("-1525.99"),
+                           issued_at=datetime(2026, 12, 31, 23, 30, tzinfo=UTC))
+    assert url == f"https://porezna.gov.hr/rn?jir={JIR}&datv=20270101_0030&izn=-152599"
+    summer = verification_url(receipt_id=None, protection_code="abc", total=Decimal("12.5"),
+                              issued_at=datetime(2026, 7, 1, 10, 5, tzinfo=UTC))
+    assert summer == "https://porezna.gov.hr/rn?zki=abc&datv=20260701_1205&izn=1250"
+
+
+def test_values_are_the_four_roles() -> None:
+    assert values_of(status()) == {
+        "fiscal_number": "57/POSL1/1", "zki": "a" * 32, "jir": JIR,
+        "qr_url": f"https://porezna.gov.hr/rn?jir={JIR}&datv=20270101_0030&izn=152599",
+    }
+
+
+async def test_fiscalized_invoice_is_written_into_the_mapped_fields() -> None:
+    zoho = FakeZoho()
+    outcome, published = await run(stage(zoho), status())
+    assert outcome.state is WriteBackState.WRITTEN_BACK and published == [outcome]
+    assert zoho.written == [("4600001", {
+        "cf1": "57/POSL1/1", "cf2": "a" * 32, "cf3": JIR,
+        "cf4": f"https://porezna.gov.hr/rn?jir={JIR}&datv=20270101_0030&izn=152599",
+    })]
+
+
+async def test_other_states_are_not_written_back() -> None:
+    zoho = FakeZoho()
+    for state in (InvoiceState.RETRYING, InvoiceState.REJECTED, InvoiceState.DUPLICATE):
+        outcome, published = await run(stage(zoho), status(state=state))
+        assert outcome is None and published == []
+    assert zoho.written == []
+
+
+async def test_without_a_mapping_it_waits() -> None:
+    zoho = FakeZoho()
+    outcome, _ = await run(stage(zoho, record({})), status())
+    assert (outcome.state, outcome.reason) == (WriteBackState.WAITING, NO_MAPPING)
+    assert zoho.written == []
+
+
+async def test_a_credit_note_waits_with_the_reason() -> None:
+    ref = InvoiceRef(source_id="cn1", number="CN-1", version="v", kind=DocumentKind.CREDIT_NOTE)
+    outcome, _ = await run(stage(FakeZoho()), status(invoice=ref))
+    assert outcome.state is WriteBackState.WAITING and "credit note" in outcome.reason
+
+
+async def test_a_storno_goes_as_a_comment_on_the_original() -> None:
+    zoho = FakeZoho()
+    ref = InvoiceRef(source_id="4600001:storno", number="INV-1 storno", version="v",
+                     total=Decimal("-10"), issued_at=datetime(2026, 3, 1, 8, tzinfo=UTC))
+    outcome, _ = await run(stage(zoho), status(invoice=ref, fiscal_number="58/POSL1/1"))
+    assert outcome.state is WriteBackState.WRITTEN_BACK
+    assert zoho.written == []
+    [(invoice_id, text)] = zoho.comments
+    assert invoice_id == "4600001" and "58/POSL1/1" in text and "izn=-1000" in text
+
+
+async def test_transient_failures_are_retried_and_said_waiting_once() -> None:
+    busy = [ZohoApiError(-1, "down", http_status=503) for _ in range(3)]
+    zoho = FakeZoho(busy)
+    outcome, published = await run(stage(zoho), status())
+    assert outcome.state is WriteBackState.WRITTEN_BACK and len(zoho.written) == 1
+    assert [p.state for p in published] == [WriteBackState.WAITING, WriteBackState.WRITTEN_BACK]
+
+
+async def test_a_failure_that_needs_the_customer_is_failed_not_retried() -> None:
+    zoho = FakeZoho([ZohoApiError(1002, "Invoice does not exist", http_status=404)])
+    outcome, published = await run(stage(zoho), status())
+    assert outcome.state is WriteBackState.FAILED and "no longer exists" in outcome.reason
+    assert published == [outcome] and zoho.written == []
+
+
+async def test_stopping_abandons_a_retry_without_an_outcome() -> None:
+    zoho = FakeZoho([ZohoApiError(-1, "down", http_status=503) for _ in range(100)])
+    s = WriteBackStage(stage(zoho).load, stage(zoho).client_of, Backoff(base=30, cap=60))
+    stop = asyncio.Event()
+    published: list[Any] = []
+
+    async def publish(outcome: Any) -> None:
+        published.append(outcome)
+        stop.set()  # stop while the retry waits
+
+    with pytest.raises(Stopping):
+        await asyncio.wait_for(s.process(status(), publish, stop), 5)
+    assert [p.state for p in published] == [WriteBackState.WAITING]
+
+
+def test_backoff_is_capped_and_honours_zohos_retry_at() -> None:
+    b = Backoff(base=1, cap=300)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert [b.delay(n, None, now) for n in (1, 2, 3, 10, 20)] == [1, 2, 4, 300, 300]
+    assert b.delay(1, now + timedelta(seconds=40), now) == 40
+    assert b.delay(1, now + timedelta(hours=5), now) == 300
