@@ -165,6 +165,22 @@ class InvoiceStatus(Event):
     )
 
 
+class WriteBackState(StrEnum):
+    WRITTEN_BACK = "written_back"  # the fiscal fields are on the Zoho document
+    WAITING = "waiting"  # not written yet: the reason says what it waits for
+    FAILED = "failed"  # Zoho refused it; the reason says what the customer must do
+
+
+class WriteBackStatus(Event):
+    """The write-back stage's outcome for one fiscalized invoice (invoices.writeback)."""
+
+    source_id: str = Field(description="the invoice's source id (a storno's ends ':storno')")
+    state: WriteBackState
+    reason: str | None = Field(default=None, description="why waiting or failed")
+    fiscal_number: str | None = Field(default=None, description="as printed: 57/POSL1/1")
+    status_event_id: str = Field(description="the InvoiceStatus event this answers")
+
+
 class IntegrationEventKind(StrEnum):
     CREATED = "created"
     CONNECTED = "connected"
@@ -193,4 +209,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     InvoiceRetry,
     InvoiceStatus,
     IntegrationEvent,
+    WriteBackStatus,
 )

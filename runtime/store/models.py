@@ -131,6 +131,9 @@ class Integration(Base):
     status_event_id: Mapped[str | None] = mapped_column(String(128))
     status_event_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     tier_event_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Write-back: role (fiscal_number, zki, jir, qr_url) -> the customer's Zoho invoice
+    # customfield_id. NULL or empty: nothing mapped, the write-back stage waits.
+    writeback_fields: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
 
 class Certificate(Base):
@@ -233,6 +236,21 @@ class JournalEntry(Base):
     total_cents: Mapped[int | None] = mapped_column(BigInteger)
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
     fiscal_seq: Mapped[int | None] = mapped_column(Integer)  # the 57 of 57/POSL1/1
+
+
+class WriteBackRecord(Base):
+    """The latest write-back outcome of an invoice (services/writeback), by occurred_at:
+    a separate table, so an outcome projected before its invoice's status is kept."""
+
+    __tablename__ = "writeback_states"
+
+    integration_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source_invoice_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    writeback_state: Mapped[str] = mapped_column(String(16))
+    writeback_reason: Mapped[str | None] = mapped_column(Text)
+    fiscal_number: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(128))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class JournalEvent(Base):
