@@ -1,10 +1,11 @@
 """Tiers as the customer sees them: names, connections, monthly limits, poll intervals.
 
-The limits are the fiscalizer's (FISCOBRIDGE_FISCALIZER_LIMIT_<TIER>) and the poll
-intervals the poller's (FISCOBRIDGE_POLLER_INTERVAL_<TIER>_SECONDS): this module reads
-the same variables with the same defaults, so the portal and the CLI can show them
-without importing another service (tests/unit/test_licensing.py keeps the defaults
-equal to the services' own).
+The tiers are the `Tier` enum (schemas/tiers.py); their default terms are the one table
+`DEFAULTS` below, which the fiscalizer's and the poller's settings take their defaults
+from. The limits are the fiscalizer's variables (FISCOBRIDGE_FISCALIZER_LIMIT_<TIER>), the
+poll intervals the poller's (FISCOBRIDGE_POLLER_INTERVAL_<TIER>_SECONDS): `TierSettings`
+reads the same variables, so the portal and the CLI show them without importing another
+service (tests/unit/test_licensing.py keeps the two views equal).
 """
 
 from __future__ import annotations
@@ -15,59 +16,110 @@ from datetime import timedelta
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-TIERS = ("trial", "starter", "growth", "scale")
-LABELS = {"trial": "Trial", "starter": "Starter", "growth": "Growth", "scale": "Scale"}
+from schemas.tiers import TIERS, Tier
+
+__all__ = ["DEFAULTS", "LABELS", "TIERS", "Plan", "Terms", "Tier", "TierSettings",
+           "account_tier", "badge"]
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What a tier grants: invoices a month and integrations an account may hold (None: no
+    limit), and how often the poller looks at each integration."""
+
+    monthly_limit: int | None
+    poll_interval: timedelta
+    connections: int | None
+
+
+# The one table of the tiers' default terms; each is overridden by its variable below.
+# The trial is one business trying one organization.
+DEFAULTS: dict[Tier, Terms] = {
+    Tier.TRIAL: Terms(50, timedelta(minutes=15), 1),
+    Tier.STARTER: Terms(500, timedelta(minutes=15), None),
+    Tier.GROWTH: Terms(5_000, timedelta(minutes=5), None),
+    Tier.SCALE: Terms(None, timedelta(minutes=1), None),
+}
+LABELS = {tier.value: tier.label for tier in Tier}
 
 
 def _env(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
 
 
+def _limit(tier: Tier) -> int | None:
+    return DEFAULTS[tier].monthly_limit
+
+
+def _interval(tier: Tier) -> float:
+    return DEFAULTS[tier].poll_interval.total_seconds()
+
+
+def _connections(tier: Tier) -> int | None:
+    return DEFAULTS[tier].connections
+
+
 class TierSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
-    limit_trial: int | None = Field(50, validation_alias=_env("FISCOBRIDGE_FISCALIZER_LIMIT_TRIAL"))
+    limit_trial: int | None = Field(
+        _limit(Tier.TRIAL), validation_alias=_env("FISCOBRIDGE_FISCALIZER_LIMIT_TRIAL"))
     limit_starter: int | None = Field(
-        500, validation_alias=_env("FISCOBRIDGE_FISCALIZER_LIMIT_STARTER"))
+        _limit(Tier.STARTER), validation_alias=_env("FISCOBRIDGE_FISCALIZER_LIMIT_STARTER"))
     limit_growth: int | None = Field(
-        5_000, validation_alias=_env("FISCOBRIDGE_FISCALIZER_LIMIT_GROWTH"))
+        _limit(Tier.GROWTH), validation_alias=_env("FISCOBRIDGE_FISCALIZER_LIMIT_GROWTH"))
     limit_scale: int | None = Field(
-        None, validation_alias=_env("FISCOBRIDGE_FISCALIZER_LIMIT_SCALE"))
+        _limit(Tier.SCALE), validation_alias=_env("FISCOBRIDGE_FISCALIZER_LIMIT_SCALE"))
     interval_trial_seconds: float = Field(
-        15 * 60, gt=0, validation_alias=_env("FISCOBRIDGE_POLLER_INTERVAL_TRIAL_SECONDS"))
+        _interval(Tier.TRIAL), gt=0,
+        validation_alias=_env("FISCOBRIDGE_POLLER_INTERVAL_TRIAL_SECONDS"))
     interval_starter_seconds: float = Field(
-        15 * 60, gt=0, validation_alias=_env("FISCOBRIDGE_POLLER_INTERVAL_STARTER_SECONDS"))
+        _interval(Tier.STARTER), gt=0,
+        validation_alias=_env("FISCOBRIDGE_POLLER_INTERVAL_STARTER_SECONDS"))
     interval_growth_seconds: float = Field(
-        5 * 60, gt=0, validation_alias=_env("FISCOBRIDGE_POLLER_INTERVAL_GROWTH_SECONDS"))
+        _interval(Tier.GROWTH), gt=0,
+        validation_alias=_env("FISCOBRIDGE_POLLER_INTERVAL_GROWTH_SECONDS"))
     interval_scale_seconds: float = Field(
-        60, gt=0, validation_alias=_env("FISCOBRIDGE_POLLER_INTERVAL_SCALE_SECONDS"))
-    # Integrations an account may have that are not removed (None: no limit). The trial
-    # is one business trying one organization.
+        _interval(Tier.SCALE), gt=0,
+        validation_alias=_env("FISCOBRIDGE_POLLER_INTERVAL_SCALE_SECONDS"))
     connections_trial: int | None = Field(
-        1, validation_alias=_env("FISCOBRIDGE_PORTAL_CONNECTIONS_TRIAL"))
+        _connections(Tier.TRIAL), validation_alias=_env("FISCOBRIDGE_PORTAL_CONNECTIONS_TRIAL"))
     connections_starter: int | None = Field(
-        None, validation_alias=_env("FISCOBRIDGE_PORTAL_CONNECTIONS_STARTER"))
+        _connections(Tier.STARTER),
+        validation_alias=_env("FISCOBRIDGE_PORTAL_CONNECTIONS_STARTER"))
     connections_growth: int | None = Field(
-        None, validation_alias=_env("FISCOBRIDGE_PORTAL_CONNECTIONS_GROWTH"))
+        _connections(Tier.GROWTH), validation_alias=_env("FISCOBRIDGE_PORTAL_CONNECTIONS_GROWTH"))
     connections_scale: int | None = Field(
-        None, validation_alias=_env("FISCOBRIDGE_PORTAL_CONNECTIONS_SCALE"))
+        _connections(Tier.SCALE), validation_alias=_env("FISCOBRIDGE_PORTAL_CONNECTIONS_SCALE"))
+
+    def terms(self, tier: str) -> Terms:
+        """This deployment's terms for `tier` (ValueError for a name that is no tier)."""
+        return {
+            Tier.TRIAL: Terms(self.limit_trial, timedelta(seconds=self.interval_trial_seconds),
+                              self.connections_trial),
+            Tier.STARTER: Terms(self.limit_starter,
+                                timedelta(seconds=self.interval_starter_seconds),
+                                self.connections_starter),
+            Tier.GROWTH: Terms(self.limit_growth, timedelta(seconds=self.interval_growth_seconds),
+                               self.connections_growth),
+            Tier.SCALE: Terms(self.limit_scale, timedelta(seconds=self.interval_scale_seconds),
+                              self.connections_scale),
+        }[Tier(tier)]
 
     def monthly_limit(self, tier: str) -> int | None:
-        limit: int | None = getattr(self, f"limit_{tier}")
-        return limit
+        return self.terms(tier).monthly_limit
 
     def poll_interval(self, tier: str) -> timedelta:
-        return timedelta(seconds=getattr(self, f"interval_{tier}_seconds"))
+        return self.terms(tier).poll_interval
 
     def connections(self, tier: str) -> int | None:
-        value: int | None = getattr(self, f"connections_{tier}")
-        return value
+        return self.terms(tier).connections
 
     def plans(self) -> list[Plan]:
         return [
-            Plan(tier, LABELS[tier], self.connections(tier), self.monthly_limit(tier),
+            Plan(tier.value, tier.label, self.connections(tier), self.monthly_limit(tier),
                  self.poll_interval(tier))
-            for tier in TIERS
+            for tier in Tier
         ]
 
 
@@ -82,11 +134,11 @@ class Plan:
 
 def account_tier(tiers: list[str], default: str = "trial") -> str:
     """An account's tier: the highest of its integrations' (set together by the operator)."""
-    ranked = [t for t in tiers if t in TIERS]
-    return max(ranked, key=TIERS.index) if ranked else default
+    ranked = [Tier(t) for t in tiers if t in TIERS]
+    return max(ranked, key=lambda tier: tier.rank).value if ranked else default
 
 
 def badge(tier: str, used: int, limit: int | None) -> str:
     """'Trial 5/50'; 'Scale 812' when there is no limit."""
-    label = LABELS.get(tier, tier.title())
+    label = Tier(tier).label if tier in TIERS else tier.title()
     return f"{label} {used}/{limit}" if limit is not None else f"{label} {used}"

@@ -9,12 +9,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import Field, StringConstraints
 
 from schemas.invoice import Contract, DocumentKind, Invoice
 from schemas.money import Amount, AwareDatetime
+from schemas.tiers import Tier
 
 IntegrationUid = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
@@ -191,9 +192,6 @@ class IntegrationEventKind(StrEnum):
     SETTINGS_CHANGED = "settings_changed"
     DEACTIVATED = "deactivated"
     REMOVED = "removed"
-
-
-Tier = Literal["trial", "starter", "growth", "scale"]
 
 
 class IntegrationEvent(Event):

@@ -21,9 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+from schemas.errors import CodedError
 
-class CertificateError(ValueError):
-    code: str = "certificate_error"
+
+class CertificateError(CodedError, ValueError):
+    code = "certificate_error"
 
 
 class NotPkcs12(CertificateError):

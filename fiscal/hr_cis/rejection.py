@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from schemas.errors import CodedError
 
-class InvoiceRejected(ValueError):
+
+class InvoiceRejected(CodedError, ValueError):
     """The invoice's data cannot become a valid CIS message; retrying will not help.
 
     `code` is stable (e.g. "no_invoice_number_digits", "unsupported_currency");
@@ -11,5 +13,4 @@ class InvoiceRejected(ValueError):
     """
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code)

@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from runtime.store.types import UtcDateTime
+from schemas.tiers import TIERS
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -50,7 +51,7 @@ class IntegrationStatus(StrEnum):
     REMOVED = "removed"
 
 
-TIERS = ("trial", "starter", "growth", "scale")
+# TIERS (schemas/tiers.py) is what the integrations.tier CHECK allows.
 INVOICE_STATES = (
     "fiscalized", "rejected", "blocked", "duplicate", "retrying", "failed", "skipped",
 )

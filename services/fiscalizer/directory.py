@@ -16,10 +16,11 @@ from pydantic import SecretStr
 
 from fiscal.hr_cis.certificate import CertificateCache, FiscalCertificate
 from fiscal.hr_cis.settings import FiscalSettings
+from schemas.errors import CodedError
 from services.fiscalizer.rules import Trigger
 
 
-class IntegrationUnusable(Exception):
+class IntegrationUnusable(CodedError):
     code = "integration_unusable"
 
 

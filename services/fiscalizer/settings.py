@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtime.licensing import DEFAULTS, TIERS, Tier
 from runtime.settings import home_dir
 from schemas.topics import FISCALIZER_APP_ID
 
@@ -16,10 +17,12 @@ class FiscalizerSettings(BaseSettings):
     )
 
     app_id: str = FISCALIZER_APP_ID
-    limit_trial: int | None = 50
-    limit_starter: int | None = 500
-    limit_growth: int | None = 5_000
-    limit_scale: int | None = Field(default=None, description="None: unlimited")
+    # Invoices a month per tier (None: unlimited); defaults from runtime/licensing.py.
+    limit_trial: int | None = DEFAULTS[Tier.TRIAL].monthly_limit
+    limit_starter: int | None = DEFAULTS[Tier.STARTER].monthly_limit
+    limit_growth: int | None = DEFAULTS[Tier.GROWTH].monthly_limit
+    limit_scale: int | None = Field(
+        default=DEFAULTS[Tier.SCALE].monthly_limit, description="None: unlimited")
     batch_size: int = Field(default=200, ge=1)
     batch_seconds: float = Field(default=0.05, gt=0)
     integration_cache_seconds: float = 30.0
@@ -59,5 +62,8 @@ class FiscalizerSettings(BaseSettings):
         return base / self.instance if self.instance else base
 
     def monthly_limit(self, tier: str) -> int | None:
-        limit: int | None = getattr(self, f"limit_{tier}", None)
-        return limit
+        """The tier's monthly limit; None: unlimited, or a name that is no tier."""
+        if tier not in TIERS:
+            return None
+        return {Tier.TRIAL: self.limit_trial, Tier.STARTER: self.limit_starter,
+                Tier.GROWTH: self.limit_growth, Tier.SCALE: self.limit_scale}[Tier(tier)]

@@ -7,6 +7,12 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from runtime.licensing import DEFAULTS, TIERS, Tier
+
+
+def _interval(tier: Tier) -> float:
+    return DEFAULTS[tier].poll_interval.total_seconds()
+
 
 def _zoho(name: str) -> AliasChoices:
     # The OAuth client is the portal's as much as the poller's: one FISCOBRIDGE_ZOHO_*
@@ -19,10 +25,11 @@ class PollerSettings(BaseSettings):
         env_prefix="FISCOBRIDGE_POLLER_", env_file=".env", extra="ignore", populate_by_name=True
     )
 
-    interval_trial_seconds: float = Field(default=15 * 60, gt=0)
-    interval_starter_seconds: float = Field(default=15 * 60, gt=0)
-    interval_growth_seconds: float = Field(default=5 * 60, gt=0)
-    interval_scale_seconds: float = Field(default=60, gt=0)
+    # Poll interval per tier; defaults from runtime/licensing.py.
+    interval_trial_seconds: float = Field(default=_interval(Tier.TRIAL), gt=0)
+    interval_starter_seconds: float = Field(default=_interval(Tier.STARTER), gt=0)
+    interval_growth_seconds: float = Field(default=_interval(Tier.GROWTH), gt=0)
+    interval_scale_seconds: float = Field(default=_interval(Tier.SCALE), gt=0)
     tick_seconds: float = Field(default=5.0, gt=0, description="how often due polls are looked for")
     lease_ttl_seconds: float = Field(
         default=120.0, gt=0, description="a dead poller's integrations are taken over after this"
@@ -79,15 +86,13 @@ class PollerSettings(BaseSettings):
 
     def interval(self, tier: str) -> timedelta:
         """How often an integration of `tier` is polled (an unknown tier: the slowest)."""
-        seconds = getattr(self, f"interval_{tier}_seconds", None)
-        if seconds is None:
-            seconds = max(
-                self.interval_trial_seconds,
-                self.interval_starter_seconds,
-                self.interval_growth_seconds,
-                self.interval_scale_seconds,
-            )
-        return timedelta(seconds=seconds)
+        seconds = {
+            Tier.TRIAL: self.interval_trial_seconds,
+            Tier.STARTER: self.interval_starter_seconds,
+            Tier.GROWTH: self.interval_growth_seconds,
+            Tier.SCALE: self.interval_scale_seconds,
+        }
+        return timedelta(seconds=seconds[Tier(tier)] if tier in TIERS else max(seconds.values()))
 
     @property
     def lease_ttl(self) -> timedelta:

@@ -3,11 +3,15 @@ working days."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from runtime.licensing import TIERS, TierSettings, account_tier, badge
+from runtime.licensing import DEFAULTS, TIERS, Tier, TierSettings, account_tier, badge
+from runtime.store import models
+from schemas.events import IntegrationEvent, IntegrationEventKind
 from services.fiscalizer.settings import FiscalizerSettings
 from services.poller.settings import PollerSettings
 from services.portal.web.invoices import late_cutoff
@@ -28,6 +32,37 @@ def test_the_services_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> Non
     assert tiers.poll_interval("growth") == timedelta(minutes=2) == PollerSettings().interval(
         "growth")
     assert tiers.connections("trial") == 1
+
+
+def test_one_tier_enum_names_every_tier() -> None:
+    assert TIERS == ("trial", "starter", "growth", "scale") == tuple(Tier)
+    assert set(DEFAULTS) == set(Tier)
+    assert models.TIERS == TIERS
+    assert [plan.tier for plan in TierSettings().plans()] == list(TIERS)
+    event = IntegrationEvent(integration_uid="u", kind=IntegrationEventKind.TIER_CHANGED,
+                             tier="growth")
+    assert event.tier is Tier.GROWTH
+    assert IntegrationEvent.from_json(event.to_json()).tier == "growth"
+    with pytest.raises(ValueError):
+        IntegrationEvent(integration_uid="u", kind=IntegrationEventKind.TIER_CHANGED,
+                         tier="platinum")
+
+
+def test_the_migrations_tier_check_is_the_enum() -> None:
+    """The CHECK is written out in the first migration (migrations never change); it must
+    allow exactly the enum's tiers. A new tier needs a migration that widens it."""
+    migration = Path(models.__file__).parent / "migrations" / "versions"
+    text = (migration / "0001_accounts_integrations.py").read_text()
+    (allowed,) = re.findall(r"tier IN \(([^)]*)\)", text)
+    assert tuple(re.findall(r"'([a-z]+)'", allowed)) == TIERS
+
+
+def test_defaults_come_from_the_one_table() -> None:
+    tiers = TierSettings()
+    for tier in Tier:
+        assert tiers.terms(tier) == DEFAULTS[tier], tier
+    assert FiscalizerSettings().monthly_limit("platinum") is None
+    assert PollerSettings().interval("platinum") == timedelta(minutes=15)
 
 
 def test_badge_and_account_tier() -> None:

@@ -13,6 +13,8 @@ from datetime import date, datetime
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from schemas.errors import CodedError
+
 HUNDRED = Decimal(100)
 SIX_PLACES = Decimal("0.000001")
 
@@ -24,12 +26,11 @@ _MINOR_UNITS: dict[str, int] = {
 }  # fmt: skip
 
 
-class InvoiceMappingError(ValueError):
+class InvoiceMappingError(CodedError, ValueError):
     """The payload cannot become a canonical invoice; `code` is stable, the text actionable."""
 
     def __init__(self, code: str, message: str, *, field: str | None = None):
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code)
         self.field = field
 
 
