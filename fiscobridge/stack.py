@@ -22,7 +22,7 @@ import httpx
 from runtime.faust_adapter import STALL_EXIT_CODE
 from runtime.supervisor import Child
 
-PIPELINE = ("portal", "reporter", "fiscalizer", "ingest")
+PIPELINE = ("portal", "reporter", "fiscalizer", "ingest", "writeback")
 
 
 def port_variable(service: str) -> str:

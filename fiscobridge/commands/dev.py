@@ -23,7 +23,7 @@ from fiscobridge.devfile import DevEndpoints
 from runtime.settings import home_dir
 from runtime.supervisor import Child
 
-SERVICES = ("portal", "reporter", "fiscalizer", "poller", "ingest")
+SERVICES = ("portal", "reporter", "fiscalizer", "poller", "ingest", "writeback")
 # Started `--workers` times: each instance joins its service's consumer group and takes
 # a share of the partitions (the fiscalizer's tables move with them).
 SCALED = ("reporter", "fiscalizer")
@@ -41,11 +41,12 @@ class Ports:
     cis: int
     zoho: int  # four in a row: com accounts, com api, eu accounts, eu api
     # The ops endpoints of the services without a web app of their own; None: right
-    # above the portal (reporter +2, fiscalizer +3, poller +4).
+    # above the portal (reporter +2, fiscalizer +3, poller +4, writeback +6).
     reporter: int | None = None
     fiscalizer: int | None = None
     poller: int | None = None
     mail: int = MAIL_SMTP_PORT  # the mail catcher's SMTP; its web page is on mail + 1
+    writeback: int | None = None  # its ops endpoints; None: portal + 6
 
     def service(self, name: str) -> int:
         """The port of `name`'s HTTP endpoints, /healthz /readyz /metrics included."""
@@ -85,6 +86,10 @@ def children(ports: Ports, log_dir: Path, zoho_secret: str, workers: int = 1) ->
         "FISCOBRIDGE_POLLER_ZOHO_CLIENT_ID": ZOHO_CLIENT_ID,
         "FISCOBRIDGE_POLLER_ZOHO_CLIENT_SECRET": zoho_secret,
         "FISCOBRIDGE_POLLER_ZOHO_ACCOUNTS_SERVERS": json.dumps(accounts),
+        # The write-back stage writes the fiscal data onto the sandbox's invoices.
+        "FISCOBRIDGE_WRITEBACK_ZOHO_CLIENT_ID": ZOHO_CLIENT_ID,
+        "FISCOBRIDGE_WRITEBACK_ZOHO_CLIENT_SECRET": zoho_secret,
+        "FISCOBRIDGE_WRITEBACK_ZOHO_ACCOUNTS_SERVERS": json.dumps(accounts),
         # The portal's mail (password reset links) goes to the local mail catcher.
         "FISCOBRIDGE_PORTAL_SMTP_URL": f"smtp://127.0.0.1:{ports.mail}",
     }

@@ -34,8 +34,8 @@ from runtime.metrics import INTEGRATION_INVOICES
 from runtime.settings import KafkaSettings
 from runtime.store import Store
 from runtime.store.rebuild import Topics, decode
-from schemas.events import Event, IntegrationEvent, InvoiceStatus
-from schemas.topics import Topic
+from schemas.events import Event, IntegrationEvent, InvoiceStatus, WriteBackStatus
+from schemas.topics import INVOICES_WRITEBACK, Topic
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,14 @@ class Projector:
         group_id: str = GROUP_ID,
         batch_size: int = 500,
         linger: float = 0.2,
+        writeback_topic: str | None = None,
     ) -> None:
         self.store = store
         self.kafka = kafka
+        # The write-back stage's outcomes (invoices.writeback) are kept per invoice for
+        # the portal; read by default with the default topics, else when named.
+        self.writeback_topic = writeback_topic or (
+            INVOICES_WRITEBACK.name if topics is None else None)
         self.topics = topics or Topics()
         self.group_id = group_id
         self.batch_size = batch_size
@@ -90,14 +95,16 @@ class Projector:
         consumer = clients.consumer(self.kafka, group_id=self.group_id)
         producer = clients.producer(self.kafka)
         self.dead_letters = DeadLetters(
-            [Topic(self.topics.status, InvoiceStatus), Topic(self.topics.events, IntegrationEvent)],
+            [Topic(self.topics.status, InvoiceStatus), Topic(self.topics.events, IntegrationEvent),
+             *([Topic(self.writeback_topic, WriteBackStatus)] if self.writeback_topic else [])],
             producer,
         )
         # Fetches return at least every quarter linger, so a batch waits about `linger`.
         poll = min(0.5, self.linger / 4) if self.linger > 0 else 0.5
         stream = StreamConsumer(consumer, self._steps, EVERY_BATCH, poll_seconds=poll,
                                 max_records=self.batch_size)
-        stream.subscribe(self.topics.names)
+        stream.subscribe([*self.topics.names,
+                          *([self.writeback_topic] if self.writeback_topic else [])])
         await consumer.start()
         try:
             await producer.start()
@@ -124,6 +131,9 @@ class Projector:
         good: list[tuple[ConsumerRecord[bytes, bytes], Event]] = []
         for record in records:
             try:
+                if record.topic == self.writeback_topic:
+                    await self._apply_writeback(record)
+                    continue
                 good.append((record, decode(self.topics, record)))
             except (ValidationError, ValueError) as error:
                 await self._dead_letter(record, error)
@@ -149,6 +159,27 @@ class Projector:
             if isinstance(event, InvoiceStatus):
                 INTEGRATION_INVOICES.count(event.integration_uid, event.state.value)
         BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def _apply_writeback(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Keep the latest write-back outcome of the invoice (a newer one stored wins, so
+        redelivery is harmless); kept apart from the journal, so it does not wait for
+        the invoice's status to be projected first."""
+        if record.value is None:
+            raise ValueError("record has no value")
+        outcome = WriteBackStatus.from_json(record.value)
+        try:
+            await self.store.writebacks.apply(
+                integration_uid=outcome.integration_uid, source_id=outcome.source_id,
+                state=outcome.state.value, reason=outcome.reason,
+                fiscal_number=outcome.fiscal_number, event_id=outcome.event_id,
+                occurred_at=outcome.occurred_at,
+            )
+        except Exception as error:
+            if not refused_as_data(error):
+                raise
+            await self._dead_letter(record, error)
+            return
+        EVENTS.labels("writeback").inc()
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:
         log.error(

@@ -129,7 +129,7 @@ def test_every_command_exists_in_the_cli() -> None:
 def test_the_resolver_rejects_what_the_cli_would() -> None:
     # The check above can fail: a service the CLI cannot run is refused.
     with pytest.raises(click.UsageError):
-        _resolve(["run", "writeback"])
+        _resolve(["run", "bookkeeper"])
     with pytest.raises(click.UsageError):
         _resolve(["topics", "make"])
 

@@ -18,7 +18,7 @@ def _services(workers: int) -> dict[str, tuple[str, dict[str, str]]]:
 
 
 def test_one_worker_is_the_stack_as_before() -> None:
-    assert sorted(_services(1)) == ["fiscalizer", "ingest", "poller", "portal", "reporter"]
+    assert sorted(_services(1)) == ["fiscalizer", "ingest", "poller", "portal", "reporter", "writeback"]
 
 
 def test_three_workers_start_three_fiscalizers_and_reporters_on_ports_of_their_own() -> None:
@@ -30,7 +30,7 @@ def test_three_workers_start_three_fiscalizers_and_reporters_on_ports_of_their_o
     assert {services[n][0] for n in services if service_of(n) == "reporter"} == {"reporter"}
     ports = [int(v) for _, env in services.values() for k, v in env.items()
              if k.endswith("_PORT") and "ZOHO" not in k]
-    assert len(ports) == len(set(ports)) == 9
+    assert len(ports) == len(set(ports)) == 10
     assert PORTS.cis not in ports and PORTS.kafka not in ports
     assert services["fiscalizer-3"][1]["FISCOBRIDGE_FISCALIZER_OPS_PORT"] == "8023"
     # One group (same app id), separate table directories.

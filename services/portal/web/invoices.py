@@ -13,15 +13,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.datastructures import QueryParams
 
+from runtime import resend as resending
 from runtime.store import IntegrationRecord, InvalidInput
 from runtime.store.journal import InvoiceFilter, InvoicePage, InvoiceRow, InvoiceSort
 from runtime.store.projection import cents
 from schemas.events import InvoiceState
 from services.portal.web import receipt
 from services.portal.web.context import PageError, Portal, portal_of, render, signed_in
+from services.portal.web.sessions import session_of
 
 router = APIRouter()
 
@@ -269,15 +271,19 @@ class WriteBack:
     label: str
 
 
-def write_back_state(uid: str, source_id: str) -> WriteBack:
-    """Whether the fiscal number, ZKI, JIR and QR URL reached the invoice in Zoho Books.
+WRITE_BACK_LABELS = {"written_back": "Written back", "waiting": "Waiting", "failed": "Failed"}
 
-    Hook for the write-back stage (being built: connectors/zoho/writeback.py and its
-    service). Until it records its outcome per invoice, the page says so plainly; once it
-    does, read that record here (e.g. a `writeback_state` column of the journal).
-    """
-    return WriteBack(False, "Not yet available: FiscoBridge does not write the fiscal "
-                            "data back to Zoho Books yet. Print them from this page.")
+
+async def write_back_state(portal: Portal, uid: str, source_id: str) -> WriteBack:
+    """Whether the fiscal number, ZKI, JIR and QR URL reached the invoice in Zoho Books:
+    the latest outcome of the write-back stage (services/writeback), with its reason."""
+    outcome = await portal.store.writebacks.get(uid, source_id)
+    if outcome is None:
+        return WriteBack(False, "Not written back yet: the fiscal data are on this page.")
+    label = WRITE_BACK_LABELS.get(outcome.state, outcome.state)
+    if outcome.reason:
+        label = f"{label}: {outcome.reason}"
+    return WriteBack(outcome.state == "written_back", label)
 
 
 async def _entry(portal: Portal, request: Request, uid: str, source_id: str) -> Any:
@@ -314,8 +320,35 @@ async def invoice_page(request: Request, uid: str, source_id: str) -> Response:
     return render(
         request, "invoice.html", entry=entry, told=told, qr_url=url, qr_svg=svg,
         history=await portal.store.journal.history(uid, source_id), states=STATE_LABELS,
-        write_back=write_back_state(uid, source_id), zone=ZONE,
+        write_back=await write_back_state(portal, uid, source_id), zone=ZONE,
     )
+
+
+@router.post("/integrations/{uid}/invoices/{source_id}/resend")
+async def resend_invoice(request: Request, uid: str, source_id: str) -> Response:
+    """Deliver a stuck invoice (retrying, failed, rejected) again now, with NakDost=true;
+    runtime/resend.py says why pressing it twice, or too late, reports nothing twice."""
+    portal = portal_of(request)
+    entry = await _entry(portal, request, uid, source_id)
+    back = f"/integrations/{uid}/invoices/{source_id}"
+    reason = resending.why_not(entry)
+    if reason is not None:
+        raise PageError(409, "Not resent", f"This invoice cannot be resent: {reason}.",
+                        next_url=back, next_label="Back to the invoice")
+    if portal.resend is None:
+        raise PageError(503, "Resending is not available",
+                        "This portal cannot reach the pipeline; nothing was sent.",
+                        next_url=back, next_label="Back to the invoice")
+    who = f"the Client Portal ({session_of(request).email or 'signed-in user'})"
+    outcome = await portal.resend(uid, [entry], who)
+    if source_id in outcome.sent:
+        session_of(request).flash(
+            "Resent: the invoice is signed again as a subsequent delivery and sent to the tax "
+            "authority now. This page shows the outcome in a few seconds.")
+    else:
+        session_of(request).flash(
+            "Not resent: " + outcome.refused.get(source_id, "unknown reason") + ".")
+    return RedirectResponse(back, status_code=303)
 
 
 def _xml_download(text: str | None, filename: str, what: str, back: str) -> Response:
