@@ -2,6 +2,7 @@
 long one takes from webhook to JIR.
 
     python -m bench.pipeline [--invoices N] [--rate R] [--latency-ms 50] [--integrations 3]
+                             [--workers N] [--reporter-concurrency C]
 
 Starts its own stack, everything on this machine: a local Kafka broker (or the one
 KAFKA_BOOTSTRAP_SERVERS names), the topics, a SQLite store, the CIS sandbox answering
@@ -13,6 +14,12 @@ Then two runs:
 Baseline, in the same command: the profile's signing loop alone on one core, the
 pipeline's most expensive step; the ratio says how much of that the whole pipeline
 (four more processes and the sandbox, on the same two cores) keeps.
+
+--workers N: the flat-out run is repeated with 1, 2, ... N fiscalizers and reporters
+(each added instance joins its group and takes a share of the partitions), and the
+scaling is printed; the paced run uses all N. --reporter-concurrency caps each
+reporter's submissions in flight, so with a slow CIS (--latency-ms 500) the reporters,
+not the CPU, are the bound and the scaling shows what another reporter adds.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from runtime.kafka.local import LocalKafka
 from runtime.settings import KafkaSettings
 from runtime.store.store import Store
 from runtime.vault import Vault, new_key, parse_keys
-from sandbox.load import LoadReport, drive
+from sandbox.load import LoadReport, drive, percentiles
 from schemas.topics import registry
 
 
@@ -83,8 +90,11 @@ async def run(args: argparse.Namespace) -> None:
         f"sqlite+aiosqlite:///{home / 'fiscobridge.db'}", vault=Vault(parse_keys(key))
     )
     await store.migrate()
+    extra_env = {}
+    if args.reporter_concurrency:
+        extra_env["FISCOBRIDGE_REPORTER_CONCURRENCY"] = str(args.reporter_concurrency)
     stack = LocalStack(home=home, kafka_bootstrap=bootstrap, master_key=key,
-                       cis_latency_ms=args.latency_ms)
+                       cis_latency_ms=args.latency_ms, extra_env=extra_env)
     await stack.start()
     try:
         made = [await demo_integration(store, kafka, home / "sandbox-ca")
@@ -103,10 +113,21 @@ async def run(args: argparse.Namespace) -> None:
                 used["kafka broker"] = cpu_seconds_of(broker_pid) or 0.0
             return used
 
-        before = cpu_seconds()
-        flat = await drive(kafka, stack.ingest_url, targets, args.invoices,
-                           concurrency=args.concurrency, timeout=600)
-        cpu = _spent(before, cpu_seconds())
+        scaling: list[tuple[int, LoadReport]] = []
+        for workers in range(1, args.workers + 1):
+            if workers > 1:  # one more of each; both groups rebalance before the run
+                names = [f"fiscalizer-{workers}", f"reporter-{workers}"]
+                for name in names:
+                    await stack.start_service(name)
+                for name in names:
+                    await stack.wait_ready(name)
+                await drive(kafka, stack.ingest_url, targets, 50, timeout=120)
+                freeze_live_objects()
+            before = cpu_seconds()
+            flat = await drive(kafka, stack.ingest_url, targets, args.invoices,
+                               concurrency=args.concurrency, timeout=900)
+            cpu = _spent(before, cpu_seconds())
+            scaling.append((workers, flat))
         freeze_live_objects()
         paced_since = int(time.time() * 1000)
         before = cpu_seconds()
@@ -120,9 +141,20 @@ async def run(args: argparse.Namespace) -> None:
         if broker is not None:
             broker.stop()
     print(f"pipeline benchmark: {args.invoices} invoices, {args.integrations} integrations, "
-          f"CIS latency {args.latency_ms} ms, {os.cpu_count()} cores")
+          f"CIS latency {args.latency_ms} ms, {os.cpu_count()} cores, "
+          f"{args.workers} fiscalizer(s) and reporter(s)"
+          + (f", reporter concurrency {args.reporter_concurrency}"
+             if args.reporter_concurrency else ""))
     print(f"baseline: profile signing alone   {baseline:8.1f} invoices/s (one core)")
-    print("flat out:")
+    if len(scaling) > 1:
+        one = scaling[0][1].throughput
+        print("scaling, flat out (fiscalizers = reporters = workers):")
+        for workers, run_ in scaling:
+            p50 = percentiles(run_.latencies)[50]
+            print(f"  {workers} worker(s)  {run_.throughput:7.1f} invoices/s  "
+                  f"x{run_.throughput / one:.2f}  p50 {p50 * 1000:.0f} ms  "
+                  f"({', '.join(f'{k} {v}' for k, v in sorted(run_.states.items()))})")
+    print(f"flat out ({args.workers} worker(s)):")
     for line in flat.lines():
         print("  " + line)
     print(f"  ratio to the signing baseline {flat.throughput / baseline:.2f}")
@@ -160,6 +192,10 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--integrations", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="measure flat out with 1..N fiscalizers and reporters")
+    parser.add_argument("--reporter-concurrency", type=int, default=None,
+                        help="each reporter's submissions in flight (default: its setting)")
     # The driver shares the two cores with what it measures: as light as the services.
     use_uvloop()
     asyncio.run(run(parser.parse_args()))
