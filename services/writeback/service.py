@@ -34,7 +34,7 @@ from runtime.settings import KafkaSettings
 from runtime.store.store import Store
 from runtime.vault import Vault
 from schemas.events import InvoiceStatus, WriteBackState, WriteBackStatus
-from schemas.topics import INVOICES_STATUS, INVOICES_WRITEBACK
+from schemas.topics import INVOICES_STATUS, INVOICES_WRITEBACK, Topic
 from services.writeback.sessions import ZohoSessions
 from services.writeback.settings import WriteBackSettings
 from services.writeback.stage import Backoff, Stopping, WriteBackStage
@@ -53,14 +53,18 @@ STAGE_OF = {WriteBackState.WRITTEN_BACK: "written_back", WriteBackState.FAILED: 
 
 class WriteBack:
     def __init__(
-        self, kafka: KafkaSettings, settings: WriteBackSettings, stage: WriteBackStage
+        self, kafka: KafkaSettings, settings: WriteBackSettings, stage: WriteBackStage,
+        *, status_topic: str = INVOICES_STATUS.name,
+        writeback_topic: str = INVOICES_WRITEBACK.name,
     ) -> None:
         self.kafka = kafka
         self.settings = settings
         self.stage = stage
+        self.status_topic = status_topic
+        self.writeback_topic = writeback_topic
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
-        self.dead_letters = DeadLetters([INVOICES_STATUS])
+        self.dead_letters = DeadLetters([Topic(status_topic, InvoiceStatus)])
         self.stop = asyncio.Event()
         self.running = False
 
@@ -75,7 +79,7 @@ class WriteBack:
         async with contextlib.AsyncExitStack() as shutdown:
             await self.producer.start()
             shutdown.push_async_callback(self.producer.stop)
-            stream.subscribe([INVOICES_STATUS.name])
+            stream.subscribe([self.status_topic])
             await self.consumer.start()
             shutdown.push_async_callback(self.consumer.stop)
             self.running = True
@@ -126,7 +130,7 @@ class WriteBack:
         delay = 0.1
         while True:
             try:
-                await self.producer.send_and_wait(INVOICES_WRITEBACK.name, outcome.to_json(),
+                await self.producer.send_and_wait(self.writeback_topic, outcome.to_json(),
                                                   key=outcome.key)
                 break
             except Exception as exc:

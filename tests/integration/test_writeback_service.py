@@ -1,0 +1,224 @@
+"""The write-back stage against the real broker, the store and the Zoho Books sandbox's
+real HTTP API: fiscalized statuses in, fiscal fields on the sandbox's invoices and
+outcomes on the write-back topic out, dead letters for what is no status, and offsets
+committed only past what was processed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import TopicPartition
+
+from fiscal.hr_cis.certificate import FiscalCertificate
+from fiscal.hr_cis.settings import FiscalSettings
+from runtime.kafka.clients import consumer as make_consumer
+from runtime.kafka.clients import partitions_of
+from runtime.kafka.clients import producer as make_producer
+from runtime.kafka.dlq import ERROR_TYPE
+from runtime.settings import KafkaSettings
+from runtime.store import Store
+from schemas.events import (
+    IntegrationEvent,
+    IntegrationEventKind,
+    InvoiceRef,
+    InvoiceState,
+    InvoiceStatus,
+    WriteBackState,
+    WriteBackStatus,
+)
+from schemas.invoice import DocumentKind
+from services.writeback.service import WriteBack
+from services.writeback.sessions import ZohoSessions
+from services.writeback.settings import WriteBackSettings
+from services.writeback.stage import NO_MAPPING, Backoff, WriteBackStage
+from tests.e2e.zoho_helpers import read_topic, store_connection, zoho_grant
+from tests.fixtures.certs import Pfx
+from tests.fixtures.kafka import MakeTopic
+from tests.fixtures.zoho import ZohoSandboxHandle
+
+pytestmark = pytest.mark.kafka
+SQLITE = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+FAST = {"per_minute": 100_000, "daily": 1_000_000}
+ISSUED = datetime(2026, 12, 2, 9, 41, 7, tzinfo=UTC)  # 10:41 in Zagreb
+
+
+def fiscalized(uid: str, source_id: str, number: str, n: int, *, total: str = "12.38",
+               kind: DocumentKind = DocumentKind.INVOICE) -> InvoiceStatus:
+    return InvoiceStatus(
+        integration_uid=uid, state=InvoiceState.FISCALIZED, reason_code="ok", message="",
+        invoice=InvoiceRef(source_id=source_id, number=number, version="v1", kind=kind,
+                           total=Decimal(total), issued_at=ISSUED),
+        receipt_id=f"00000000-0000-4000-8000-{n:012d}", protection_code=f"{n:032x}",
+        fiscal_number=f"{n}/POSL1/1",
+    )
+
+
+async def until(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.2)
+
+
+@SQLITE
+async def test_fiscalized_invoices_get_their_fiscal_fields_in_zoho(
+    store: Store, kafka_settings: KafkaSettings, make_topic: MakeTopic,
+    zoho_sandbox: ZohoSandboxHandle, demo_pfx: Pfx, demo_certificate: FiscalCertificate,
+    fiscal_settings: FiscalSettings,
+) -> None:
+    client = await zoho_sandbox.oauth_client()
+    account, _ = await store.accounts.ensure("owner@obrt.hr")
+
+    async def integration() -> tuple[str, str]:
+        grant = await zoho_grant(zoho_sandbox, client, limits=FAST)
+        created = await store.integrations.create(
+            account_id=account.account_id, fiscal_settings=fiscal_settings,
+            pfx=demo_pfx.data, password=demo_pfx.password, certificate=demo_certificate,
+            tier="scale",
+        )
+        uid = created.record.uid
+        await store_connection(store, uid, grant)
+        await store.apply([IntegrationEvent(integration_uid=uid,
+                                            kind=IntegrationEventKind.CONNECTED)])
+        return uid, grant.organization_id
+
+    mapped, org = await integration()
+    unmapped, other_org = await integration()
+    settings = WriteBackSettings(
+        zoho_client_id=client["client_id"], zoho_client_secret=client["client_secret"],
+        zoho_accounts_servers=list(zoho_sandbox.accounts_servers), group_id=f"wb-{mapped}",
+        retry_base_seconds=0.05, retry_cap_seconds=0.2, commit_interval_seconds=0.1,
+    )
+    status_topic = await make_topic(partitions=3)
+    dlq = await make_topic(partitions=1)
+    writeback_topic = await make_topic(partitions=1)
+
+    async with httpx.AsyncClient() as http:
+        sessions = ZohoSessions(store, http, settings)
+        record = await store.integrations.get(mapped)
+        assert record is not None
+        books = await sessions.client(record)
+        fields = {f["api_name"]: f["customfield_id"] for f in await books.invoice_custom_fields()}
+        await store.integrations.set_writeback_fields(mapped, {
+            "fiscal_number": fields["cf_fiskalni_broj"], "zki": fields["cf_zki"],
+            "jir": fields["cf_jir"], "qr_url": fields["cf_qr_url"],
+        })
+        first = await zoho_sandbox.create_invoice(org)
+        second = await zoho_sandbox.create_invoice(org)
+        voided = await zoho_sandbox.create_invoice(org)
+        elsewhere = await zoho_sandbox.create_invoice(other_org)
+
+        statuses = [
+            fiscalized(mapped, first["invoice_id"], first["invoice_number"], 1),
+            fiscalized(mapped, second["invoice_id"], second["invoice_number"], 2),
+            fiscalized(mapped, voided["invoice_id"] + ":storno",
+                       voided["invoice_number"] + " storno", 3, total="-12.38"),
+            fiscalized(mapped, "cn-1", "CN-00001", 4, total="-5.00",
+                       kind=DocumentKind.CREDIT_NOTE),
+            fiscalized(unmapped, elsewhere["invoice_id"], elsewhere["invoice_number"], 5),
+            # not fiscalized: no write-back, no outcome
+            InvoiceStatus(integration_uid=mapped, state=InvoiceState.RETRYING,
+                          reason_code="s005", message="",
+                          invoice=InvoiceRef(source_id="x", number="x", version="v")),
+        ]
+        producer = make_producer(kafka_settings)
+        await producer.start()
+        try:
+            for status in statuses:
+                await producer.send_and_wait(status_topic, status.to_json(), key=status.key)
+            # Delivered twice (a replay): written again with the same values.
+            await producer.send_and_wait(status_topic, statuses[0].to_json(),
+                                         key=statuses[0].key)
+            await producer.send_and_wait(status_topic, b"not a status", key=mapped.encode())
+        finally:
+            await producer.stop()
+
+        stage = WriteBackStage(store.integrations.get, sessions.client,
+                               Backoff(settings.retry_base_seconds, settings.retry_cap_seconds))
+        service = WriteBack(kafka_settings, settings, stage, status_topic=status_topic,
+                            writeback_topic=writeback_topic)
+        service.dead_letters._dlq[status_topic] = dlq  # the test's own dead-letter topic
+        stop = asyncio.Event()
+        running = asyncio.create_task(service.run(stop))
+        try:
+            async def outcomes() -> list[WriteBackStatus] | None:
+                found: list[WriteBackStatus] = await read_topic(
+                    kafka_settings, writeback_topic, WriteBackStatus)
+                return found if len(found) >= 6 else None
+
+            published = await until(outcomes)
+            await until(lambda: _read_raw(kafka_settings, dlq))
+            await asyncio.sleep(0.5)  # a commit interval
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 30)
+
+    by_source = {(o.integration_uid, o.source_id): o for o in published}
+    assert len(published) == 6  # the replayed status was written (and said) again
+    written = by_source[(mapped, first["invoice_id"])]
+    assert (written.state, written.reason, written.fiscal_number) == (
+        WriteBackState.WRITTEN_BACK, None, "1/POSL1/1")
+    assert by_source[(mapped, "cn-1")].state is WriteBackState.WAITING
+    assert "credit note" in (by_source[(mapped, "cn-1")].reason or "")
+    assert (by_source[(unmapped, elsewhere["invoice_id"])].state,
+            by_source[(unmapped, elsewhere["invoice_id"])].reason) == (
+        WriteBackState.WAITING, NO_MAPPING)
+    assert ("x" not in {s for _, s in by_source})
+
+    for invoice, n in ((first, 1), (second, 2)):
+        shown = await zoho_sandbox.show_invoice(org, invoice["invoice_id"])
+        jir = f"00000000-0000-4000-8000-{n:012d}"
+        assert shown["written_back"] == {
+            "cf_fiskalni_broj": f"{n}/POSL1/1", "cf_zki": f"{n:032x}", "cf_jir": jir,
+            "cf_qr_url": f"https://porezna.gov.hr/rn?jir={jir}&datv=20261202_1041&izn=1238",
+        }
+        assert shown["invoice"]["status"] == invoice["status"]  # only the fields changed
+    storno = await zoho_sandbox.show_invoice(org, voided["invoice_id"])
+    assert storno["written_back"] == {}
+    [comment] = storno["comments"]
+    assert "3/POSL1/1" in comment["description"] and "izn=-1238" in comment["description"]
+    untouched = await zoho_sandbox.show_invoice(other_org, elsewhere["invoice_id"])
+    assert untouched["written_back"] == {}
+
+    [letter] = await _read_raw(kafka_settings, dlq)
+    assert letter.value == b"not a status"
+    assert dict(letter.headers)[ERROR_TYPE] == b"ValidationError"
+    # Everything was processed, so everything is committed.
+    consumer = make_consumer(kafka_settings, group_id=settings.group_id)
+    await consumer.start()
+    try:
+        parts: list[TopicPartition] = await partitions_of(consumer, status_topic)
+        ends = await consumer.end_offsets(parts)
+        assert {tp: await consumer.committed(tp) or 0 for tp in parts} == ends
+    finally:
+        await consumer.stop()
+
+
+async def _read_raw(kafka: KafkaSettings, topic: str) -> list[Any]:
+    consumer = make_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        parts = await partitions_of(consumer, topic)
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        records: list[Any] = []
+        while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
+            batch = await consumer.getmany(timeout_ms=500)
+            for got in batch.values():
+                records += got
+        return records
+    finally:
+        await consumer.stop()
+
+
