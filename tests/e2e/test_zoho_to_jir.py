@@ -6,6 +6,7 @@ ledger, the statuses on the topic and the store."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import time
 from collections import Counter
@@ -14,10 +15,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
 
+from connectors.zoho.client import ZohoBooksClient
+from connectors.zoho.oauth import AccessTokenProvider
+from connectors.zoho.ratelimit import RateLimiter
 from fiscobridge.provision import DemoIntegration, demo_integration
 from fiscobridge.stack import free_port, port_variable
 from runtime.kafka.clients import producer as make_producer
@@ -33,6 +38,7 @@ from tests.fixtures.zoho import ZohoSandboxHandle, invoice_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
+ZAGREB = ZoneInfo("Europe/Zagreb")
 INVOICES = 25
 HISTORY = 12
 
@@ -56,7 +62,46 @@ class ZohoPipeline:
             self.pipeline.store, self.pipeline.kafka, self.pipeline.stack.home / "sandbox-ca",
             tier="scale", account="zoho@fiscobridge.example", connect=connect,
         )
+        # The customer maps the fiscal data onto the invoice custom fields of the
+        # organization, as the portal's settings do.
+        books = self.books(grant)
+        fields = {f["api_name"]: f["customfield_id"] for f in await books.invoice_custom_fields()}
+        await self.pipeline.store.integrations.set_writeback_fields(made.uid, {
+            "fiscal_number": fields["cf_fiskalni_broj"], "zki": fields["cf_zki"],
+            "jir": fields["cf_jir"], "qr_url": fields["cf_qr_url"],
+        })
         return made, grant
+
+    def books(self, grant: ZohoGrant) -> ZohoBooksClient:
+        provider = AccessTokenProvider(self.zoho.oauth(self.client), grant.tokens,
+                                       grant.accounts_server)
+        return ZohoBooksClient(self.zoho.http, grant.tokens.api_domain, grant.organization_id,
+                               provider, RateLimiter(per_minute=100_000))
+
+    async def written_back(
+        self, grant: ZohoGrant, statuses: list[InvoiceStatus], timeout: float = 60.0
+    ) -> None:
+        """Each fiscalized invoice carries its fiscal number, ZKI, JIR and QR URL in the
+        sandbox (its admin view of what was written onto the invoice)."""
+        deadline = time.monotonic() + timeout
+        for status in statuses:
+            jir = status.receipt_id
+            assert jir and status.fiscal_number and status.protection_code
+            assert status.invoice.issued_at is not None and status.invoice.total is not None
+            datv = status.invoice.issued_at.astimezone(ZAGREB).strftime("%Y%m%d_%H%M")
+            cents = int(status.invoice.total * 100)
+            expected = {
+                "cf_fiskalni_broj": status.fiscal_number, "cf_zki": status.protection_code,
+                "cf_jir": jir,
+                "cf_qr_url": f"https://porezna.gov.hr/rn?jir={jir}&datv={datv}&izn={cents}",
+            }
+            while True:
+                shown = await self.zoho.show_invoice(grant.organization_id,
+                                                     status.invoice.source_id)
+                if shown["written_back"] == expected:
+                    break
+                assert time.monotonic() < deadline, (status.invoice.source_id, shown)
+                await asyncio.sleep(0.2)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -83,6 +128,19 @@ async def zoho_pipeline(
     await poller.start()
     stack.children["poller"] = poller  # stopped (SIGTERM) with the rest of the stack
     await stack.wait_ready("poller")
+    # The stack's write-back stage knows no Zoho client: this one talks to the sandbox,
+    # configured as the poller is.
+    stack.kill("writeback", signal.SIGTERM)
+    assert await stack.wait_exit("writeback") == 0
+    writeback = Child(
+        "writeback", [sys.executable, "-m", "fiscobridge", "run", "writeback"],
+        {**stack.env, port_variable("writeback"): str(stack.ports["writeback"]),
+         **poller_env(zoho_sandbox, client)},
+        stack.home / "logs" / "writeback.log",
+    )
+    await writeback.start()
+    stack.children["writeback"] = writeback
+    await stack.wait_ready("writeback")
     yield ZohoPipeline(pipeline, zoho_sandbox, client)
 
 
@@ -134,7 +192,8 @@ async def test_invoices_created_in_zoho_are_fiscalized_through_the_poller(
         # Paid after fiscalization: the poller delivers the edit, nothing is reported again.
         first = created[0]["invoice_id"]
         await zp.zoho.edit_invoice(grant.organization_id, first, status="paid")
-        await until(lambda: duplicates(watcher.outcomes.all, made.uid), timeout=30)
+        await until(lambda: [d for d in duplicates(watcher.outcomes.all, made.uid)
+                             if d.invoice.source_id == first], timeout=30)
         await asyncio.sleep(2)  # let any second fiscalization show itself
     finally:
         await watcher.stop()
@@ -142,8 +201,11 @@ async def test_invoices_created_in_zoho_are_fiscalized_through_the_poller(
     counts = fiscalized(watcher.outcomes.all, made.uid)
     assert set(counts) == {c["invoice_id"] for c in created}
     assert set(counts.values()) == {1}
-    [edit] = duplicates(watcher.outcomes.all, made.uid)
-    assert edit.invoice.source_id == first and edit.reason_code == "already_fiscalized"
+    # Edits after fiscalization (the payment; each write-back is an edit in Zoho too, which
+    # the poller delivers) are duplicates: never fiscalized again.
+    edits = duplicates(watcher.outcomes.all, made.uid)
+    assert first in {e.invoice.source_id for e in edits}
+    assert {e.reason_code for e in edits} == {"already_fiscalized"}
     assert all(s.receipt_id for s in watcher.outcomes.all
                if s.integration_uid == made.uid and s.state is InvoiceState.FISCALIZED)
 
@@ -158,6 +220,11 @@ async def test_invoices_created_in_zoho_are_fiscalized_through_the_poller(
         await asyncio.sleep(0.1)
     assert journal.get(InvoiceState.FISCALIZED) == INVOICES
     assert await store.watermark.get(made.uid) is not None
+    # ... and each invoice in Zoho carries its fiscal number, ZKI, JIR and QR URL.
+    await zp.written_back(grant, [s for s in watcher.outcomes.all if s.integration_uid == made.uid
+                                  and s.state is InvoiceState.FISCALIZED])
+    outcome = await store.writebacks.get(made.uid, first)
+    assert outcome is not None and outcome.state == "written_back"
 
 
 async def test_with_webhooks_on_the_pollers_repeats_are_no_ops(
