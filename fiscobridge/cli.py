@@ -29,6 +29,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("preview", "preview"),
     ("replay", "replay"),
     ("dlq", "dlq"),
+    ("invoices", "invoices"),
 )
 
 

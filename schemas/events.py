@@ -114,6 +114,7 @@ class InvoiceSigned(Event):
     attempt: int = 1
     first_attempt_at: AwareDatetime = Field(default_factory=_now)
     fiscal_number: FiscalNumber | None = None
+    late: bool = Field(default=False, description="an earlier attempt's outcome was already late")
 
     @property
     def ref(self) -> InvoiceRef:
@@ -131,6 +132,12 @@ class InvoiceRetry(Event):
     message: str
     fiscal_number: FiscalNumber | None = Field(
         default=None, description="the number the failed attempt carried; a retry reuses it"
+    )
+    late: bool = Field(default=False, description="the failed attempt's outcome was late")
+    resend: bool = Field(
+        default=False,
+        description="an operator's resend (fiscobridge invoices resend, the portal's button):"
+        " signed again now as a subsequent delivery, also after a failed or rejected attempt",
     )
 
 

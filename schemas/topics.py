@@ -45,6 +45,9 @@ class Topic:
 INVOICES_RECEIVED = Topic("invoices.received", InvoiceReceived)
 INVOICES_SIGNED = Topic("invoices.signed", InvoiceSigned)
 INVOICES_RETRY = Topic("invoices.retry", InvoiceRetry)
+# Operators' resends (runtime/resend.py), apart from invoices.retry: a scheduled retry
+# waiting there for its time must not hold back a resend behind it.
+INVOICES_RESEND = Topic("invoices.resend", InvoiceRetry)
 # Status and integration events are the source the projection is rebuilt from.
 INVOICES_STATUS = Topic("invoices.status", InvoiceStatus, retention_ms=-1)
 INTEGRATIONS_EVENTS = Topic("integrations.events", IntegrationEvent, retention_ms=-1)
@@ -55,6 +58,7 @@ PRIMARY: tuple[Topic, ...] = (
     INVOICES_RECEIVED,
     INVOICES_SIGNED,
     INVOICES_RETRY,
+    INVOICES_RESEND,
     INVOICES_STATUS,
     INTEGRATIONS_EVENTS,
     INVOICES_WRITEBACK,

@@ -51,6 +51,7 @@ from schemas.topics import (
     FISCALIZER_TABLES,
     INTEGRATIONS_EVENTS,
     INVOICES_RECEIVED,
+    INVOICES_RESEND,
     INVOICES_RETRY,
     INVOICES_SIGNED,
     INVOICES_STATUS,
@@ -94,7 +95,7 @@ SIGN_SECONDS = Histogram(
 REWIND_SECONDS = 5.0
 # Inputs whose records are processed as they come; retries wait for their time on
 # purpose, so their commits and reads may stand still.
-STALLABLE = (INVOICES_RECEIVED.name, INVOICES_STATUS.name)
+STALLABLE = (INVOICES_RECEIVED.name, INVOICES_RESEND.name, INVOICES_STATUS.name)
 
 
 class Output(NamedTuple):
@@ -177,11 +178,13 @@ class Fiscalizer:
         self._highest_for: frozenset[Any] | None = None
         self.received_topic = self.app.topic(INVOICES_RECEIVED.name)
         self.retry_topic = self.app.topic(INVOICES_RETRY.name)
+        self.resend_topic = self.app.topic(INVOICES_RESEND.name)
         self.status_topic = self.app.topic(INVOICES_STATUS.name)
         self.integrations_topic = self.app.topic(INTEGRATIONS_EVENTS.name)
         self._pending = Pending()
         self._stopping = asyncio.Event()
-        self._dead_letters = DeadLetters([INVOICES_RECEIVED, INVOICES_RETRY, INVOICES_STATUS])
+        self._dead_letters = DeadLetters([INVOICES_RECEIVED, INVOICES_RETRY, INVOICES_RESEND,
+                                          INVOICES_STATUS])
         # A settled batch writes up to two table entries per event at once.
         self.worker.hold_streams_at(4 * settings.batch_size)
         self._register_agents()
@@ -200,6 +203,12 @@ class Fiscalizer:
         async def retry(stream: Any) -> None:
             async for events in stream.take_events(batch, within):
                 await self._batch(events, "retry", self._on_retry)
+
+        # Operators' resends: the same rules as retries (rules.on_retry), due at once.
+        @self.app.agent(self.resend_topic, concurrency=1, name="resend")
+        async def resend(stream: Any) -> None:
+            async for events in stream.take_events(batch, within):
+                await self._batch(events, "resend", self._on_retry)
 
         @self.app.agent(self.status_topic, concurrency=1, name="status")
         async def status(stream: Any) -> None:
@@ -487,6 +496,7 @@ class Fiscalizer:
             attempt=sign.attempt,
             first_attempt_at=sign.first_attempt_at,
             fiscal_number=number,
+            late=sign.late,
         )
         PROCESSED.labels("sign", "signed").inc()
         log.info("signed", extra={"attempt": sign.attempt, "subsequent": sign.subsequent_delivery,

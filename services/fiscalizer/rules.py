@@ -25,7 +25,9 @@ class Phase(StrEnum):
     SIGNED = "signed"  # handed to the reporter (first or later attempt)
     FISCALIZED = "fiscalized"
     REJECTED = "rejected"  # permanently refused: a fixed configuration may try again
-    FAILED = "failed"  # gave up retrying: the next delivery is a subsequent delivery
+    # A permanent failure (CIS's answer could not be trusted; transient ones are retried
+    # for ever): the next delivery or a resend is a subsequent delivery.
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,9 @@ class Sign:
     counts_toward_license: bool
     number: FiscalNumber | None = None  # None: the first signature, a number is assigned
     issued_at: datetime | None = None  # None: issued when first seen out of draft
+    # An earlier outcome was already past the delivery deadline: the reporter counts an
+    # invoice late once, at its first late outcome.
+    late: bool = False
 
 
 def sequence_of(
@@ -236,14 +241,26 @@ def on_received(
 
 
 def on_retry(retry: InvoiceRetry, entry: Entry | None) -> Decision:
+    """A scheduled retry, or an operator's resend (`retry.resend`). Either is based on
+    one attempt; once a later attempt exists it is stale, so a replayed or doubled
+    request signs nothing, and a fiscalized invoice is never signed again."""
+    if entry is None and retry.resend:
+        # Entries of unfiscalized invoices are kept for good; one that is gone was
+        # fiscalized and expired (retention.py): never signed again.
+        return Skip("already_fiscalized")
     if entry is None:
         # A retry exists only for a message we signed and the reporter submitted: our
         # note of it was lost (a crash between the output and its changelog write).
         # Skipping would lose the invoice; sign it again as a later delivery, under the
         # number and issue time the failed attempt carried.
         return Sign(True, retry.attempt + 1, retry.first_attempt_at, counts_toward_license=False,
-                    number=retry.fiscal_number, issued_at=retry.invoice.first_seen_issued_at)
-    if entry.phase not in (Phase.SIGNED, Phase.NUMBERED):
+                    number=retry.fiscal_number, issued_at=retry.invoice.first_seen_issued_at,
+                    late=retry.late)
+    if entry.phase is Phase.FISCALIZED:
+        return Skip("already_fiscalized")
+    resendable = (Phase.SIGNED, Phase.NUMBERED, Phase.FAILED, Phase.REJECTED) if retry.resend \
+        else (Phase.SIGNED, Phase.NUMBERED)
+    if entry.phase not in resendable:
         # Fiscalized meanwhile (a late answer), or failed/rejected: nothing to resend.
         return Skip("already_fiscalized" if entry.phase is Phase.FISCALIZED
                     else "stale_retry")
@@ -251,7 +268,7 @@ def on_retry(retry: InvoiceRetry, entry: Entry | None) -> Decision:
         return Skip("stale_retry")  # a replay of a retry that was already re-signed
     return Sign(True, retry.attempt + 1, retry.first_attempt_at, counts_toward_license=False,
                 number=entry.number or retry.fiscal_number,
-                issued_at=entry.issued_at or retry.invoice.first_seen_issued_at)
+                issued_at=entry.issued_at or retry.invoice.first_seen_issued_at, late=retry.late)
 
 
 def on_status(status: InvoiceStatus, entry: Entry | None) -> Entry | None:

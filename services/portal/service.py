@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import httpx
 import uvicorn
 
 from runtime import metrics
+from runtime import resend as resending
 from runtime.groups import ConsumerGroups
 from runtime.health import store_ok
+from runtime.kafka.clients import consumer as make_consumer
 from runtime.kafka.clients import producer as make_producer
 from runtime.licensing import TierSettings
 from runtime.ops import QuietServer
@@ -55,6 +58,17 @@ async def main(stop: asyncio.Event) -> None:
     tiers = TierSettings()
     portal = Portal(settings, store, publish, http, monthly_limit=tiers.monthly_limit,
                     ready=ready, tiers=tiers)
+
+    async def resend(uid: str, records: list[Any], who: str) -> resending.Outcome:
+        # A consumer of its own per request: it is assigned one partition and seeks.
+        lookup = make_consumer(kafka, group_id=None)
+        await lookup.start()
+        try:
+            return await resending.resend(lookup, producer, uid, records, who)
+        finally:
+            await lookup.stop()
+
+    portal.resend = resend
     server = QuietServer(
         uvicorn.Config(create_app(portal), host=settings.host, port=settings.port,
                        log_level="warning", access_log=False, lifespan="off")

@@ -40,11 +40,9 @@ def issued_at(signed: InvoiceSigned) -> datetime:
 
 
 def first_late(signed: InvoiceSigned, now: datetime, deadline: LateDeadline) -> bool:
-    """Whether this outcome is the first of the invoice past its deadline (counted
-    once in metrics): the previous attempt's outcome was published before this attempt
-    was signed, so it was on time if this attempt was signed before the deadline."""
-    due = deadline.due_by(issued_at(signed))
-    return now >= due and (signed.attempt == 1 or signed.occurred_at < due)
+    """Whether this outcome is the invoice's first past its deadline (counted once in
+    metrics): the retry of a late outcome says so, and the signature it makes carries it."""
+    return deadline.late(issued_at(signed), now) and not signed.late
 
 
 def decide(
@@ -119,6 +117,7 @@ def decide(
         message=transient.message,
         occurred_at=now,
         fiscal_number=signed.fiscal_number,
+        late=late or signed.late,
     )
     due = deadline.due_by(issued_at(signed)).isoformat(timespec="minutes")
     lateness = (

@@ -4,6 +4,7 @@ can SIGKILL one and start it again."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -49,11 +50,11 @@ class Pipeline:
             response.raise_for_status()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def pipeline(
-    kafka_bootstrap: str, kafka_topics: object, tmp_path_factory: pytest.TempPathFactory
+@contextlib.asynccontextmanager
+async def open_pipeline(
+    kafka_bootstrap: str, home: Path, extra_env: dict[str, str] | None = None
 ) -> AsyncIterator[Pipeline]:
-    home: Path = tmp_path_factory.mktemp("stack")
+    """A whole stack of its own; `extra_env` adds or overrides service settings."""
     key = new_key()
     store = Store.open(f"sqlite+aiosqlite:///{home / 'fiscobridge.db'}",
                        vault=Vault(parse_keys(key)))
@@ -75,6 +76,7 @@ async def pipeline(
             "FISCOBRIDGE_REPORTER_RETRY_BASE_SECONDS": "0.2",
             "FISCOBRIDGE_REPORTER_RETRY_CAP_SECONDS": "2",
             "FISCOBRIDGE_REPORTER_TIMEOUT_SECONDS": "3",
+            **(extra_env or {}),
         },
     )
     await stack.start()
@@ -83,3 +85,11 @@ async def pipeline(
     finally:
         await stack.stop()
         await store.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def pipeline(
+    kafka_bootstrap: str, kafka_topics: object, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Pipeline]:
+    async with open_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("stack")) as pipeline:
+        yield pipeline

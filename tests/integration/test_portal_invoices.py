@@ -12,11 +12,13 @@ import io
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from lxml import etree
 
 from fiscal.hr_cis.document import RacunFields, TaxRowText, build_request
+from runtime import resend as resending
 from schemas.events import InvoiceRef, InvoiceState, InvoiceStatus
 from tests.fixtures.certs import Pfx
 from tests.fixtures.zoho import forms_of
@@ -247,3 +249,45 @@ async def test_another_accounts_invoices_are_not_found(
     assert (await owner.get(f"/integrations/{uid}/invoices/{source}")).status_code == 200
     anonymous = env.browser()
     assert (await anonymous.get("/invoices")).status_code == 303
+
+
+async def test_resend_button_for_stuck_invoices_only(
+    env: PortalUnderTest, demo_pfx: Pfx, demo_oib: str
+) -> None:
+    browser, uid = await _connected(env, demo_pfx, demo_oib, "resend@firma.example")
+    events = _events(uid, 2)
+    stuck = InvoiceStatus(
+        integration_uid=uid, occurred_at=T0 + timedelta(minutes=9), invoice=InvoiceRef(
+            source_id="4600000000099999", number="INV-99999", version="v1",
+            issued_at=T0 + timedelta(minutes=9)),
+        state=InvoiceState.RETRYING, reason_code="s006", message="CIS unavailable", attempt=3,
+        message_id="6f2c8d1e-0000-4000-8000-000000000099", late=True,
+    )
+    await env.store.apply([*events, stuck])
+    asked: list[tuple[str, list[str], str]] = []
+
+    async def resend(uid: str, records: list[Any], who: str) -> resending.Outcome:
+        asked.append((uid, [r.source_invoice_id for r in records], who))
+        return resending.Outcome(sent=[r.source_invoice_id for r in records])
+
+    env.portal.resend = resend
+    try:
+        url = f"/integrations/{uid}/invoices/{stuck.invoice.source_id}"
+        page = await browser.get(url)
+        assert 'id="resend"' in page.text
+        done = await browser.submit(url, "resend", url + "/resend")
+        assert done.status_code == 303 and done.headers["location"] == url
+        assert asked == [(uid, [stuck.invoice.source_id],
+                          "the Client Portal (resend@firma.example)")]
+        assert "Resent" in (await browser.get(url)).text
+        # A fiscalized invoice has no button, and a forged POST is refused unsent.
+        fiscalized = f"/integrations/{uid}/invoices/{events[0].invoice.source_id}"
+        assert 'id="resend"' not in (await browser.get(fiscalized)).text
+        forged = await browser.submit(url, "resend", fiscalized + "/resend")
+        assert forged.status_code == 409 and "fiscalized" in forged.text
+        assert len(asked) == 1
+    finally:
+        env.portal.resend = None
+    # Without the pipeline's clients the button answers 503 and sends nothing.
+    unavailable = await browser.submit(url, "resend", url + "/resend")
+    assert unavailable.status_code == 503

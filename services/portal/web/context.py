@@ -59,6 +59,10 @@ class PageError(Exception):
         self.next_label = next_label
 
 
+# (integration uid, journal records, who asks) -> the outcome (runtime.resend.Outcome)
+Resend = Callable[[str, list[Any], str], Awaitable[Any]]
+
+
 class SignInRequired(Exception):
     pass
 
@@ -95,6 +99,9 @@ class Portal:
             )
         self.store = store
         self.publish = publish
+        # Resends stuck invoices (runtime/resend.py); set by the portal service, which
+        # holds the Kafka clients it needs. None: the Resend button answers 503.
+        self.resend: Resend | None = None
         self.http = http
         self.monthly_limit = monthly_limit
         self.ready = ready

@@ -161,6 +161,54 @@ def test_a_retry_whose_entry_was_lost_in_a_crash_is_signed_again() -> None:
     assert on_retry(retry(1), None) == Sign(True, 2, NOW, False)
 
 
+
+def test_a_retry_of_a_late_outcome_signs_with_late_carried_on() -> None:
+    # The reporter counts an invoice late once: at the outcome of the first late attempt.
+    late = retry(2).model_copy(update={"late": True})
+    signed = on_retry(late, entry(Phase.SIGNED, 2))
+    assert isinstance(signed, Sign) and signed.late
+    assert isinstance(lost := on_retry(late, None), Sign) and lost.late
+    assert not on_retry(retry(2), entry(Phase.SIGNED, 2)).late  # type: ignore[union-attr]
+
+
+def resend(attempt: int) -> InvoiceRetry:
+    return retry(attempt).model_copy(update={"resend": True, "reason_code": "resend"})
+
+
+@pytest.mark.parametrize("phase", [Phase.SIGNED, Phase.FAILED, Phase.REJECTED])
+def test_a_resend_signs_the_invoice_again_as_a_subsequent_delivery(phase: Phase) -> None:
+    # Retrying (its retry not yet due), failed or rejected: signed again now, with
+    # NakDost=true, under the number it already has.
+    numbered = dataclasses.replace(entry(phase, 3), number=NUMBER, issued_at=NOW)
+    decision = on_retry(resend(3), numbered)
+    assert decision == Sign(True, 4, NOW, False, number=NUMBER, issued_at=NOW)
+
+
+def test_a_scheduled_retry_does_not_sign_a_failed_or_rejected_invoice() -> None:
+    for phase in (Phase.FAILED, Phase.REJECTED):
+        assert on_retry(retry(3), entry(phase, 3)) == Skip("stale_retry")
+
+
+def test_a_replayed_or_doubled_resend_is_harmless() -> None:
+    # The resend signed attempt 4: the same request again, and the retry the reporter
+    # had scheduled for attempt 3, are both stale.
+    after = entry(Phase.SIGNED, 4)
+    assert on_retry(resend(3), after) == Skip("stale_retry")
+    assert on_retry(retry(3), after) == Skip("stale_retry")
+    # A fiscalized invoice is never signed again, nor one whose entry expired (only
+    # fiscalized entries expire).
+    assert on_retry(resend(4), entry(Phase.FISCALIZED, 4)) == Skip("already_fiscalized")
+    assert on_retry(resend(4), None) == Skip("already_fiscalized")
+
+
+def test_a_failed_status_makes_the_entry_failed_and_a_later_delivery_subsequent() -> None:
+    failed = on_status(status(InvoiceState.FAILED, 2), entry(Phase.SIGNED, 2))
+    assert failed is not None and failed.phase is Phase.FAILED
+    # Retrying statuses leave the entry alone: the retry re-signs it.
+    assert on_status(status(InvoiceState.RETRYING, 2), entry(Phase.SIGNED, 2)) is None
+    assert decide(invoice(), failed) == Sign(True, 3, NOW, False)
+
+
 def status(state: InvoiceState, attempt: int = 1, message_id: str | None = "m1") -> InvoiceStatus:
     return InvoiceStatus(
         integration_uid="acme", invoice=InvoiceRef.of(invoice()), state=state,

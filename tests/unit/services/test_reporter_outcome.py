@@ -20,13 +20,13 @@ BACKOFF = Backoff(base=timedelta(seconds=1), cap=timedelta(seconds=60))
 DEADLINE = LateDeadline()  # two working days
 
 
-def signed(attempt: int = 1, first: datetime = NOW, at: datetime = NOW) -> InvoiceSigned:
+def signed(attempt: int = 1, first: datetime = NOW, late: bool = False) -> InvoiceSigned:
     return InvoiceSigned(
         integration_uid="acme",
         invoice=make_invoice().model_copy(update={"first_seen_issued_at": first}),
         profile="hr-cis", message_id="5a3c1f1e-0000-4000-8000-000000000001",
         protection_code="a" * 32, document="<RacunZahtjev/>", attempt=attempt,
-        first_attempt_at=first, occurred_at=at,
+        first_attempt_at=first, late=late,
     )
 
 
@@ -101,15 +101,17 @@ def test_public_holidays_from_the_settings_are_not_working_days() -> None:
 
 def test_late_is_counted_once_per_invoice() -> None:
     due = DEADLINE.due_by(NOW)
-    # Signed before the deadline, failed after it: the first late outcome.
-    assert first_late(signed(7, NOW, at=due - timedelta(minutes=1)), due, DEADLINE)
-    # The next attempt was signed after that outcome: not counted again.
-    assert not first_late(signed(8, NOW, at=due + timedelta(minutes=1)),
-                          due + timedelta(minutes=2), DEADLINE)
-    # Not late yet: nothing counted.
-    assert not first_late(signed(2, NOW), due - timedelta(seconds=1), DEADLINE)
-    # A first attempt that comes after the deadline (a backlog) is counted.
-    assert first_late(signed(1, NOW, at=due), due, DEADLINE)
+    failure = Transient("timeout", "no answer")
+    # Not late yet: nothing counted, and the retry says so.
+    early, retry = decide(signed(2), failure, due - timedelta(seconds=1), BACKOFF, DEADLINE)
+    assert not first_late(signed(2), due - timedelta(seconds=1), DEADLINE)
+    assert retry is not None and not retry.late and not early.late
+    # The first late outcome is counted; its retry carries the lateness on ...
+    assert first_late(signed(3), due, DEADLINE)
+    _, retry = decide(signed(3), failure, due, BACKOFF, DEADLINE)
+    assert retry is not None and retry.late
+    # ... so the next attempt's outcome (signed with late=true) is not counted again.
+    assert not first_late(signed(4, late=True), due + timedelta(minutes=1), DEADLINE)
 
 
 def test_an_unverifiable_answer_is_not_retried_blindly() -> None:
