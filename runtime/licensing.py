@@ -11,15 +11,26 @@ service (tests/unit/test_licensing.py keeps the two views equal).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.tiers import TIERS, Tier
 
-__all__ = ["DEFAULTS", "LABELS", "TIERS", "Plan", "Terms", "Tier", "TierSettings",
-           "account_tier", "badge"]
+__all__ = ["DEFAULTS", "LABELS", "LICENSE_ZONE", "TIERS", "Plan", "Terms", "Tier",
+           "TierSettings", "account_tier", "badge", "license_month"]
+
+# The monthly limit is sold to Croatian businesses, whose month turns at local midnight:
+# an invoice counts in the month of its fiscalization in this zone (the fiscalizer's
+# FISCOBRIDGE_FISCALIZER_TIMEZONE defaults to it).
+LICENSE_ZONE = ZoneInfo("Europe/Zagreb")
+
+
+def license_month(at: datetime, zone: ZoneInfo = LICENSE_ZONE) -> str:
+    """The license month an instant falls in: "2026-03"."""
+    return at.astimezone(zone).strftime("%Y-%m")
 
 
 @dataclass(frozen=True)

@@ -294,8 +294,8 @@ async def store_figures(store: Store, monthly_limit: Callable[[str], int | None]
 
     from sqlalchemy import func, select
 
+    from runtime.licensing import license_month
     from runtime.store.models import Integration, JournalEntry, LicenseUsage
-    from runtime.store.projection import license_month
 
     month = license_month(datetime.now(UTC))
     async with store.transaction() as session:

@@ -33,8 +33,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Select
 
+from runtime.licensing import license_month
 from runtime.store.models import JournalEntry, JournalEvent, LicenseUsage
-from runtime.store.projection import cents, license_month
+from runtime.store.projection import cents
 from runtime.store.repository import InvalidInput, Repository
 from runtime.store.types import UtcDateTime
 from schemas.events import InvoiceState

@@ -8,9 +8,8 @@ Rules, so that replays, duplicates and late deliveries all converge on one state
   from the reporter's crash window and must not replace it). Among the others the
   latest `occurred_at` wins, and on a tie a final state beats `retrying`. An event that
   does not outrank the current one only updates attempt count and first/last seen.
-- License usage counts an invoice once, in the month of its fiscalization in
-  Europe/Zagreb: the monthly limit is sold to Croatian businesses, whose month (and
-  whose invoices' dates) turn at local midnight, not at UTC midnight.
+- License usage counts an invoice once, in the license month of its fiscalization
+  (`runtime/licensing.license_month`: the month in Europe/Zagreb, not at UTC midnight).
 - Integration status: created -> pending, connected/reconnected -> active,
   token_invalid/deactivated -> inactive, removed -> removed. The latest event wins,
   except that removed is final. Other kinds (certificate, settings) leave status alone;
@@ -29,7 +28,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     String,
@@ -52,6 +50,7 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Insert, Update
 from sqlalchemy.sql.selectable import TextualSelect
 
+from runtime.licensing import license_month
 from runtime.store.models import (
     Integration,
     IntegrationStatus,
@@ -71,7 +70,6 @@ from schemas.topics import INTEGRATIONS_EVENTS, INVOICES_STATUS
 
 log = logging.getLogger(__name__)
 
-LICENSE_TIMEZONE = ZoneInfo("Europe/Zagreb")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 STATUS_OF: dict[IntegrationEventKind, IntegrationStatus] = {
@@ -90,10 +88,6 @@ class Outcome(StrEnum):
     STALE = "stale"  # recorded, but the state already shown outranks it
     DUPLICATE = "duplicate"  # this event id was applied before
     UNKNOWN_INTEGRATION = "unknown_integration"
-
-
-def license_month(at: datetime) -> str:
-    return at.astimezone(LICENSE_TIMEZONE).strftime("%Y-%m")
 
 
 def cents(amount: Decimal) -> int:

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from runtime.licensing import DEFAULTS, TIERS, Tier
+from runtime.licensing import DEFAULTS, LICENSE_ZONE, TIERS, Tier
 from runtime.settings import home_dir
 from schemas.topics import FISCALIZER_APP_ID
 
@@ -33,7 +33,7 @@ class FiscalizerSettings(BaseSettings):
     session_timeout_seconds: float = Field(
         default=10.0, ge=6.0, description="faust's 60 s default stalls a restart for a minute"
     )
-    timezone: str = Field(default="Europe/Zagreb", description="months for the license count")
+    timezone: str = Field(default=LICENSE_ZONE.key, description="months for the license count")
     ops_host: str = "127.0.0.1"
     ops_port: int = 0
     instance: str = Field(

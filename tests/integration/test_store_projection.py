@@ -11,9 +11,9 @@ import pytest
 
 from fiscal.hr_cis.certificate import FiscalCertificate
 from fiscal.hr_cis.settings import FiscalSettings
+from runtime.licensing import license_month
 from runtime.store import IntegrationStatus, Outcome, Store, projection
 from runtime.store.models import LicenseUsage
-from runtime.store.projection import license_month
 from schemas.events import (
     Event,
     IntegrationEventKind,

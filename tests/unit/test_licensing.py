@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from runtime.licensing import DEFAULTS, TIERS, Tier, TierSettings, account_tier, badge
+from runtime.licensing import (
+    DEFAULTS,
+    LICENSE_ZONE,
+    TIERS,
+    Tier,
+    TierSettings,
+    account_tier,
+    badge,
+    license_month,
+)
 from runtime.store import models
 from schemas.events import IntegrationEvent, IntegrationEventKind
 from services.fiscalizer.settings import FiscalizerSettings
@@ -63,6 +72,12 @@ def test_defaults_come_from_the_one_table() -> None:
         assert tiers.terms(tier) == DEFAULTS[tier], tier
     assert FiscalizerSettings().monthly_limit("platinum") is None
     assert PollerSettings().interval("platinum") == timedelta(minutes=15)
+
+
+def test_the_license_month_turns_at_midnight_in_zagreb() -> None:
+    assert FiscalizerSettings().timezone == LICENSE_ZONE.key == "Europe/Zagreb"
+    assert license_month(datetime(2026, 3, 31, 22, 30, tzinfo=UTC)) == "2026-04"
+    assert license_month(datetime(2026, 3, 31, 21, 30, tzinfo=UTC)) == "2026-03"
 
 
 def test_badge_and_account_tier() -> None:
