@@ -1,0 +1,43 @@
+"""The fault suite at CI scale (bench/chaos at full scale): invoices flow, webhooks and
+polls mixed, while the broker restarts, each service is SIGKILLed once, CIS refuses
+connections for a while and then answers s006 to 30 % of requests. Nothing is lost,
+nothing signed twice; what CIS saw twice stays within the killed reporter's window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.chaos.__main__ import chaos_stack
+from bench.chaos.run import Plan, run_chaos
+from runtime.kafka.local import LocalKafka
+from services.reporter.settings import ReporterSettings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
+
+
+async def _chaos(broker: LocalKafka, home: Path, plan: Plan) -> None:
+    async with chaos_stack(home, broker, 3) as (stack, kafka, made, restart):
+        report = await run_chaos(stack, kafka, made, restart, plan)
+    print("\n" + "\n".join(report.lines()))
+    assert report.received_webhooks == plan.invoices
+    assert report.received_polls == len(range(0, plan.invoices, 3))
+    assert report.lost == 0
+    assert report.fiscalized == plan.invoices, report.other_outcomes
+    assert report.signed_twice == 0
+    # One reporter SIGKILL: at most its submissions in flight are sent again.
+    assert report.reported_twice <= ReporterSettings().concurrency
+    assert report.late > 0, "the outage and s006 must have delayed some invoices"
+
+
+async def test_faults_lose_nothing_and_sign_nothing_twice(
+    broker: LocalKafka, tmp_path: Path,
+) -> None:
+    await _chaos(broker, tmp_path, Plan(invoices=360, rate=12, outage_seconds=8,
+                                        s006_seconds=8, broker_down_seconds=3, timeout=300))
+
+
+@pytest.mark.slow
+async def test_faults_at_ten_thousand_invoices(broker: LocalKafka, tmp_path: Path) -> None:
+    await _chaos(broker, tmp_path, Plan(timeout=3600))
