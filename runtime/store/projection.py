@@ -593,9 +593,9 @@ def _statements(dialect: str) -> _Sql:
 
 
 def _claim_statement(dialect: str) -> Insert | TextualSelect:
-    # The dialects' own insert constructs (ON CONFLICT) have no cache key in SQLAlchemy
-    # 2.0 and were compiled again for every batch (on PostgreSQL a quarter of the
-    # batch's CPU). SQLite: a plain insert with the OR IGNORE prefix is cached and skips
+    # Only cacheable statements here: the dialects' own insert constructs (ON CONFLICT)
+    # have no cache key in SQLAlchemy 2.0, so they would be compiled again for every
+    # batch. SQLite: a plain insert with the OR IGNORE prefix is cached and skips
     # the same rows (the other columns are never NULL, so only the key can conflict).
     # PostgreSQL: one text statement over arrays, cached, and one prepared statement
     # whatever the batch size.

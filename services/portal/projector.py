@@ -118,10 +118,9 @@ class Projector:
             await consumer.stop()
 
     async def _steps(self, partitions: frozenset[TopicPartition], commit: CommitOffsets) -> Step:
-        # A batch costs a few milliseconds of CPU whatever its size (transaction, offset
-        # commit) and well under one per event, while the fetcher hands over a handful
-        # of records at a time: lingering for more makes batches several times larger,
-        # for up to `linger` before the portal shows a status.
+        # A batch's fixed cost (one transaction, one offset commit) outweighs its cost per
+        # event, and the fetcher hands over a few records at a time: a batch waits up to
+        # `linger` for more, so the portal may show a status that much later.
         return Batch(self._apply, commit, self.batch_size, self.linger)
 
     async def _apply(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
