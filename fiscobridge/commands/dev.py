@@ -152,6 +152,8 @@ def listing(ports: Ports, workers: int = 1) -> str:
               help="[default: portal port + 3]")
 @click.option("--poller-ops-port", type=int, default=None,
               help="[default: portal port + 4]")
+@click.option("--writeback-ops-port", type=int, default=None,
+              help="[default: portal port + 6]")
 @click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=1, show_default=True,
               help="fiscalizers and reporters to start; they share the partitions "
               "(instance n's ops port is 10 * (n - 1) above the first's)")
@@ -159,7 +161,8 @@ def listing(ports: Ports, workers: int = 1) -> str:
               help="the mail catcher's SMTP; its page listens one above")
 def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
         zoho_port: int, reporter_ops_port: int | None, fiscalizer_ops_port: int | None,
-        poller_ops_port: int | None, workers: int, mail_port: int) -> None:
+        poller_ops_port: int | None, writeback_ops_port: int | None, workers: int,
+        mail_port: int) -> None:
     """Start everything; Ctrl-C stops everything."""
     from runtime.kafka.admin import ensure_topics
     from runtime.kafka.jars import fetch_jars
@@ -170,7 +173,8 @@ def dev(kafka_port: int, ingest_port: int, portal_port: int, cis_port: int,
     from schemas.topics import registry
 
     ports = Ports(kafka_port, ingest_port, portal_port, cis_port, zoho_port,
-                  reporter_ops_port, fiscalizer_ops_port, poller_ops_port, mail_port)
+                  reporter_ops_port, fiscalizer_ops_port, poller_ops_port, mail_port,
+                  writeback_ops_port)
     broker = None
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         fetch_jars()

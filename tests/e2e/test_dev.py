@@ -21,7 +21,7 @@ from fiscobridge.stack import free_port
 
 pytestmark = pytest.mark.e2e
 
-SERVICES = ("portal", "reporter", "fiscalizer", "poller", "ingest")
+SERVICES = ("portal", "reporter", "fiscalizer", "poller", "ingest", "writeback")
 LISTED = re.compile(r"^  (\w+) +http://127\.0\.0\.1:(\d+)$", re.MULTILINE)
 
 
@@ -65,7 +65,7 @@ def _controller_port(home: Path) -> int | None:
 
 def test_dev_runs_the_system_and_demo_fiscalizes(tmp_path: Path) -> None:
     ports = {name: free_port() for name in ("kafka", "ingest", "portal", "cis")}
-    ops = {name: free_port() for name in ("reporter", "fiscalizer", "poller")}
+    ops = {name: free_port() for name in ("reporter", "fiscalizer", "poller", "writeback")}
     zoho = _free_ports(4)
     env = {k: v for k, v in os.environ.items()
            if k not in ("KAFKA_BOOTSTRAP_SERVERS", "FISCOBRIDGE_MASTER_KEY",

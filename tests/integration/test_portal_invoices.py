@@ -1,7 +1,7 @@
 """Invoices in the portal over real HTTP on the real store: pages past the old 200-row cut
 with every fiscalized invoice's JIR reachable, filters and their errors, the streamed CSV,
 the detail page (VAT by rate from the signed request, payment method, QR code and URL,
-history, downloads, write-back not yet available), kept after Remove, and no access to
+history, downloads, the write-back's outcome), kept after Remove, and no access to
 another account's invoices."""
 
 from __future__ import annotations
@@ -209,7 +209,19 @@ async def test_detail_page_shows_the_evidence_and_keeps_it_after_remove(
           "&amp;datv=20260310_0901&amp;izn=13630")
     assert qr in text
     assert "<svg" in text and "QR code of invoice INV-00001" in text
-    assert "Not yet available" in text  # write-back
+    assert "Not written back yet" in text  # no write-back outcome yet
+    # The write-back stage's outcome, as the projector stores it; an older one delivered
+    # late does not replace a newer one.
+    for state, reason, at in (("failed", "reconnect Zoho Books", 2), ("written_back", None, 3),
+                              ("waiting", "stale", 1)):
+        await env.store.writebacks.apply(
+            integration_uid=uid, source_id=source, state=state, reason=reason,
+            fiscal_number="2/POSL1/1", event_id=f"wb-{at}", occurred_at=T0 + timedelta(hours=at),
+        )
+        shown = (await browser.get(url)).text
+        label = shown[shown.index('id="write-back"'):].split("</dd>")[0]
+        assert label.endswith(
+            "Failed: reconnect Zoho Books" if at == 2 else "Written back"), label
     history = text[text.index('id="history"'):]
     assert history.index("CIS unavailable") < history.index("Fiscalized")
 
