@@ -4,6 +4,7 @@ real HTTP API: tests/integration/test_writeback_service.py)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -52,7 +53,7 @@ def record(fields: dict[str, str] | None = None) -> IntegrationRecord:
 
 
 class FakeZoho:
-    def __init__(self, failures: list[Exception] | None = None) -> None:
+    def __init__(self, failures: Sequence[Exception] | None = None) -> None:
         self.failures = list(failures or [])
         self.written: list[tuple[str, dict[str, str]]] = []
         self.comments: list[tuple[str, str]] = []
