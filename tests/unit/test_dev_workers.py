@@ -18,7 +18,8 @@ def _services(workers: int) -> dict[str, tuple[str, dict[str, str]]]:
 
 
 def test_one_worker_is_the_stack_as_before() -> None:
-    assert sorted(_services(1)) == ["fiscalizer", "ingest", "poller", "portal", "reporter", "writeback"]
+    assert sorted(_services(1)) == [
+        "fiscalizer", "ingest", "poller", "portal", "reporter", "writeback"]
 
 
 def test_three_workers_start_three_fiscalizers_and_reporters_on_ports_of_their_own() -> None:
