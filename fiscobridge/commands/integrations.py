@@ -230,6 +230,44 @@ def show(uid: str, show_webhook_secret: bool) -> None:
     run(go())
 
 
+@integrations.command("writeback-fields")
+@click.argument("uid")
+@click.argument("mapping", nargs=-1, metavar="[ROLE=CUSTOMFIELD_ID]...")
+def writeback_fields(uid: str, mapping: tuple[str, ...]) -> None:
+    """Show, or set, which Zoho invoice custom field receives each fiscal value.
+
+    Roles: fiscal_number, zki, jir, qr_url. Setting replaces the whole mapping; unmapped
+    roles are not written. Without any mapping write-backs wait ("no custom fields
+    mapped"); statuses already answered that way are not written later by themselves.
+    """
+    from connectors.zoho.writeback import ROLES, FieldMap
+
+    pairs: dict[str, str] = {}
+    for item in mapping:
+        role, sep, field_id = item.partition("=")
+        if not sep or not field_id.strip():
+            raise click.BadParameter(f"{item!r} is not ROLE=CUSTOMFIELD_ID", param_hint="MAPPING")
+        pairs[role.strip()] = field_id.strip()
+    try:
+        FieldMap(pairs)  # the roles the write-back stage knows, nothing else
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="MAPPING") from None
+
+    async def go() -> None:
+        store = await open_store(secrets=False)
+        try:
+            await _get(store, uid)
+            if pairs:
+                await store.integrations.set_writeback_fields(uid, pairs)
+            record = await _get(store, uid)
+            for role in ROLES:
+                click.echo(f"{role + ':':<16}{record.writeback_fields.get(role, '-')}")
+        finally:
+            await store.close()
+
+    run(go())
+
+
 @integrations.command("activate")
 @click.argument("uid")
 def activate(uid: str) -> None:

@@ -240,6 +240,15 @@ async def test_a_full_cycle_never_shows_a_secret_where_it_should_not(
     revealed = await ok("integrations", "show", uid, "--show-webhook-secret")
     assert secret in revealed
     assert "active" in await ok("integrations", "activate", uid)
+    assert "jir:            -" in await ok("integrations", "writeback-fields", uid)
+    mapped = await ok("integrations", "writeback-fields", uid, "jir=4600000000000903",
+                      "qr_url=4600000000000904")
+    assert "jir:            4600000000000903" in mapped and "zki:            -" in mapped
+    record = await store.integrations.get(uid)
+    assert record is not None and record.writeback_fields == {
+        "jir": "4600000000000903", "qr_url": "4600000000000904"}
+    unknown = await invoke("integrations", "writeback-fields", uid, "jirr=1")
+    assert unknown.exit_code == 2 and "unknown write-back roles" in unknown.stderr
     assert uid in await ok("integrations", "list", "--status", "active")
 
     new_key = "k2:" + base64.b64encode(os.urandom(32)).decode()
