@@ -121,7 +121,7 @@ def fiscal_record(invoice: Invoice, settings: FiscalSettings) -> FiscalRecord:
 
     vat: dict[Decimal, list[Decimal]] = {}
     pnp: dict[Decimal, list[Decimal]] = {}
-    sums: Counter[TaxCategory] = Counter()
+    sums: dict[TaxCategory, Decimal] = {}
     fees: list[tuple[str, Decimal]] = []
     lines_at = Counter(line.tax_rate for line in view.lines)
     line_rates = {line.tax_rate for line in view.lines if line.amount}
@@ -147,9 +147,9 @@ def fiscal_record(invoice: Invoice, settings: FiscalSettings) -> FiscalRecord:
             rate = tax.rate if treatment.rate is None else treatment.rate
             _require_consistent(view, tax.name or tax.tax_id, rate, base, stated,
                                 max(1, lines_at[tax.rate]))
-            row = (vat if treatment.category == "vat" else pnp).setdefault(rate, [_ZERO, _ZERO])
-            row[0] += base
-            row[1] += stated
+            acc = (vat if treatment.category == "vat" else pnp).setdefault(rate, [_ZERO, _ZERO])
+            acc[0] += base
+            acc[1] += stated
         elif stated != 0:
             raise InvoiceRejected(
                 "tax_mapping_contradiction",
@@ -162,8 +162,8 @@ def fiscal_record(invoice: Invoice, settings: FiscalSettings) -> FiscalRecord:
             _add(sums, fees, treatment, base)
     for row in untaxed:
         key = row.tax_id or UNTAXED_KEY
-        treatment = settings.tax_mapping.get(key)
-        if treatment is None:
+        mapped = settings.tax_mapping.get(key)
+        if mapped is None:
             raise InvoiceRejected(
                 "untaxed_amount_unmapped",
                 f"invoice {invoice.number} has {cents(row.base)} EUR without VAT "
@@ -173,19 +173,19 @@ def fiscal_record(invoice: Invoice, settings: FiscalSettings) -> FiscalRecord:
                 "the invoice is fiscalized then",
             )
         base = cents(row.base)
-        if treatment.category in ("vat", "pnp"):
-            rate = treatment.rate if treatment.rate is not None else _ZERO
+        if mapped.category in ("vat", "pnp"):
+            rate = mapped.rate if mapped.rate is not None else _ZERO
             if rate != 0:
                 raise InvoiceRejected(
                     "tax_mapping_contradiction",
                     f"invoice {invoice.number} has {base} EUR without tax under "
                     f"{_name(row.name, row.tax_id)}, which the tax mapping calls "
-                    f"{treatment.category.upper()} at {rate} %; correct the mapping",
+                    f"{mapped.category.upper()} at {rate} %; correct the mapping",
                 )
-            row = (vat if treatment.category == "vat" else pnp).setdefault(rate, [_ZERO, _ZERO])
-            row[0] += base
+            acc = (vat if mapped.category == "vat" else pnp).setdefault(rate, [_ZERO, _ZERO])
+            acc[0] += base
         else:
-            _add(sums, fees, treatment, base)
+            _add(sums, fees, mapped, base)
     _place_charges(view, settings, sums, fees)
     rows_total = sum((b + a for b, a in vat.values()), _ZERO)
     rows_total += sum((b + a for b, a in pnp.values()), _ZERO)
@@ -233,7 +233,7 @@ def _name(name: str | None, tax_id: str | None) -> str:
     return "no tax at all"
 
 
-def _add(sums: Counter[TaxCategory], fees: list[tuple[str, Decimal]],
+def _add(sums: dict[TaxCategory, Decimal], fees: list[tuple[str, Decimal]],
          treatment: TaxTreatment, amount: Decimal) -> None:
     if treatment.category == "fee":
         fees.append((treatment.name or "Naknada", amount))
@@ -241,7 +241,7 @@ def _add(sums: Counter[TaxCategory], fees: list[tuple[str, Decimal]],
         sums[treatment.category] = sums.get(treatment.category, _ZERO) + amount
 
 
-def _place_charges(view: Invoice, settings: FiscalSettings, sums: Counter[TaxCategory],
+def _place_charges(view: Invoice, settings: FiscalSettings, sums: dict[TaxCategory, Decimal],
                    fees: list[tuple[str, Decimal]]) -> None:
     """Charges outside the lines, placed where the mapping says (key `charge:<kind>`)."""
     for charge in view.charges:

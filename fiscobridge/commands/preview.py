@@ -65,6 +65,7 @@ class PreviewSettings(BaseModel):
     def fiscal(self) -> FiscalSettings:
         """The profile settings that decide the record (identity fields are not needed)."""
         return FiscalSettings.model_construct(
+            oib="", premises_code="", device_code="", operator_oib="",  # not read
             in_vat_system=self.in_vat_system, payment_methods=self.payment_methods,
             payment_mode_codes=self.payment_mode_codes, default_payment=self.default_payment,
             tax_mapping=self.tax_mapping,
