@@ -54,6 +54,13 @@ def resend(uid: str, source_ids: tuple[str, ...]) -> None:
                         offset += PAGE
         finally:
             await store.close()
+        if all(resending.why_not(r) is not None for r in records):
+            # Nothing to look up or send: say why without touching the broker.
+            outcome = resending.Outcome(refused={
+                r.source_invoice_id: resending.why_not(r) or "" for r in records})
+            for source_id in missing:
+                outcome.refused[source_id] = "no such invoice in the journal"
+            return outcome
         consumer = clients.consumer(KafkaSettings(), group_id=None)
         async with kafka_producer() as producer:
             await consumer.start()

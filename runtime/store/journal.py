@@ -66,6 +66,7 @@ class JournalRecord:
     customer: str | None
     total: Decimal | None
     issued_at: datetime
+    late: bool = False
 
 
 class InvoiceSort(StrEnum):
@@ -85,7 +86,8 @@ class InvoiceFilter:
     customer: str | None = None  # the customer's name starts with (any case)
     amount_min: Decimal | None = None  # total in EUR, inclusive
     amount_max: Decimal | None = None
-    first_seen_before: datetime | None = None  # e.g. late: retrying since before this
+    first_seen_before: datetime | None = None  # retrying since before this
+    late: bool = False  # only those past the delivery deadline (the status's late flag)
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,8 @@ def _conditions(uid: str, state: InvoiceState | None, f: InvoiceFilter) -> list[
         where.append(_J.total_cents <= cents(f.amount_max))
     if f.first_seen_before is not None:
         where.append(_J.first_seen_at < f.first_seen_before)
+    if f.late:
+        where.append(_J.late.is_(True))
     return where
 
 
@@ -481,4 +485,5 @@ def _record(row: JournalEntry) -> JournalRecord:
         customer=row.customer,
         total=None if row.total_cents is None else Decimal(row.total_cents).scaleb(-2),
         issued_at=row.issued_at,
+        late=row.late,
     )

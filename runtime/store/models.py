@@ -237,6 +237,9 @@ class JournalEntry(Base):
     total_cents: Mapped[int | None] = mapped_column(BigInteger)
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
     fiscal_seq: Mapped[int | None] = mapped_column(Integer)  # the 57 of 57/POSL1/1
+    # Past the legal deadline for delivering it, as the latest status said (the portal's
+    # "late" warning; a late delivery that was fiscalized stays marked).
+    late: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class WriteBackRecord(Base):

@@ -223,6 +223,7 @@ class _Entry:
     total_cents: int | None = None
     issued_at: datetime | None = None  # None: what the row holds (or first seen, new rows)
     fiscal_seq: int | None = None
+    late: bool = False
     took_state: bool = False
     seen_changed: bool = False
 
@@ -267,6 +268,7 @@ class _Entry:
             self.total_cents = cents(ref.total)
         self.issued_at = ref.issued_at or self.issued_at
         self.fiscal_seq = fiscal_seq(event.fiscal_number) or self.fiscal_seq
+        self.late = event.late
         self.fiscalized_at = event.occurred_at if event.state is InvoiceState.FISCALIZED else None
         self.last_event_id = event.event_id
         self.last_occurred_at = event.occurred_at
@@ -310,6 +312,7 @@ class _Entry:
             "total_cents": self.total_cents,
             "issued_at": self.issued_at,
             "fiscal_seq": self.fiscal_seq,
+            "late": self.late,
         }
 
     def new_row(self) -> dict[str, Any]:

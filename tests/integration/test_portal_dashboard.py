@@ -55,8 +55,10 @@ async def test_dashboard_usage_chart_late_failed_and_certificate(
     old = late_cutoff(now) - timedelta(hours=1)
     events = [_status(uid, i, InvoiceState.FISCALIZED, now - timedelta(minutes=i))
               for i in range(5)]
-    events += [_status(uid, 10, InvoiceState.RETRYING, old),  # late
-               _status(uid, 11, InvoiceState.RETRYING, now - timedelta(hours=1)),  # not yet
+    # Late is what the reporter said (past the deadline), not how long ago it was seen.
+    events += [_status(uid, 10, InvoiceState.RETRYING, now - timedelta(hours=2))
+               .model_copy(update={"late": True}),
+               _status(uid, 11, InvoiceState.RETRYING, old),  # not late, though long seen
                _status(uid, 12, InvoiceState.FAILED, now - timedelta(days=1)),
                _status(uid, 13, InvoiceState.FAILED, now - timedelta(days=2))]
     await env.store.apply(events)

@@ -168,3 +168,27 @@ async def test_daily_counts_by_local_day(store: Store) -> None:
         date(2026, 3, 10): {InvoiceState.FISCALIZED: 2},
         date(2026, 3, 11): {InvoiceState.FAILED: 1},
     }
+
+
+async def test_the_late_flag_follows_the_latest_status(store: Store) -> None:
+    """The journal keeps what the reporter's latest status said about lateness: the
+    portal's "late" lists it while retrying, and a late delivery stays marked."""
+    ref = InvoiceRef(source_id="late-1", number="INV-L1", version="v1", issued_at=T0)
+
+    def status(state: InvoiceState, minutes: int, late: bool) -> InvoiceStatus:
+        return InvoiceStatus(integration_uid="int-late", invoice=ref, state=state,
+                             reason_code="s006", message="m", attempt=minutes + 1,
+                             message_id=f"m{minutes}", late=late,
+                             occurred_at=T0 + timedelta(minutes=minutes))
+
+    late = InvoiceFilter(states=(InvoiceState.RETRYING,), late=True)
+    await store.apply([status(InvoiceState.RETRYING, 1, False)])
+    assert await store.journal.count(["int-late"], late) == (0, False)
+    await store.apply([status(InvoiceState.RETRYING, 2, True)])
+    assert await store.journal.count(["int-late"], late) == (1, False)
+    record = await store.journal.get("int-late", "late-1")
+    assert record is not None and record.late
+    await store.apply([status(InvoiceState.FISCALIZED, 3, True)])
+    assert await store.journal.count(["int-late"], late) == (0, False)
+    record = await store.journal.get("int-late", "late-1")
+    assert record is not None and record.late and record.state is InvoiceState.FISCALIZED

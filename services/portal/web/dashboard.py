@@ -17,7 +17,7 @@ from runtime.store.journal import InvoiceFilter
 from schemas.events import InvoiceState
 from services.portal.web.chart import daily_svg
 from services.portal.web.context import Portal, portal_of, render, signed_in
-from services.portal.web.invoices import ZONE, late_cutoff
+from services.portal.web.invoices import ZONE
 
 router = APIRouter()
 
@@ -82,8 +82,10 @@ async def _dashboard(request: Request, records: list[IntegrationRecord],
     svg, legend = daily_svg(daily, f"Invoices per day by state, last {CHART_DAYS} days, "
                                    f"{scope}")
     # Counted up to COUNT_CAP ("999+"): the figure is a prompt to open the list.
+    # Late: still retrying past the legal deadline, as the reporter marked it (its
+    # deadline counts working days and the configured public holidays).
     late, late_more = await portal.store.journal.count(uids, InvoiceFilter(
-        states=(InvoiceState.RETRYING,), first_seen_before=late_cutoff(now)), cap=COUNT_CAP)
+        states=(InvoiceState.RETRYING,), late=True), cap=COUNT_CAP)
     failed, failed_more = await portal.store.journal.count(
         uids, InvoiceFilter(states=(InvoiceState.FAILED,)), cap=COUNT_CAP)
     lists = f"/integrations/{integration.uid}/invoices" if integration else "/invoices"

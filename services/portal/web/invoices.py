@@ -142,7 +142,7 @@ def parse_query(params: QueryParams, back: str, now: datetime) -> ListQuery:
     number = (params.get("number") or "").strip()[:128] or None
     customer = (params.get("customer") or "").strip()[:200] or None
     if late:
-        # Late: still retrying after the legal two working days (since first seen).
+        # Late: still retrying past the legal deadline (the reporter's late flag).
         states = [InvoiceState.RETRYING]
     f = InvoiceFilter(
         states=tuple(dict.fromkeys(states)),
@@ -150,7 +150,7 @@ def parse_query(params: QueryParams, back: str, now: datetime) -> ListQuery:
         issued_before=(datetime.combine(day_to + timedelta(days=1), time(0), tzinfo=ZONE)
                        if day_to else None),
         number=number, customer=customer, amount_min=amount_min, amount_max=amount_max,
-        first_seen_before=late_cutoff(now) if late else None,
+        late=late,
     )
     form = {
         "states": [s.value for s in f.states] if not late else [],
