@@ -286,7 +286,7 @@ async def test_resend_button_for_stuck_invoices_only(
     try:
         url = f"/integrations/{uid}/invoices/{stuck.invoice.source_id}"
         page = await browser.get(url)
-        assert 'id="resend"' in page.text
+        assert 'id="resend"' in page.text and 'id="late"' in page.text
         done = await browser.submit(url, "resend", url + "/resend")
         assert done.status_code == 303 and done.headers["location"] == url
         assert asked == [(uid, [stuck.invoice.source_id],
@@ -294,7 +294,8 @@ async def test_resend_button_for_stuck_invoices_only(
         assert "Resent" in (await browser.get(url)).text
         # A fiscalized invoice has no button, and a forged POST is refused unsent.
         fiscalized = f"/integrations/{uid}/invoices/{events[0].invoice.source_id}"
-        assert 'id="resend"' not in (await browser.get(fiscalized)).text
+        on_time = (await browser.get(fiscalized)).text
+        assert 'id="resend"' not in on_time and 'id="late"' not in on_time
         forged = await browser.submit(url, "resend", fiscalized + "/resend")
         assert forged.status_code == 409 and "fiscalized" in forged.text
         assert len(asked) == 1
