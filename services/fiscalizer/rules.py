@@ -131,7 +131,7 @@ class Storno:
 
 @dataclass(frozen=True)
 class Skip:
-    reason: Literal["not_due", "stale_retry", "already_fiscalized"]
+    reason: Literal["not_due", "stale_retry", "already_fiscalized", "awaiting_resend"]
 
 
 Decision = Sign | Report | Skip | Storno
@@ -187,6 +187,11 @@ def on_received(
         return Storno(storno_of(invoice))
     if not trigger.due(invoice.status):
         return Skip("not_due")
+    if entry is not None and entry.phase is Phase.FAILED:
+        # Failed: CIS's answer could not be verified, so the invoice may be fiscalized
+        # already. Only an operator's resend, after checking, delivers it again; a later
+        # webhook or poll must not report it a second time.
+        return Skip("awaiting_resend")
     if entry is not None and entry.phase in (Phase.SIGNED, Phase.FISCALIZED):
         what = "fiscalized" if entry.phase is Phase.FISCALIZED else "being fiscalized"
         message = f"Invoice {invoice.number} is already {what}"
@@ -230,8 +235,8 @@ def on_received(
             "the plan on the Client Portal's Plans page (/plans) and the invoice will be "
             "fiscalized.",
         )
-    if entry is not None and entry.phase in (Phase.FAILED, Phase.REJECTED):
-        # Issued to the customer but never fiscalized: from now on, a late delivery.
+    if entry is not None and entry.phase is Phase.REJECTED:
+        # Refused, then (perhaps) corrected: from now on, a subsequent delivery.
         return Sign(True, entry.attempt + 1, entry.first_attempt_at, counts_toward_license=False,
                     number=entry.number, issued_at=entry.issued_at)
     if entry is not None and entry.phase is Phase.NUMBERED:

@@ -78,7 +78,8 @@ def decide(
             "answer_unverified",
             f"The tax authority's answer could not be verified ({result.message}); the "
             "invoice may or may not be fiscalized. Check the configured CIS certificate, "
-            "then look the invoice up with the tax administration before resending.",
+            "then look the invoice up with the tax administration; if it is not there, "
+            "resend it (Resend now on its page, or fiscobridge invoices resend).",
             signed_answer=result.document.decode("utf-8", "replace"),
         ), None
 

@@ -131,9 +131,14 @@ def test_license_limit_blocks_with_reason() -> None:
     assert isinstance(decide(invoice(), used_this_month=10**6, monthly_limit=None), Sign)
 
 
-@pytest.mark.parametrize("phase", [Phase.FAILED, Phase.REJECTED])
-def test_after_failure_the_next_delivery_is_subsequent_and_not_counted_again(phase: Phase) -> None:
-    assert decide(invoice(), entry(phase, attempt=3)) == Sign(True, 4, NOW, False)
+def test_after_a_rejection_the_next_delivery_is_subsequent_and_not_counted_again() -> None:
+    assert decide(invoice(), entry(Phase.REJECTED, attempt=3)) == Sign(True, 4, NOW, False)
+
+
+def test_a_failed_invoice_waits_for_an_operators_resend() -> None:
+    # Its answer could not be verified: CIS may hold it already, so a webhook or poll
+    # does not deliver it again; only a resend does (test_a_resend_signs_...).
+    assert decide(invoice(), entry(Phase.FAILED, attempt=3)) == Skip("awaiting_resend")
 
 
 def retry(attempt: int) -> InvoiceRetry:
@@ -201,12 +206,12 @@ def test_a_replayed_or_doubled_resend_is_harmless() -> None:
     assert on_retry(resend(4), None) == Skip("already_fiscalized")
 
 
-def test_a_failed_status_makes_the_entry_failed_and_a_later_delivery_subsequent() -> None:
+def test_a_failed_status_makes_the_entry_failed_and_waiting_for_a_resend() -> None:
     failed = on_status(status(InvoiceState.FAILED, 2), entry(Phase.SIGNED, 2))
     assert failed is not None and failed.phase is Phase.FAILED
     # Retrying statuses leave the entry alone: the retry re-signs it.
     assert on_status(status(InvoiceState.RETRYING, 2), entry(Phase.SIGNED, 2)) is None
-    assert decide(invoice(), failed) == Sign(True, 3, NOW, False)
+    assert decide(invoice(), failed) == Skip("awaiting_resend")
 
 
 def status(state: InvoiceState, attempt: int = 1, message_id: str | None = "m1") -> InvoiceStatus:
@@ -258,9 +263,10 @@ NUMBER = FiscalNumber(number=7, premises="POSL1", device="1", year=2026)
 def test_the_number_and_issue_moment_survive_the_table_and_every_later_signature() -> None:
     signed = Entry(Phase.SIGNED, invoice().version, 1, NOW, number=NUMBER, issued_at=NOW)
     assert Entry.from_json(json.loads(json.dumps(signed.to_json()))) == signed
-    for phase in (Phase.FAILED, Phase.REJECTED):
-        again = decide(invoice(), dataclasses.replace(signed, phase=phase))
-        assert isinstance(again, Sign) and (again.number, again.issued_at) == (NUMBER, NOW)
+    again = decide(invoice(), dataclasses.replace(signed, phase=Phase.REJECTED))
+    assert isinstance(again, Sign) and (again.number, again.issued_at) == (NUMBER, NOW)
+    resent = on_retry(resend(1), dataclasses.replace(signed, phase=Phase.FAILED))
+    assert isinstance(resent, Sign) and (resent.number, resent.issued_at) == (NUMBER, NOW)
     retry = InvoiceRetry(
         integration_uid="u", invoice=invoice(), profile="hr-cis", protection_code="z",
         attempt=1, first_attempt_at=NOW, not_before=NOW, reason_code="timeout", message="m",
