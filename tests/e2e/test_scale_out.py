@@ -43,7 +43,7 @@ async def _signed_since(pipeline: Pipeline, since_ms: int, uids: set[str]) -> li
                 open_[tp] = ends[tp]
         consumer.assign(list(open_))
         for tp in open_:
-            consumer.seek(tp, starts[tp].offset)  # type: ignore[union-attr]
+            consumer.seek(tp, starts[tp].offset)
         while open_:
             for tp, records in (await consumer.getmany(timeout_ms=500)).items():
                 found += [InvoiceSigned.from_json(r.value) for r in records

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from fiscobridge.commands.dev import Ports, children, endpoints, listing
 from fiscobridge.stack import instance_env, service_of
 from services.fiscalizer.settings import FiscalizerSettings
@@ -44,11 +46,14 @@ def test_three_workers_start_three_fiscalizers_and_reporters_on_ports_of_their_o
     assert "fiscalizer-2" in listing(PORTS, 3)
 
 
-def test_each_fiscalizer_instance_keeps_its_tables_apart(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_each_fiscalizer_instance_keeps_its_tables_apart(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
     monkeypatch.setenv("FISCOBRIDGE_HOME", str(tmp_path))
     first = FiscalizerSettings()
-    second = FiscalizerSettings(**{"instance": instance_env("fiscalizer-2")[
-        "FISCOBRIDGE_FISCALIZER_INSTANCE"]})
+    for name, value in instance_env("fiscalizer-2").items():
+        monkeypatch.setenv(name, value)
+    second = FiscalizerSettings()
     assert first.data_dir() != second.data_dir()
     assert first.data_dir().parent == second.data_dir().parent.parent
     assert instance_env("reporter-2") == {} and service_of("reporter-2") == "reporter"
