@@ -215,6 +215,20 @@ class WatchPolicy:
     stall_seconds: float  # seconds without progress before the worker exits
 
 
+@dataclass(frozen=True)
+class _OriginMessage:
+    partition: int
+    topic: str
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """What faust reads of "the current event" to write a table key: its message's
+    partition (the changelog partition, and the RocksDB the key lives in) and topic."""
+
+    message: _OriginMessage
+
+
 class FaustWorker:
     """A faust app's worker, with the workarounds above installed.
 
@@ -243,6 +257,19 @@ class FaustWorker:
         changelog partition of `event`, the event it stands for."""
         _current_event.set(weakref.ref(event))
         table[key] = value
+
+    @staticmethod
+    def delete(table: MutableMapping[str, Any], key: str, partition: int,
+               source_topic: str) -> None:
+        """`del table[key]` outside any event (a periodic sweep): the tombstone goes to
+        changelog partition `partition` (and a RocksDB store deletes the key there);
+        `source_topic` is one of the table's input topics."""
+        origin = _Origin(_OriginMessage(partition, source_topic))
+        token = _current_event.set(weakref.ref(origin))  # type: ignore[arg-type]
+        try:
+            del table[key]
+        finally:
+            _current_event.reset(token)
 
     @staticmethod
     async def write_durably(writes: Sequence[tuple[EventT, Any, str, Any]]) -> None:

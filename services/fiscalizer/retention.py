@@ -20,15 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Callable, Collection, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from aiokafka.partitioner import murmur2
-from faust.streams import _current_event
 
+from runtime.faust_adapter import FaustWorker
 from schemas.topics import INVOICES_RECEIVED
 
 log = logging.getLogger("fiscobridge.fiscalizer.retention")
@@ -51,30 +50,6 @@ def expired(key: str, value: Any, cutoff: datetime) -> bool:
     if value.get("phase") != EXPIRING_PHASE or not value.get("first_attempt_at"):
         return False
     return datetime.fromisoformat(value["first_attempt_at"]) < cutoff
-
-
-@dataclass(frozen=True)
-class _Message:
-    partition: int
-    topic: str = INVOICES_RECEIVED.name  # the tables' source: same partition count
-
-
-class _Origin:
-    """What faust needs of "the current event" to write a table key outside a stream:
-    the partition (its changelog partition, and the RocksDB the key lives in)."""
-
-    def __init__(self, partition: int) -> None:
-        self.message = _Message(partition)
-
-
-def delete(table: MutableMapping[str, Any], key: str, partition: int) -> None:
-    """`del table[key]`, its tombstone sent to changelog partition `partition`."""
-    origin = _Origin(partition)
-    token = _current_event.set(weakref.ref(origin))  # type: ignore[arg-type]
-    try:
-        del table[key]
-    finally:
-        _current_event.reset(token)
 
 
 @dataclass
@@ -103,7 +78,7 @@ async def sweep(
             result.looked_at += 1
             partition = partition_of(key.split(":", 1)[0], partitions)
             if partition in mine and expired(key, read(key), cutoff) and key in table:
-                delete(table, key, partition)
+                FaustWorker.delete(table, key, partition, INVOICES_RECEIVED.name)
                 result.deleted += 1
         await asyncio.sleep(0)
     result.seconds = time.monotonic() - started
