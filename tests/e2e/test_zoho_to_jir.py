@@ -249,9 +249,12 @@ async def test_with_webhooks_on_the_pollers_repeats_are_no_ops(
         )
         keys = {(made.uid, c["invoice_id"]) for c in created}
         assert await watcher.wait_for(keys, timeout=120) == set()
-        # Every invoice arrives twice, by webhook and by poll (in either order): the
-        # second delivery of each is reported a duplicate and goes no further.
-        await until(lambda: len(duplicates(watcher.outcomes.all, made.uid)) >= INVOICES, 60)
+        # Every invoice arrives by webhook and by poll (in either order), and the poll
+        # may see it once more after the write-back edited it in Zoho: each later
+        # delivery is reported a duplicate and goes no further.
+        await until(lambda: {s.invoice.source_id for s in duplicates(watcher.outcomes.all,
+                                                                      made.uid)}
+                    >= {k[1] for k in keys}, 90)
         await asyncio.sleep(2)
     finally:
         await watcher.stop()
@@ -264,7 +267,7 @@ async def test_with_webhooks_on_the_pollers_repeats_are_no_ops(
     counts = fiscalized(watcher.outcomes.all, made.uid)
     assert set(counts) == {k[1] for k in keys} and set(counts.values()) == {1}
     repeats = Counter(s.invoice.source_id for s in duplicates(watcher.outcomes.all, made.uid))
-    assert set(repeats) == {k[1] for k in keys} and set(repeats.values()) == {1}
+    assert set(repeats) == {k[1] for k in keys} and set(repeats.values()) <= {1, 2}
     ledger = await zp.pipeline.ledger({made.oib})
     numbers = [entry["br_ozn_rac"] for entry in ledger]
     assert len(numbers) == INVOICES and len(set(numbers)) == INVOICES
