@@ -44,6 +44,7 @@ def _dlq_name(topic: str) -> str:
 async def _sizes(kafka: KafkaSettings) -> dict[str, tuple[int, int]]:
     """Per dead-letter topic: records held now, and records ever written."""
     from runtime.kafka.clients import consumer as make_consumer
+    from runtime.kafka.clients import stop_consumer
 
     consumer = make_consumer(kafka, group_id=None)
     await consumer.start()
@@ -56,7 +57,7 @@ async def _sizes(kafka: KafkaSettings) -> dict[str, tuple[int, int]]:
             out[topic] = (held, sum(ends.values()))
         return out
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 @click.group("dlq")

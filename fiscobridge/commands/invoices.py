@@ -68,7 +68,7 @@ def resend(uid: str, source_ids: tuple[str, ...]) -> None:
                 outcome = await resending.resend(consumer, producer, uid, records,
                                                  who="fiscobridge invoices resend")
             finally:
-                await consumer.stop()
+                await clients.stop_consumer(consumer)
         for source_id in missing:
             outcome.refused[source_id] = "no such invoice in the journal"
         return outcome

@@ -177,6 +177,7 @@ async def scan(
     it when it returns an awaitable); `progress(done, total)` counts records read.
     Returns the number read."""
     from runtime.kafka.clients import consumer as make_consumer
+    from runtime.kafka.clients import stop_consumer
 
     consumer = make_consumer(kafka, group_id=None, fetch_min_bytes=1, fetch_max_wait_ms=100)
     await consumer.start()
@@ -213,7 +214,7 @@ async def scan(
                 progress(done, total)
         return done
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def redeliver(

@@ -11,6 +11,7 @@ Keyword overrides are passed to aiokafka as they are (serializers, linger, ...).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -58,6 +59,18 @@ def consumer(
         **overrides,
     }
     return AIOKafkaConsumer(*topics, **options)
+
+
+async def stop_consumer(client: AIOKafkaConsumer) -> None:
+    """`client.stop()`, which can raise CancelledError for a group-less consumer stopped
+    before its background offset task first ran (aiokafka cancels that task and awaits
+    it); unless this task itself is being cancelled, that error means nothing."""
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 async def partitions_of(client: AIOKafkaConsumer, *topics: str) -> list[TopicPartition]:

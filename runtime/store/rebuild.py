@@ -142,7 +142,7 @@ async def rebuild(
                         f"{sorted(str(tp) for tp in pending)}; nothing was changed"
                     )
     finally:
-        await consumer.stop()
+        await clients.stop_consumer(consumer)
     report.journal_entries = sum((await store.journal.counts()).values())
     report.integrations = await store.integrations.count_by_status()
     return report
