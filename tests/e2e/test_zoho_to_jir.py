@@ -205,7 +205,9 @@ async def test_invoices_created_in_zoho_are_fiscalized_through_the_poller(
     # the poller delivers) are duplicates: never fiscalized again.
     edits = duplicates(watcher.outcomes.all, made.uid)
     assert first in {e.invoice.source_id for e in edits}
-    assert {e.reason_code for e in edits} == {"already_fiscalized"}
+    # (A write-back's edit can come back before the fiscalizer applied the invoice's
+    # fiscalized status: then it is a duplicate of the signed invoice.)
+    assert {e.reason_code for e in edits} <= {"already_fiscalized", "already_signed"}
     assert all(s.receipt_id for s in watcher.outcomes.all
                if s.integration_uid == made.uid and s.state is InvoiceState.FISCALIZED)
 
