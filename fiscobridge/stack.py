@@ -76,6 +76,7 @@ class LocalStack:
     ports: dict[str, int] = field(default_factory=dict)
     children: dict[str, Child] = field(default_factory=dict)
     _restarts: set[asyncio.Task[None]] = field(default_factory=set)
+    _killed: set[int] = field(default_factory=set)  # ids of children a caller signalled
 
     @property
     def ingest_url(self) -> str:
@@ -144,7 +145,9 @@ class LocalStack:
         # A fiscalizer that finds itself stalled exits to be restarted, as a supervisor
         # would; a test's own kills and stops are left alone.
         assert child.process is not None
-        if await child.process.wait() == STALL_EXIT_CODE and self.children.get(child.name) is child:
+        exit_code = await child.process.wait()
+        if (exit_code == STALL_EXIT_CODE and self.children.get(child.name) is child
+                and id(child) not in self._killed):
             await self.start_service(child.name)
 
     def ops_url(self, name: str) -> str:
@@ -178,9 +181,14 @@ class LocalStack:
         return out
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        process = self.children[name].process
-        assert process is not None
-        os.killpg(process.pid, sig)
+        """Signal `name`. A signalled child is the caller's to restart: a stall exit it
+        made just before is not restarted here as well (that would leave two running,
+        one of them unmanaged)."""
+        child = self.children[name]
+        assert child.process is not None
+        self._killed.add(id(child))
+        with contextlib.suppress(ProcessLookupError):  # it had just exited by itself
+            os.killpg(child.process.pid, sig)
 
     async def wait_exit(self, name: str, timeout: float = 60.0) -> int:
         process = self.children[name].process

@@ -290,8 +290,12 @@ class Integrations(Repository):
                 )
             row.starts_at = starts_at
             row.starts_at_chosen = True
+            # The poller reads from the new start: a poll under way when this commits
+            # finds the watermark changed and does not advance it (Watermarks.advance).
             poll = await session.get(PollState, uid)
-            if poll is not None and poll.watermark is not None and poll.watermark > starts_at:
+            if poll is None:
+                session.add(PollState(integration_uid=uid, watermark=starts_at))
+            else:
                 poll.watermark = starts_at
 
     async def get(self, uid: str) -> IntegrationRecord | None:

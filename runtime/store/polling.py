@@ -6,6 +6,7 @@ count says whether this caller won, so no read-then-write race exists.
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -58,6 +59,15 @@ class Leases(Repository):
         return await _changed(self, statement)
 
 
+class Unread(enum.Enum):
+    """No watermark was read before the advance (it is not compared)."""
+
+    UNREAD = "unread"
+
+
+UNREAD = Unread.UNREAD
+
+
 class Watermarks(Repository):
     async def get(self, uid: str) -> datetime | None:
         async with self._tx() as session:
@@ -66,17 +76,30 @@ class Watermarks(Repository):
             )
 
     async def advance(
-        self, uid: str, to: datetime, *, holder: str | None = None, now: datetime | None = None
+        self,
+        uid: str,
+        to: datetime,
+        *,
+        holder: str | None = None,
+        now: datetime | None = None,
+        read: datetime | Unread | None = UNREAD,
     ) -> bool:
         """Move the watermark forward to `to` (never back).
 
         With `holder`, only while that holder's lease is unexpired: a poller that lost
         its lease mid-cycle must not overwrite the progress of the one that took over.
+        With `read`, only if the watermark is still the one the poll started from: an
+        earlier start chosen during the poll moved it back, and the next poll must read
+        from there.
         """
         conditions = [
             PollState.integration_uid == uid,
             or_(PollState.watermark.is_(None), PollState.watermark < to),
         ]
+        if not isinstance(read, Unread):
+            conditions.append(
+                PollState.watermark.is_(None) if read is None else PollState.watermark == read
+            )
         if holder is not None:
             conditions += [
                 PollState.lease_holder == holder,

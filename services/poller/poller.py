@@ -293,10 +293,13 @@ class Poller:
             )
         new = result.new_watermark
         if new is not None and (watermark is None or new > watermark):
-            if await self.store.watermark.advance(uid, new, holder=self.holder):
+            if await self.store.watermark.advance(uid, new, holder=self.holder, read=watermark):
                 watermark = new
             else:
-                log.warning("lease lost during the poll; the new holder keeps the watermark")
+                log.warning(
+                    "watermark not advanced: the lease was lost or an earlier start was "
+                    "chosen during the poll; the next poll reads from the stored watermark"
+                )
         session.seen = result.seen
         ending = ending_of(result.interrupted)
         why = str(result.interrupted) if result.interrupted is not None else None

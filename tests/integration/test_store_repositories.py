@@ -211,6 +211,30 @@ async def test_watermark_only_moves_forward_and_is_fenced_by_the_lease(
     assert await store.watermark.get(uid) == later
 
 
+async def test_an_earlier_start_chosen_during_a_poll_is_not_overwritten_by_it(
+    store: Store,
+    demo_pfx: Pfx,
+    demo_certificate: FiscalCertificate,
+    fiscal_settings: FiscalSettings,
+) -> None:
+    """A poll reads the watermark, lists, then advances it. If the owner chose an earlier
+    start in between, that start is where the next poll must read from: the poll's
+    advance from what it read is refused, whether it read a watermark or none."""
+    uid = (await _create(store, demo_pfx, demo_certificate, fiscal_settings)).record.uid
+    now = datetime(2025, 5, 1, 9, tzinfo=UTC)
+    first_read = await store.watermark.get(uid)
+    assert first_read is None
+    await store.integrations.choose_start(uid, now - timedelta(days=30), now=now)
+    assert not await store.watermark.advance(uid, now, read=first_read)
+    assert await store.watermark.get(uid) == now - timedelta(days=30)
+
+    read = await store.watermark.get(uid)
+    assert await store.watermark.advance(uid, now, read=read)
+    await store.integrations.choose_start(uid, now - timedelta(days=40), now=now)
+    assert not await store.watermark.advance(uid, now + timedelta(minutes=1), read=now)
+    assert await store.watermark.get(uid) == now - timedelta(days=40)
+
+
 async def test_lease_lifecycle(
     store: Store,
     demo_pfx: Pfx,
