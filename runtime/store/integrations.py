@@ -104,6 +104,10 @@ class IntegrationRecord:
     name: str | None = None
     # role -> Zoho invoice customfield_id (connectors/zoho/writeback.py); empty: unmapped
     writeback_fields: dict[str, str] = field(default_factory=dict, hash=False)
+    # How its Zoho documents are read (connectors.zoho.mapping.MappingOptions.from_stored);
+    # empty: the defaults
+    zoho_read_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    webhook_seen_at: datetime | None = None  # ingest's last accepted webhook (to the minute)
 
     @property
     def label(self) -> str:
@@ -257,6 +261,32 @@ class Integrations(Repository):
         async with self._tx() as session:
             row = await self._require(session, uid)
             row.writeback_fields = {str(k): str(v) for k, v in fields.items() if v}
+
+    async def set_zoho_read_options(self, uid: str, options: Mapping[str, Any]) -> None:
+        """How the integration's Zoho documents are read (the JSON of
+        connectors.zoho.mapping.MappingOptions, checked by the caller); empty: defaults."""
+        async with self._tx() as session:
+            row = await self._require(session, uid)
+            row.zoho_read_options = dict(options) or None
+
+    async def webhook_seen(
+        self, uid: str, at: datetime, *, every: timedelta = timedelta(minutes=1)
+    ) -> bool:
+        """Record that a webhook was accepted at `at`, unless one was recorded less than
+        `every` before (one statement: concurrent ingest instances write at most once per
+        `every` between them). False when nothing was written."""
+        statement = (
+            update(Integration)
+            .where(Integration.uid == uid)
+            .where(
+                (Integration.webhook_seen_at.is_(None))
+                | (Integration.webhook_seen_at <= at - every)
+            )
+            .values(webhook_seen_at=at)
+        )
+        async with self._tx() as session:
+            result = cast(CursorResult[Any], await session.execute(statement))
+            return bool(result.rowcount)
 
     async def holder_of(self, organization_id: str) -> str | None:
         """The integration holding a Zoho organization, if any."""
@@ -449,6 +479,8 @@ def _record(row: Integration) -> IntegrationRecord:
         starts_at_chosen=bool(row.starts_at_chosen),
         name=row.name,
         writeback_fields=dict(row.writeback_fields or {}),
+        zoho_read_options=dict(row.zoho_read_options or {}),
+        webhook_seen_at=row.webhook_seen_at,
     )
 
 

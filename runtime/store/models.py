@@ -135,6 +135,12 @@ class Integration(Base):
     # Write-back: role (fiscal_number, zki, jir, qr_url) -> the customer's Zoho invoice
     # customfield_id. NULL or empty: nothing mapped, the write-back stage waits.
     writeback_fields: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    # How its Zoho documents are read (connectors.zoho.mapping.MappingOptions as JSON:
+    # buyer tax field, payment modes, default payment method, base currency); the poller
+    # and ingest read the same. NULL or empty: the defaults.
+    zoho_read_options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # When ingest last accepted a webhook for it (written at most once a minute).
+    webhook_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Certificate(Base):

@@ -291,3 +291,35 @@ async def test_foreign_keys_are_enforced(store: Store) -> None:
             await session.execute(
                 text("INSERT INTO poll_state (integration_uid) VALUES ('no-such-integration')")
             )
+
+
+async def test_zoho_read_options_and_webhook_seen(
+    store: Store,
+    demo_pfx: Pfx,
+    demo_certificate: FiscalCertificate,
+    fiscal_settings: FiscalSettings,
+) -> None:
+    uid = (await _create(store, demo_pfx, demo_certificate, fiscal_settings)).record.uid
+    record = await store.integrations.get(uid)
+    assert record is not None and record.zoho_read_options == {}
+    assert record.webhook_seen_at is None
+    options = {"buyer_tax_field": "cf_oib", "payment_modes": {"stripe": "card"}}
+    await store.integrations.set_zoho_read_options(uid, options)
+    record = await store.integrations.get(uid)
+    assert record is not None and record.zoho_read_options == options
+    await store.integrations.set_zoho_read_options(uid, {})
+    record = await store.integrations.get(uid)
+    assert record is not None and record.zoho_read_options == {}
+    with pytest.raises(NotFound):
+        await store.integrations.set_zoho_read_options("missing", options)
+
+    # Written at most once a minute, whichever instance writes.
+    at = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
+    assert await store.integrations.webhook_seen(uid, at)
+    assert not await store.integrations.webhook_seen(uid, at + timedelta(seconds=59))
+    record = await store.integrations.get(uid)
+    assert record is not None and record.webhook_seen_at == at
+    assert await store.integrations.webhook_seen(uid, at + timedelta(seconds=60))
+    record = await store.integrations.get(uid)
+    assert record is not None and record.webhook_seen_at == at + timedelta(seconds=60)
+    assert not await store.integrations.webhook_seen("missing", at)
