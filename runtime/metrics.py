@@ -69,7 +69,9 @@ GROUP_LAG = Gauge(
     ["group", "topic"],
 )
 DLQ_MESSAGES = Gauge(
-    "fiscobridge_dlq_messages", "Records held in a dead-letter topic", ["topic"]
+    "fiscobridge_dlq_messages",
+    "Records in a dead-letter topic neither redriven nor acknowledged (fiscobridge dlq)",
+    ["topic"],
 )
 INTEGRATIONS = Gauge(
     "fiscobridge_integrations", "Integrations by status and tier", ["status", "tier"]
@@ -251,12 +253,13 @@ async def broker_figures(
     """Set GROUP_LAG and DLQ_MESSAGES from the broker's offsets (`consumer`: started,
     with no group; it only asks for offsets)."""
     from runtime.kafka.clients import partitions_of
+    from runtime.kafka.dlq import handled_marks, open_letters
 
     dlq = await partitions_of(consumer, *dlq_topics)
     ends, starts = await consumer.end_offsets(dlq), await consumer.beginning_offsets(dlq)
     held: Counter[str] = Counter()
-    for tp in dlq:
-        held[tp.topic] += max(0, ends[tp] - starts[tp])
+    for tp, n in open_letters(starts, ends, await handled_marks(admin)).items():
+        held[tp.topic] += n
     for topic in dlq_topics:
         DLQ_MESSAGES.labels(topic).set(held[topic])
     for group in groups:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import click
+from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from fiscobridge.commands.replay import (
@@ -20,12 +22,18 @@ from fiscobridge.commands.replay import (
     event_type,
     headers_of,
     make_selection,
-    plan,
     run_redelivery,
     scan,
     selection_options,
 )
-from runtime.kafka.dlq import ERROR_MESSAGE, ERROR_TYPE, SOURCE
+from runtime.kafka.dlq import (
+    ERROR_MESSAGE,
+    ERROR_TYPE,
+    SOURCE,
+    handled_marks,
+    mark_handled,
+    open_letters,
+)
 from runtime.settings import KafkaSettings
 from schemas.topics import PRIMARY
 
@@ -41,20 +49,43 @@ def _dlq_name(topic: str) -> str:
     return name
 
 
-async def _sizes(kafka: KafkaSettings) -> dict[str, tuple[int, int]]:
-    """Per dead-letter topic: records held now, and records ever written."""
+@dataclass
+class Letters:
+    """One dead-letter topic's partitions: first and end offsets, and handled marks."""
+
+    starts: dict[TopicPartition, int]
+    ends: dict[TopicPartition, int]
+    marks: dict[TopicPartition, int]
+
+    @property
+    def held(self) -> int:
+        return sum(self.ends[tp] - self.starts[tp] for tp in self.ends)
+
+    @property
+    def open(self) -> int:
+        return sum(open_letters(self.starts, self.ends, self.marks).values())
+
+    def is_open(self, record: ConsumerRecord) -> bool:
+        return record.offset >= self.marks.get(TopicPartition(record.topic, record.partition), 0)
+
+
+async def _letters(kafka: KafkaSettings, topics: list[str]) -> dict[str, Letters]:
+    from runtime.kafka.admin import admin_client
     from runtime.kafka.clients import consumer as make_consumer
-    from runtime.kafka.clients import stop_consumer
+    from runtime.kafka.clients import partitions_of, stop_consumer
 
     consumer = make_consumer(kafka, group_id=None)
     await consumer.start()
     try:
+        async with admin_client(kafka) as admin:
+            marks = await handled_marks(admin)
         out = {}
-        for topic in dlq_topics():
-            ranges = await plan(consumer, Selection(topic))
-            held = sum(end - start for start, end in ranges.values())
-            ends = await consumer.end_offsets(list(ranges)) if ranges else {}
-            out[topic] = (held, sum(ends.values()))
+        for topic in topics:
+            tps = await partitions_of(consumer, topic)
+            out[topic] = Letters(
+                dict(await consumer.beginning_offsets(tps)), dict(await consumer.end_offsets(tps)),
+                {tp: o for tp, o in marks.items() if tp.topic == topic},
+            )
         return out
     finally:
         await stop_consumer(consumer)
@@ -67,19 +98,22 @@ def dlq() -> None:
 
 @dlq.command("list")
 @click.option("--errors/--no-errors", default=True, show_default=True,
-              help="also count the held records by error type (reads them)")
+              help="also count the open records by error type (reads them)")
 def list_(errors: bool) -> None:
-    """Each dead-letter topic with the records it holds (and their error types)."""
+    """Each dead-letter topic: open records (neither redriven nor acknowledged) and all
+    it still holds, with the open ones' error types."""
     kafka = KafkaSettings()
-    sizes = asyncio.run(_sizes(kafka))
-    for topic, (held, _) in sizes.items():
-        click.echo(f"{topic:<28} {held:>8} held")
-        if errors and held:
+    letters = asyncio.run(_letters(kafka, dlq_topics()))
+    for topic, found in letters.items():
+        click.echo(f"{topic:<28} {found.open:>8} open {found.held:>8} held")
+        if errors and found.open:
             by_error: dict[str, int] = {}
 
-            def count(record: ConsumerRecord, into: dict[str, int] = by_error) -> None:
-                kind = headers_of(record).get(ERROR_TYPE, "(no error header)")
-                into[kind] = into.get(kind, 0) + 1
+            def count(record: ConsumerRecord, into: dict[str, int] = by_error,
+                      found: Letters = found) -> None:
+                if found.is_open(record):
+                    kind = headers_of(record).get(ERROR_TYPE, "(no error header)")
+                    into[kind] = into.get(kind, 0) + 1
 
             asyncio.run(scan(kafka, Selection(topic), count))
             for kind, n in sorted(by_error.items(), key=lambda kv: -kv[1]):
@@ -144,12 +178,68 @@ def show(topic: str, partitions: tuple[int, ...], integration: str | None, limit
 def redrive(topic: str, partitions: tuple[int, ...], since: str | None, until: str | None,
             from_offset: int | None, to_offset: int | None, integration: str | None,
             dry_run: bool, no_progress: bool, error_type: str | None) -> None:
-    """Send TOPIC's dead letters back into TOPIC (once the cause is fixed)."""
+    """Send TOPIC's dead letters back into TOPIC (once the cause is fixed).
+
+    Only open records are sent (those neither redriven nor acknowledged before). What
+    was sent is no longer counted open: the handled mark of each partition moves over
+    the records sent, up to the first record left out (by --integration or
+    --error-type). A record that fails again is parked again, open."""
     name = _dlq_name(topic)
-    selection = make_selection(name, partitions, since, until, from_offset, to_offset,
-                               integration)
+    kafka = KafkaSettings()
+    before = asyncio.run(_letters(kafka, [name]))[name]
+    # Every record in the range reaches `keep`, so the records left out are known.
+    selection = replace(
+        make_selection(name, partitions, since, until, from_offset, to_offset, None),
+        floors={tp.partition: mark for tp, mark in before.marks.items()},
+    )
 
     def keep(record: ConsumerRecord) -> bool:
-        return error_type is None or headers_of(record).get(ERROR_TYPE) == error_type
+        return ((integration is None or record.key == integration.encode())
+                and (error_type is None or headers_of(record).get(ERROR_TYPE) == error_type))
 
-    run_redelivery(selection, dry_run=dry_run, no_progress=no_progress, keep=keep)
+    tally = run_redelivery(selection, dry_run=dry_run, no_progress=no_progress, keep=keep)
+    if dry_run:
+        return
+    marks = {
+        tp: tally.sent_through(tp) for tp, (start, _) in tally.ranges.items()
+        if max(before.marks.get(tp, 0), before.starts[tp]) >= start
+    }
+    asyncio.run(mark_handled(kafka, marks))
+    after = asyncio.run(_letters(kafka, [name]))[name]
+    click.echo(f"{name}: {after.open} open after the redrive"
+               + ("" if not after.open else
+                  " (left out or outside the range; `fiscobridge dlq ack` closes them)"))
+
+
+@dlq.command("ack")
+@click.argument("topic")
+@click.option("--partition", "partitions", type=int, multiple=True,
+              help="only this partition (repeatable); default all")
+@click.option("--to-offset", type=int,
+              help="acknowledge records before this offset; default all held now")
+@click.option("--yes", is_flag=True, help="do it (without: say what would be acknowledged)")
+def ack(topic: str, partitions: tuple[int, ...], to_offset: int | None, yes: bool) -> None:
+    """Close TOPIC's dead letters without redriving them (dealt with another way).
+
+    They stay readable (`dlq show`) until retention removes them; they are no longer
+    counted open, so the DeadLettersWaiting alert clears."""
+    name = _dlq_name(topic)
+    kafka = KafkaSettings()
+    found = asyncio.run(_letters(kafka, [name]))[name]
+    unknown = set(partitions) - {tp.partition for tp in found.ends}
+    if unknown:
+        raise click.BadParameter(f"{name} has no partition {sorted(unknown)}",
+                                 param_hint="--partition")
+    marks = {
+        tp: end if to_offset is None else min(end, to_offset)
+        for tp, end in found.ends.items() if not partitions or tp.partition in partitions
+    }
+    closing = sum(
+        max(0, mark - max(found.starts[tp], found.marks.get(tp, 0))) for tp, mark in marks.items()
+    )
+    if not yes:
+        click.echo(f"{name}: would acknowledge {closing} open records; add --yes to do it")
+        return
+    asyncio.run(mark_handled(kafka, marks))
+    click.echo(f"{name}: acknowledged {closing}; "
+               f"{asyncio.run(_letters(kafka, [name]))[name].open} open")

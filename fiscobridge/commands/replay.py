@@ -25,7 +25,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -80,6 +80,8 @@ class Selection:
     from_offset: int | None = None
     to_offset: int | None = None  # exclusive
     integration: str | None = None
+    # Per partition, a first offset on top of the rest (dlq redrive: the handled mark).
+    floors: Mapping[int, int] = field(default_factory=dict)
 
     def wants(self, record: ConsumerRecord) -> bool:
         return self.integration is None or record.key == self.integration.encode()
@@ -95,6 +97,13 @@ class Tally:
     by_integration: Counter[str] = field(default_factory=Counter)
     by_type: Counter[str] = field(default_factory=Counter)
     by_error: Counter[str] = field(default_factory=Counter)
+    # Per partition: the [start, end) range read, and the first offset in it left unsent.
+    ranges: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
+    unsent: dict[TopicPartition, int] = field(default_factory=dict)
+
+    def sent_through(self, tp: TopicPartition) -> int:
+        """The offset below which everything read from `tp` was sent."""
+        return self.unsent.get(tp, self.ranges[tp][1])
 
     def lines(self) -> list[str]:
         out = [f"scanned {self.scanned}, selected {self.matched}, sent {self.sent}"]
@@ -162,6 +171,7 @@ async def plan(
                 stops[tp] = min(stops[tp], found[tp].offset)
     if selection.from_offset is not None:
         starts = {tp: max(o, selection.from_offset) for tp, o in starts.items()}
+    starts = {tp: max(o, selection.floors.get(tp.partition, o)) for tp, o in starts.items()}
     if selection.to_offset is not None:
         stops = {tp: min(o, selection.to_offset) for tp, o in stops.items()}
     return {tp: (starts[tp], stops[tp]) for tp in tps if starts[tp] < stops[tp]}
@@ -172,10 +182,11 @@ async def scan(
     selection: Selection,
     on_record: Callable[[ConsumerRecord], object],
     progress: Callable[[int, int], None] | None = None,
+    on_plan: Callable[[dict[TopicPartition, tuple[int, int]]], object] | None = None,
 ) -> int:
     """Read the selection's range, calling `on_record` for each record it wants (awaiting
-    it when it returns an awaitable); `progress(done, total)` counts records read.
-    Returns the number read."""
+    it when it returns an awaitable); `progress(done, total)` counts records read,
+    `on_plan` gets the ranges before they are read. Returns the number read."""
     from runtime.kafka.clients import consumer as make_consumer
     from runtime.kafka.clients import stop_consumer
 
@@ -184,6 +195,8 @@ async def scan(
     try:
         ranges = await plan(consumer, selection)
         total = sum(end - start for start, end in ranges.values())
+        if on_plan:
+            on_plan(ranges)
         if progress:
             progress(0, total)
         if not ranges:
@@ -245,6 +258,7 @@ async def redeliver(
 
     async def one(record: ConsumerRecord) -> None:
         if not keep(record):
+            tally.unsent.setdefault(TopicPartition(record.topic, record.partition), record.offset)
             return
         tally.matched += 1
         tally.by_integration[(record.key or b"").decode(errors="replace")] += 1
@@ -267,7 +281,7 @@ async def redeliver(
         producer = make_producer(kafka, linger_ms=20)
         await producer.start()
     try:
-        await scan(kafka, selection, one, seen)
+        await scan(kafka, selection, one, seen, tally.ranges.update)
         await flush()
     finally:
         if producer is not None:

@@ -14,11 +14,16 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from schemas.topics import Topic
+
+if TYPE_CHECKING:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from runtime.settings import KafkaSettings
 
 ERROR_TYPE = "fiscobridge.error.type"
 ERROR_MESSAGE = "fiscobridge.error.message"
@@ -102,3 +107,47 @@ class DeadLetters:
                             extra={"topic": letter.topic, "error": repr(exc)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+# What an operator has dealt with: per dead-letter partition, the offset below which every
+# letter was redriven or acknowledged, kept as this group's committed offset. Letters are
+# never deleted (retention does that); "open" letters are those at or above the mark, and
+# they are what the DLQ gauge and its alert count.
+HANDLED_GROUP = "fiscobridge-dlq-handled"
+
+
+async def handled_marks(admin: AIOKafkaAdminClient) -> dict[TopicPartition, int]:
+    offsets = await admin.list_consumer_group_offsets(HANDLED_GROUP)
+    return {tp: meta.offset for tp, meta in offsets.items()
+            if meta is not None and meta.offset >= 0}
+
+
+def open_letters(
+    starts: Mapping[TopicPartition, int],
+    ends: Mapping[TopicPartition, int],
+    marks: Mapping[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    """Per partition, the letters held at or above its handled mark."""
+    return {tp: max(0, ends[tp] - max(starts[tp], marks.get(tp, 0))) for tp in ends}
+
+
+async def mark_handled(settings: KafkaSettings, marks: Mapping[TopicPartition, int]) -> None:
+    """Move the handled marks forward to `marks` (never back)."""
+    from runtime.kafka.clients import consumer as make_consumer
+    from runtime.kafka.clients import stop_consumer
+
+    if not marks:
+        return
+    consumer = make_consumer(settings, group_id=HANDLED_GROUP)
+    await consumer.start()
+    try:
+        consumer.assign(list(marks))
+        forward = {}
+        for tp, offset in marks.items():
+            current = await consumer.committed(tp)
+            if current is None or offset > current:
+                forward[tp] = offset
+        if forward:
+            await consumer.commit(forward)
+    finally:
+        await stop_consumer(consumer)

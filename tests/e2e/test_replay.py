@@ -190,3 +190,48 @@ async def test_dead_letters_keep_headers_say_why_and_go_back(pipeline: Pipeline)
     assert headers[:2] == ORIGINAL_HEADERS, headers
     assert [k for k, _ in headers][2:] == [REPLAY, ERROR_TYPE, ERROR_MESSAGE, SOURCE], headers
     assert dict(headers)[REPLAY].startswith(f"{INVOICES_RECEIVED.dlq}/".encode())
+
+
+def _open(listed: str, topic: str) -> int:
+    """The open count `dlq list` prints for `topic`."""
+    line = next(line for line in listed.splitlines() if line.startswith(f"{topic} "))
+    count, word = line.split()[1:3]
+    assert word == "open", line
+    return int(count)
+
+
+async def test_redriven_and_acknowledged_dead_letters_are_no_longer_open(
+    pipeline: Pipeline,
+) -> None:
+    """`dlq list` and the DLQ gauge count what still needs a person: a redrive closes
+    what it sent (a record that fails again is parked again, open), `dlq ack` closes
+    the rest without sending it."""
+    made = await pipeline.integration()
+    key = made.uid.encode()
+    topic = INVOICES_RECEIVED.dlq
+
+    async def park_one() -> None:
+        since = await _ends(pipeline, topic)
+        producer = make_producer(pipeline.kafka)
+        await producer.start()
+        try:
+            await producer.send_and_wait(INVOICES_RECEIVED.name, b"not json", key=key)
+        finally:
+            await producer.stop()
+        assert len(await _records(pipeline, topic, since, key, 1)) == 1
+
+    await park_one()
+    assert _open(await cli(pipeline, "dlq", "list"), topic) >= 1
+    preview = await cli(pipeline, "dlq", "ack", INVOICES_RECEIVED.name)
+    assert "add --yes" in preview and _open(await cli(pipeline, "dlq", "list"), topic) >= 1
+    acked = await cli(pipeline, "dlq", "ack", INVOICES_RECEIVED.name, "--yes")
+    assert acked.strip().endswith("0 open"), acked
+    assert _open(await cli(pipeline, "dlq", "list", "--no-errors"), topic) == 0
+
+    await park_one()
+    assert _open(await cli(pipeline, "dlq", "list"), topic) == 1
+    before = await _ends(pipeline, topic)
+    await cli(pipeline, "dlq", "redrive", INVOICES_RECEIVED.name, "--no-progress")
+    # The garbage fails again and is parked again: that one is open, the redriven one not.
+    assert len(await _records(pipeline, topic, before, key, 1)) == 1
+    assert _open(await cli(pipeline, "dlq", "list"), topic) == 1
