@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from schemas.errors import CodedError
+from fiscal.authority import CredentialsError
 
 
-class CertificateError(CodedError, ValueError):
+class CertificateError(CredentialsError):
     code = "certificate_error"
 
 

@@ -1,16 +1,11 @@
-"""Why an invoice cannot be fiscalized as it stands: a code for machines, a sentence for people."""
+"""Why an invoice cannot be fiscalized as it stands: a code for machines, a sentence for people.
+
+The error is the authority seam's own (fiscal/authority.py), so the services catch it
+without knowing which authority raised it.
+"""
 
 from __future__ import annotations
 
-from schemas.errors import CodedError
+from fiscal.authority import InvoiceRejected
 
-
-class InvoiceRejected(CodedError, ValueError):
-    """The invoice's data cannot become a valid CIS message; retrying will not help.
-
-    `code` is stable (e.g. "no_invoice_number_digits", "unsupported_currency");
-    `str()` tells a person what to change in the accounting system.
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, code=code)
+__all__ = ["InvoiceRejected"]

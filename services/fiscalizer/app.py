@@ -30,11 +30,10 @@ from zoneinfo import ZoneInfo
 import faust
 from prometheus_client import Counter, Histogram
 
-from fiscal.hr_cis.certificate import CertificateError
-from fiscal.hr_cis.formats import ZAGREB
-from fiscal.hr_cis.profile import HrCisProfile, InvoiceRejected
+from fiscal.authority import CredentialsError, InvoiceRejected
 from runtime.faust_adapter import FaustWorker, WatchPolicy
 from runtime.kafka.dlq import DeadLetters
+from runtime.licensing import license_month
 from runtime.logging import log_context
 from runtime.settings import KafkaSettings
 from schemas.events import (
@@ -129,11 +128,9 @@ class Fiscalizer:
         kafka: KafkaSettings,
         settings: FiscalizerSettings,
         directory: IntegrationDirectory,
-        profile: HrCisProfile | None = None,
     ) -> None:
         self.settings = settings
         self.directory = directory
-        self.profile = profile or HrCisProfile()
         self.zone = ZoneInfo(settings.timezone)
         self.app = faust.App(
             settings.app_id,
@@ -337,7 +334,7 @@ class Fiscalizer:
         batch.set(self.states, f"{uid}:{source_id}", entry.to_json())
 
     def _month_key(self, uid: str, now: datetime) -> str:
-        return f"{uid}:{now.astimezone(self.zone):%Y-%m}"
+        return f"{uid}:{license_month(now, self.zone)}"
 
     async def _on_received(self, value: bytes, batch: Batch) -> list[Output]:
         event = InvoiceReceived.from_json(value)
@@ -434,9 +431,9 @@ class Fiscalizer:
         sign: Sign,
         now: datetime,
     ) -> list[Output]:
-        uid = integration.uid
+        uid, authority = integration.uid, integration.authority
         try:
-            outside = self.profile.out_of_scope(invoice, integration.fiscal_settings)
+            outside = authority.out_of_scope(invoice, integration.fiscal_settings)
         except InvoiceRejected as exc:
             PROCESSED.labels("sign", "rejected").inc()
             return [self._status(uid, invoice, Report(InvoiceState.REJECTED, exc.code, str(exc)))]
@@ -446,20 +443,22 @@ class Fiscalizer:
         issued_at = sign.issued_at or invoice.first_seen_issued_at or invoice.issued_at
         invoice = invoice.model_copy(update={"first_seen_issued_at": issued_at})
         number, sequence = sign.number, None
-        if number is None:
-            settings = integration.fiscal_settings
-            sequence, year = sequence_of(uid, settings.sequence_mark, settings.premises_code,
-                                         settings.device_code, issued_at, ZAGREB)
+        # None: the authority numbers the invoice itself (its answer carries the number).
+        numbering = authority.numbering(integration.fiscal_settings) if number is None else None
+        if numbering is not None:
+            sequence, year = sequence_of(uid, "N" if numbering.per_device else "P",
+                                         numbering.premises, numbering.device, issued_at,
+                                         numbering.zone)
             last = max(batch.get(self.states, sequence, 0), self._high_water(sequence))
-            number = FiscalNumber(number=last + 1, per_device=settings.sequence_mark == "N",
-                                  premises=settings.premises_code,
-                                  device=settings.device_code, year=year)
+            number = FiscalNumber(number=last + 1, per_device=numbering.per_device,
+                                  premises=numbering.premises, device=numbering.device,
+                                  year=year)
         started = time.perf_counter()
         try:
-            signed = self.profile.sign(
+            signed = authority.prepare(
                 invoice,
                 integration.fiscal_settings,
-                integration.certificate(),
+                integration.credentials(),
                 number=number,
                 subsequent_delivery=sign.subsequent_delivery,
                 now=now,
@@ -467,12 +466,13 @@ class Fiscalizer:
         except InvoiceRejected as exc:
             PROCESSED.labels("sign", "rejected").inc()
             return [self._status(uid, invoice, Report(InvoiceState.REJECTED, exc.code, str(exc)))]
-        except CertificateError as exc:
+        except CredentialsError as exc:
             PROCESSED.labels("sign", "blocked").inc()
             return [self._status(uid, invoice, Report(InvoiceState.BLOCKED, exc.code, str(exc)))]
         finally:
             SIGN_SECONDS.observe(time.perf_counter() - started)
         if sequence is not None:
+            assert number is not None
             # Drawn only by a signature that goes out (no gaps), and durable before it
             # goes out (never drawn twice): see pending.py.
             batch.set(self.states, sequence, number.number, durable=True)
@@ -488,7 +488,7 @@ class Fiscalizer:
         event = InvoiceSigned(
             integration_uid=uid,
             invoice=invoice,
-            profile=self.profile.name,
+            profile=authority.name,
             message_id=signed.message_id,
             protection_code=signed.protection_code,
             document=signed.document.decode(),
@@ -500,5 +500,6 @@ class Fiscalizer:
         )
         PROCESSED.labels("sign", "signed").inc()
         log.info("signed", extra={"attempt": sign.attempt, "subsequent": sign.subsequent_delivery,
-                                  "invoice_id": invoice.source_id, "fiscal_number": number.text})
+                                  "invoice_id": invoice.source_id,
+                                  "fiscal_number": number.text if number else None})
         return [Output(INVOICES_SIGNED.name, event.key, event.to_json())]

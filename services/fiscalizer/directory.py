@@ -11,11 +11,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pydantic import SecretStr
 
-from fiscal.hr_cis.certificate import CertificateCache, FiscalCertificate
-from fiscal.hr_cis.settings import FiscalSettings
+from fiscal.authority import Authority
 from schemas.errors import CodedError
 from services.fiscalizer.rules import Trigger
 
@@ -29,16 +29,19 @@ class IntegrationView:
     uid: str
     status: str
     tier: str
-    fiscal_settings: FiscalSettings
+    # The integration's tax authority and its settings, as the authority validated them.
+    authority: Authority = field(repr=False, compare=False)
+    fiscal_settings: Any
     pfx: bytes = field(repr=False)
     pfx_password: SecretStr
-    certificates: CertificateCache = field(repr=False, compare=False)
     trigger: Trigger = Trigger.ISSUED
     starts_at: datetime | None = None  # nothing created before it is fiscalized
 
-    def certificate(self) -> FiscalCertificate:
-        return self.certificates.get(
-            self.pfx, self.pfx_password.get_secret_value(), expected_oib=self.fiscal_settings.oib
+    def credentials(self) -> Any:
+        """The loaded certificate (the authority caches it); CredentialsError when it
+        cannot be used now."""
+        return self.authority.credentials(
+            self.pfx, self.pfx_password.get_secret_value(), self.fiscal_settings
         )
 
 

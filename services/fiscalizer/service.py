@@ -8,8 +8,7 @@ import faust
 import mode
 from pydantic import SecretStr
 
-from fiscal.hr_cis.certificate import CertificateCache
-from fiscal.hr_cis.settings import FiscalSettings
+from fiscal.authorities import Authorities, split_authority
 from runtime.health import store_ok
 from runtime.ops import OpsServer
 from runtime.settings import KafkaSettings
@@ -26,23 +25,24 @@ log = logging.getLogger("fiscobridge.fiscalizer")
 def build() -> tuple[Fiscalizer, Store, FiscalizerSettings]:
     settings = FiscalizerSettings()
     store = Store.open(vault=Vault.from_env(allow_dev_keyfile=True))
-    certificates = CertificateCache()
+    authorities = Authorities()
 
     async def load(uid: str) -> IntegrationView | None:
         record = await store.integrations.get(uid)
         if record is None:
             return None
         pfx, password = await store.integrations.certificate(uid)
-        fiscal = dict(record.fiscal_settings)
+        name, fiscal = split_authority(record.fiscal_settings)
         trigger = Trigger(fiscal.pop("trigger", Trigger.ISSUED.value))
+        authority = authorities.get(name)
         return IntegrationView(
             uid=uid,
             status=record.status.value,
             tier=record.tier,
-            fiscal_settings=FiscalSettings.model_validate(fiscal),
+            authority=authority,
+            fiscal_settings=authority.validate_settings(fiscal),
             pfx=pfx,
             pfx_password=SecretStr(password),
-            certificates=certificates,
             trigger=trigger,
             starts_at=record.starts_at,
         )

@@ -1,37 +1,16 @@
 """Turn what the tax authority answered into the events that record it.
 
-Pure: no I/O. The reporter submits, then asks `decide` what to publish.
+Pure: no I/O. The reporter submits, the authority's channel verifies and classifies
+the answer (fiscal/authority.py, `Answer`), then `decide` says what to publish.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
-from fiscal.hr_cis.errors import Permanence, classify
-from fiscal.hr_cis.late import LateDeadline
-from fiscal.hr_cis.soap import CisAnswer
+from fiscal.authority import Answer, Deadline, Verdict
 from schemas.events import InvoiceRetry, InvoiceSigned, InvoiceState, InvoiceStatus
 from services.reporter.backoff import Backoff
-
-
-@dataclass(frozen=True)
-class Transient:
-    """No usable answer: timeout, connection error, HTTP 5xx."""
-
-    code: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Unverified:
-    """An answer arrived but its signature or content could not be trusted."""
-
-    message: str
-    document: bytes
-
-
-Result = CisAnswer | Transient | Unverified
 
 
 def issued_at(signed: InvoiceSigned) -> datetime:
@@ -39,15 +18,15 @@ def issued_at(signed: InvoiceSigned) -> datetime:
     return signed.invoice.first_seen_issued_at or signed.first_attempt_at
 
 
-def first_late(signed: InvoiceSigned, now: datetime, deadline: LateDeadline) -> bool:
+def first_late(signed: InvoiceSigned, now: datetime, deadline: Deadline) -> bool:
     """Whether this outcome is the invoice's first past its deadline (counted once in
     metrics): the retry of a late outcome says so, and the signature it makes carries it."""
     return deadline.late(issued_at(signed), now) and not signed.late
 
 
 def decide(
-    signed: InvoiceSigned, result: Result, now: datetime, backoff: Backoff,
-    deadline: LateDeadline,
+    signed: InvoiceSigned, result: Answer, now: datetime, backoff: Backoff,
+    deadline: Deadline,
 ) -> tuple[InvoiceStatus, InvoiceRetry | None]:
     # Past the legal deadline for a subsequent delivery: every outcome says so, the
     # fiscalized one included (it was delivered late).
@@ -70,38 +49,32 @@ def decide(
             **kw,
         )
 
-    if isinstance(result, Unverified):
+    answer_text = (
+        result.document.decode("utf-8", "replace") if result.document is not None else None
+    )
+    if result.verdict is Verdict.UNVERIFIED:
         # Retrying could report an invoice the authority already accepted; a person
         # must look (wrong trust anchor, or someone between us and the authority).
         return status(
             InvoiceState.FAILED,
-            "answer_unverified",
+            result.code,
             f"The tax authority's answer could not be verified ({result.message}); the "
-            "invoice may or may not be fiscalized. Check the configured CIS certificate, "
+            f"invoice may or may not be fiscalized. {result.action}, "
             "then look the invoice up with the tax administration; if it is not there, "
             "resend it (Resend now on its page, or fiscobridge invoices resend).",
-            signed_answer=result.document.decode("utf-8", "replace"),
+            signed_answer=answer_text,
         ), None
-
-    if isinstance(result, CisAnswer):
-        answer_text = result.document.decode("utf-8", "replace")
-        if result.jir:
-            return status(
-                InvoiceState.FISCALIZED, "ok", f"Fiscalized; JIR {result.jir}.",
-                receipt_id=result.jir, signed_answer=answer_text,
-            ), None
-        codes = [classify(code) for code, _ in result.errors] or [classify("")]
-        worst = next((c for c in codes if c.permanence is Permanence.PERMANENT), None)
-        detail = "; ".join(f"{code}: {text}" for code, text in result.errors)
-        if worst is not None:
-            return status(
-                InvoiceState.REJECTED, worst.code,
-                f"Rejected by the tax authority ({detail}). {worst.action}",
-                signed_answer=answer_text,
-            ), None
-        transient = Transient(codes[0].code, detail or codes[0].meaning)
-    else:
-        transient = result
+    if result.verdict is Verdict.ACCEPTED:
+        return status(
+            InvoiceState.FISCALIZED, result.code, result.message,
+            receipt_id=result.receipt_id, signed_answer=answer_text,
+        ), None
+    if result.verdict is Verdict.REJECTED:
+        return status(
+            InvoiceState.REJECTED, result.code,
+            f"Rejected by the tax authority ({result.message}). {result.action}",
+            signed_answer=answer_text,
+        ), None
 
     # Never given up (hr-fiscal-record.md, "Late delivery"): a transient failure is
     # retried after a capped delay however long the authority stays unreachable.
@@ -114,8 +87,8 @@ def decide(
         attempt=signed.attempt,
         first_attempt_at=signed.first_attempt_at,
         not_before=not_before,
-        reason_code=transient.code,
-        message=transient.message,
+        reason_code=result.code,
+        message=result.message,
         occurred_at=now,
         fiscal_number=signed.fiscal_number,
         late=late or signed.late,
@@ -126,7 +99,7 @@ def decide(
         if late else ""
     )
     return status(
-        InvoiceState.RETRYING, transient.code,
-        f"Attempt {signed.attempt} failed ({transient.message}); retrying after "
+        InvoiceState.RETRYING, result.code,
+        f"Attempt {signed.attempt} failed ({result.message}); retrying after "
         f"{not_before.isoformat(timespec='seconds')} as a subsequent delivery." + lateness,
     ), retry

@@ -19,7 +19,8 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Gauge
 
-from fiscal.hr_cis.late import LateDeadline
+from fiscal.authorities import DEFAULT_AUTHORITY, Authorities
+from fiscal.authority import Deadline
 from runtime import metrics
 from runtime.health import kafka_ok
 from runtime.kafka.clients import consumer as make_consumer
@@ -34,10 +35,10 @@ from runtime.settings import KafkaSettings
 from schemas.events import InvoiceSigned, InvoiceState
 from schemas.topics import INVOICES_RETRY, INVOICES_SIGNED, INVOICES_STATUS
 from services.reporter.backoff import Backoff
-from services.reporter.cis import CisSubmitter
 from services.reporter.outcome import decide, first_late
 from services.reporter.reported import Recent, invoice_key, published_outcomes
 from services.reporter.settings import ReporterSettings
+from services.reporter.submit import Submitter
 from services.reporter.trust import answer_verifier, cis_tls_context
 
 log = logging.getLogger("fiscobridge.reporter")
@@ -58,17 +59,18 @@ class Reporter:
         self,
         kafka: KafkaSettings,
         settings: ReporterSettings,
-        submitter: CisSubmitter,
+        submitter: Submitter,
+        authorities: Authorities | None = None,
     ) -> None:
         self.kafka = kafka
         self.settings = settings
         self.submitter = submitter
+        self.authorities = authorities or Authorities()
         self.backoff = Backoff(
             base=timedelta(seconds=settings.retry_base_seconds),
             cap=timedelta(seconds=settings.retry_cap_seconds),
         )
-        self.deadline = LateDeadline.of(settings.late_after_working_days, settings.late_holidays,
-                                        settings.late_after_seconds)
+        self._deadlines: dict[str, Deadline] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.lookup: AIOKafkaConsumer | None = None
@@ -163,7 +165,8 @@ class Reporter:
                 return
             result = await self.submitter.submit(signed)
             now = datetime.now(UTC)
-            status, retry = decide(signed, result, now, self.backoff, self.deadline)
+            deadline = self.deadline(signed.profile)
+            status, retry = decide(signed, result, now, self.backoff, deadline)
             # The retry first: were we to die between the two, the status (which makes a
             # restarted reporter skip this message) must not exist without the retry.
             if retry is not None:
@@ -174,7 +177,7 @@ class Reporter:
                 if status.state is InvoiceState.FISCALIZED:
                     seen.add(invoice)
             PROCESSED.labels(status.state.value).inc()
-            if first_late(signed, now, self.deadline):  # alert InvoicesLate
+            if first_late(signed, now, deadline):  # alert InvoicesLate
                 metrics.INTEGRATION_INVOICES.count(signed.integration_uid, "late")
             if status.state is not InvoiceState.FISCALIZED:  # alert CisErrorRate
                 metrics.CIS_ERRORS.labels(status.reason_code).inc()
@@ -183,6 +186,15 @@ class Reporter:
                 extra={"state": status.state.value, "reason_code": status.reason_code,
                        "attempt": signed.attempt},
             )
+
+    def deadline(self, authority: str) -> Deadline:
+        """When a retried delivery to `authority` becomes late, by this reporter's settings."""
+        deadline = self._deadlines.get(authority)
+        if deadline is None:
+            deadline = self._deadlines[authority] = self.authorities.get(authority).late_deadline(
+                self.settings.late_after_working_days, self.settings.late_holidays,
+                self.settings.late_after_seconds)
+        return deadline
 
     async def publish(self, topic: str, key: bytes, value: bytes) -> None:
         """Publish, retrying until acked: an outcome we cannot record must not be committed."""
@@ -207,12 +219,12 @@ class Reporter:
 async def cis_clients(
     stack: contextlib.AsyncExitStack, settings: ReporterSettings
 ) -> list[httpx.AsyncClient]:
-    """The HTTP clients CisSubmitter spreads submissions over, closed with `stack`.
+    """The HTTP clients the Submitter spreads submissions over, closed with `stack`.
 
     httpcore rescans every connection of a pool (a poll(2) for each idle one) whenever
     a request starts or ends, so one pool of N connections costs O(N) per request.
     Pools of `cis_connections_per_client` connections, one client per that many
-    submissions in flight, keep it O(1); CisSubmitter hands each submission a client
+    submissions in flight, keep it O(1); the Submitter hands each submission a client
     with nothing in flight.
     """
     per_client = settings.cis_connections_per_client
@@ -235,10 +247,13 @@ async def main(stop: asyncio.Event) -> None:
     settings = ReporterSettings()
     # Refuses to start without an explicit trust setting (services/reporter/trust.py).
     verifier = answer_verifier(settings)
+    authorities = Authorities()
+    channels = {DEFAULT_AUTHORITY: authorities.get(DEFAULT_AUTHORITY).channel(settings.cis_url,
+                                                                               verifier)}
     async with contextlib.AsyncExitStack() as clients:
         pool = await cis_clients(clients, settings)
-        submitter = CisSubmitter(pool, settings.cis_url, verifier)
-        reporter = Reporter(kafka, settings, submitter)
+        submitter = Submitter(pool, channels)
+        reporter = Reporter(kafka, settings, submitter, authorities)
         ops = OpsServer(reporter.readiness, settings.ops_host, settings.ops_port)
         await ops.start()
         log.info("reporter started", extra={"ops_port": ops.port, "cis_url": settings.cis_url})

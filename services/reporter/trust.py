@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 from cryptography import x509
 
-from fiscal.hr_cis.soap import AnswerVerifier, CisSigner
+from fiscal.authorities import CisAnswerVerifier, CisSigner
 from services.reporter.settings import ReporterSettings
 
 _PREFIX = "FISCOBRIDGE_REPORTER_"
@@ -105,11 +105,11 @@ def cis_signer(settings: ReporterSettings) -> CisSigner:
         raise CisTrustError(f"{_PREFIX}CIS_SIGNER_*: {exc}") from None
 
 
-def answer_verifier(settings: ReporterSettings) -> AnswerVerifier:
+def answer_verifier(settings: ReporterSettings) -> CisAnswerVerifier:
     """The verifier of CIS's answers; refuses (CisTrustError) what cannot start:
     no trust setting, or a plain-http CIS that is not declared to be the sandbox."""
     check_cis_url(settings)
-    return AnswerVerifier(cis_signer(settings))
+    return CisAnswerVerifier(cis_signer(settings))
 
 
 def check_cis_url(settings: ReporterSettings) -> None:

@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from connectors.zoho.client import ZohoBooksClient
 from connectors.zoho.errors import ZohoError
 from connectors.zoho.writeback import Action, Failure, FieldMap, classify, write_back
-from fiscal.hr_cis.qr import verification_url
+from fiscal.authorities import DEFAULT_AUTHORITY, Authorities, authority_of
 from runtime.store.integrations import IntegrationRecord
 from schemas.events import InvoiceState, InvoiceStatus, WriteBackState, WriteBackStatus
 from schemas.invoice import DocumentKind
@@ -56,22 +56,13 @@ def due(status: InvoiceStatus) -> bool:
     return status.state is InvoiceState.FISCALIZED and bool(status.receipt_id)
 
 
-def values_of(status: InvoiceStatus) -> dict[str, str]:
-    """role -> value, for the roles of connectors.zoho.writeback.ROLES this status has."""
-    values: dict[str, str] = {}
-    if status.fiscal_number:
-        values["fiscal_number"] = status.fiscal_number
-    if status.protection_code:
-        values["zki"] = status.protection_code
-    if status.receipt_id:
-        values["jir"] = status.receipt_id
-    ref = status.invoice
-    if ref.issued_at is not None and ref.total is not None:
-        values["qr_url"] = verification_url(
-            receipt_id=status.receipt_id, protection_code=status.protection_code,
-            issued_at=ref.issued_at, total=ref.total,
-        )
-    return values
+_AUTHORITIES = Authorities()
+
+
+def values_of(status: InvoiceStatus, authority: str = DEFAULT_AUTHORITY) -> dict[str, str]:
+    """role -> value, for the roles of connectors.zoho.writeback.ROLES this status has, as
+    the integration's tax authority renders its receipt (fiscal/authority.py)."""
+    return _AUTHORITIES.get(authority).receipt_fields(status)
 
 
 def comment_text(values: dict[str, str]) -> str:
@@ -153,7 +144,7 @@ class WriteBackStage:
         if record.type != "zoho_books":
             return self._outcome(status, WriteBackState.WAITING,
                                  f"write-back is not available for {record.type}"), None
-        values = values_of(status)
+        values = values_of(status, authority_of(record.fiscal_settings))
         try:
             client = await self.client_of(record)
         except NotConnected as why:

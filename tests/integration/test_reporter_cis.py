@@ -1,6 +1,6 @@
-"""CisSubmitter against the sandbox CIS over real HTTP, on the reporter's own client pool:
-every outcome class (JIR, refusal, 5xx, timeout, refused connection, unverifiable
-answer) and the spreading of concurrent submissions over idle clients."""
+"""The Submitter with the CIS channel against the sandbox CIS over real HTTP, on the
+reporter's own client pool: every outcome class (JIR, refusal, 5xx, timeout, refused
+connection, unverifiable answer) and the spreading of concurrent submissions over idle clients."""
 
 from __future__ import annotations
 
@@ -12,16 +12,17 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from fiscal.authority import Answer, Verdict
+from fiscal.hr_cis.authority import HrCisChannel
 from fiscal.hr_cis.certificate import FiscalCertificate
 from fiscal.hr_cis.profile import HrCisProfile
 from fiscal.hr_cis.settings import FiscalSettings
-from fiscal.hr_cis.soap import AnswerVerifier, CisAnswer, CisSigner
+from fiscal.hr_cis.soap import AnswerVerifier, CisSigner
 from sandbox.cis.ca import TestCA
 from schemas.events import InvoiceSigned
-from services.reporter.cis import CisSubmitter
-from services.reporter.outcome import Transient, Unverified
 from services.reporter.service import cis_clients
 from services.reporter.settings import ReporterSettings
+from services.reporter.submit import Submitter
 from tests.factories import fiscal_number, make_invoice
 from tests.fixtures.cis import CisSandboxHandle
 
@@ -29,6 +30,10 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 _numbers = itertools.count(7000)
 PROFILE = HrCisProfile()
+
+
+def cis_submitter(pool: list[httpx.AsyncClient], url: str, verifier: AnswerVerifier) -> Submitter:
+    return Submitter(pool, {"hr-cis": HrCisChannel(url, verifier)})
 
 
 def signed_event(settings: FiscalSettings, certificate: FiscalCertificate) -> InvoiceSigned:
@@ -75,10 +80,10 @@ async def test_an_accepted_invoice_gets_its_verified_jir(
 ) -> None:
     event = signed_event(fiscal_settings, demo_certificate)
 
-    result = await CisSubmitter(pool, cis.url, verifier).submit(event)
+    result = await cis_submitter(pool, cis.url, verifier).submit(event)
 
-    assert isinstance(result, CisAnswer) and result.jir is not None
-    assert result.message_id == event.message_id
+    assert result.verdict is Verdict.ACCEPTED and result.receipt_id is not None
+    assert result.document is not None and event.message_id.encode() in result.document
     assert [e["message_id"] for e in cis.ledger()] == [event.message_id]
 
 
@@ -89,11 +94,11 @@ async def test_concurrent_submissions_all_succeed_and_leave_every_client_idle(
     cis.set_faults(latency_ms=50)
     # More than the pool's clients: the extra ones share the least busy client.
     events = [signed_event(fiscal_settings, demo_certificate) for _ in range(10)]
-    submitter = CisSubmitter(pool, cis.url, verifier)
+    submitter = cis_submitter(pool, cis.url, verifier)
 
     results = await asyncio.gather(*(submitter.submit(e) for e in events))
 
-    assert all(isinstance(r, CisAnswer) and r.jir for r in results)
+    assert all(r.verdict is Verdict.ACCEPTED and r.receipt_id for r in results)
     assert {e["message_id"] for e in cis.ledger()} == {e.message_id for e in events}
     assert sorted(submitter._idle) == list(range(len(pool)))
     assert submitter._in_flight == [0] * len(pool)
@@ -105,12 +110,12 @@ async def test_a_refusal_is_a_verified_answer_with_its_error(
 ) -> None:
     cis.set_faults(s006=1)
 
-    result = await CisSubmitter(pool, cis.url, verifier).submit(
+    result = await cis_submitter(pool, cis.url, verifier).submit(
         signed_event(fiscal_settings, demo_certificate)
     )
 
-    assert isinstance(result, CisAnswer) and result.jir is None
-    assert [code for code, _ in result.errors] == ["s006"]
+    assert result.verdict is Verdict.TRANSIENT and result.receipt_id is None
+    assert result.code == "s006" and result.document and b"RacunOdgovor" in result.document
 
 
 async def test_a_bare_http_500_is_transient(
@@ -119,11 +124,11 @@ async def test_a_bare_http_500_is_transient(
 ) -> None:
     cis.set_faults(http500=1)
 
-    result = await CisSubmitter(pool, cis.url, verifier).submit(
+    result = await cis_submitter(pool, cis.url, verifier).submit(
         signed_event(fiscal_settings, demo_certificate)
     )
 
-    assert result == Transient("http_500", "HTTP 500")
+    assert result == Answer.transient("http_500", "HTTP 500")
 
 
 async def test_no_answer_within_the_client_timeout_is_a_transient_timeout(
@@ -131,11 +136,11 @@ async def test_no_answer_within_the_client_timeout_is_a_transient_timeout(
     fiscal_settings: FiscalSettings, demo_certificate: FiscalCertificate,
 ) -> None:
     cis.set_faults(hang=1, hang_seconds=5)
-    submitter = CisSubmitter(pool, cis.url, verifier)
+    submitter = cis_submitter(pool, cis.url, verifier)
 
     result = await submitter.submit(signed_event(fiscal_settings, demo_certificate))
 
-    assert isinstance(result, Transient) and result.code == "timeout"
+    assert result.verdict is Verdict.TRANSIENT and result.code == "timeout"
     assert submitter._in_flight == [0] * len(pool)
 
 
@@ -143,11 +148,11 @@ async def test_a_refused_connection_is_transient(
     pool: list[httpx.AsyncClient], verifier: AnswerVerifier,
     fiscal_settings: FiscalSettings, demo_certificate: FiscalCertificate,
 ) -> None:
-    result = await CisSubmitter(pool, "http://127.0.0.1:9/", verifier).submit(
+    result = await cis_submitter(pool, "http://127.0.0.1:9/", verifier).submit(
         signed_event(fiscal_settings, demo_certificate)
     )
 
-    assert isinstance(result, Transient) and result.code == "connection"
+    assert result.verdict is Verdict.TRANSIENT and result.code == "connection"
 
 
 async def test_an_answer_signed_by_someone_untrusted_is_unverified(
@@ -157,10 +162,10 @@ async def test_an_answer_signed_by_someone_untrusted_is_unverified(
     _, stranger_certificate = TestCA.create("Stranger DEMO CA").issue_service_cert()
     stranger = AnswerVerifier(CisSigner.pinned(stranger_certificate))
 
-    result = await CisSubmitter(pool, cis.url, stranger).submit(
+    result = await cis_submitter(pool, cis.url, stranger).submit(
         signed_event(fiscal_settings, demo_certificate)
     )
 
-    assert isinstance(result, Unverified)
-    assert b"RacunOdgovor" in result.document
+    assert result.verdict is Verdict.UNVERIFIED and result.code == "answer_unverified"
+    assert result.document is not None and b"RacunOdgovor" in result.document
 

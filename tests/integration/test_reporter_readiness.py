@@ -11,6 +11,7 @@ import uuid
 import httpx
 import pytest
 
+from fiscal.hr_cis.authority import HrCisChannel
 from fiscal.hr_cis.soap import AnswerVerifier, CisSigner
 from runtime.kafka.admin import ensure_topics
 from runtime.kafka.local import LocalKafka
@@ -18,9 +19,9 @@ from runtime.ops import OpsServer
 from runtime.settings import KafkaSettings
 from sandbox.cis.ca import TestCA
 from schemas.topics import INVOICES_SIGNED, INVOICES_STATUS, registry
-from services.reporter.cis import CisSubmitter
 from services.reporter.service import Reporter
 from services.reporter.settings import ReporterSettings
+from services.reporter.submit import Submitter
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -47,7 +48,7 @@ async def test_readyz_is_200_with_the_broker_and_503_without_it(
     async with httpx.AsyncClient() as cis:
         # Never called: no signed invoice is published in this test.
         verifier = AnswerVerifier(CisSigner.pinned(test_ca.issue_service_cert()[1]))
-        submitter = CisSubmitter([cis], "http://127.0.0.1:9/", verifier)
+        submitter = Submitter([cis], {"hr-cis": HrCisChannel("http://127.0.0.1:9/", verifier)})
         reporter = Reporter(kafka, settings, submitter)
         ops = OpsServer(reporter.readiness)
         await ops.start()

@@ -28,18 +28,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from fiscal.authority import Verdict
+from fiscal.hr_cis.authority import HrCisChannel
 from fiscal.hr_cis.certificate import FiscalCertificate
 from fiscal.hr_cis.profile import HrCisProfile
 from fiscal.hr_cis.settings import FiscalSettings
-from fiscal.hr_cis.soap import CisAnswer
 from sandbox.cis.app import CisSandbox
 from sandbox.cis.ca import TestCA
 from sandbox.cis.checks import default_spec_dir, load_schema
 from schemas.events import InvoiceSigned
-from services.reporter.cis import CisSubmitter
-from services.reporter.outcome import Unverified
 from services.reporter.service import cis_clients
 from services.reporter.settings import ReporterSettings
+from services.reporter.submit import Submitter
 from services.reporter.trust import CisTrustError, answer_verifier, cis_tls_context
 from tests.factories import fiscal_number, make_invoice
 from tests.fixtures.cis import CisSandboxHandle
@@ -182,11 +182,11 @@ async def test_the_sandbox_answer_verifies_against_its_pinned_certificate(
     trust = pem(tmp_path / "fiskalcis.pem", cis.service_certificate)
     verifier = answer_verifier(settings(cis_url=cis.url, cis_sandbox=True, cis_trust=trust))
 
-    result = await CisSubmitter(pool, cis.url, verifier).submit(
+    result = await Submitter(pool, {"hr-cis": HrCisChannel(cis.url, verifier)}).submit(
         signed_event(fiscal_settings, demo_certificate, 1)
     )
 
-    assert isinstance(result, CisAnswer) and result.jir is not None
+    assert result.verdict is Verdict.ACCEPTED and result.receipt_id is not None
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -209,13 +209,14 @@ async def test_a_forged_answer_signed_by_a_client_certificate_of_the_same_ca_is_
     trust = pem(tmp_path / "fiskalcis.pem", cis_sandbox.service_certificate)
     verifier = answer_verifier(settings(cis_url=SANDBOX_URL, cis_sandbox=True, cis_trust=trust))
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
-        result = await CisSubmitter([client], SANDBOX_URL, verifier).submit(
+        result = await Submitter([client], {"hr-cis": HrCisChannel(SANDBOX_URL, verifier)}).submit(
             signed_event(fiscal_settings, demo_certificate, 2)
         )
 
-    assert isinstance(result, Unverified), result
+    assert result.verdict is Verdict.UNVERIFIED, result
     assert "not signed by the CIS" in result.message and "FISKAL 1" in result.message
-    assert b"<tns:Jir>" in result.document  # a well-formed answer with a JIR, refused
+    # A well-formed answer with a JIR, refused.
+    assert result.document is not None and b"<tns:Jir>" in result.document
 
 
 # --- production code never reaches into the sandbox ----------------------------------

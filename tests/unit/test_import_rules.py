@@ -8,6 +8,9 @@
   `sandbox ...`): it may import every service and the sandboxes, and nothing imports it
   but tests and benchmarks;
 - runtime/ and the pure domain packages (schemas/, fiscal/, connectors/) import no service;
+- the pipeline's services (fiscalizer, reporter, write-back) reach a tax authority only
+  through its seam (fiscal/authority.py, fiscal/authorities.py), never an authority's
+  package (fiscal.hr_cis); the seam itself names no authority's package but the registry;
 - the pure domain packages import no Kafka client, stream processor or HTTP server
   (aiokafka, kafka, faust, mode, fastapi, starlette, uvicorn); schemas/ and fiscal/ no
   HTTP client either, connectors/ may use httpx (they are the clients of the accounting
@@ -33,6 +36,8 @@ DOMAIN = ("schemas", "fiscal", "connectors")
 SERVERS_AND_STREAMS = ("aiokafka", "kafka", "faust", "mode", "fastapi", "starlette", "uvicorn")
 HTTP_CLIENTS = ("httpx", "requests", "aiohttp")
 HTTP_CLIENT_ALLOWED = ("connectors",)
+AUTHORITY_USERS = ("services.fiscalizer", "services.reporter", "services.writeback")
+AUTHORITY_PACKAGES = ("fiscal.hr_cis",)
 
 
 def _module_of(path: Path) -> str:
@@ -107,6 +112,28 @@ def test_runtime_and_domain_import_no_service() -> None:
     bad = [_where(path, line, name) for path, line, module, name in _edges()
            if _top(module) in ("runtime", *DOMAIN) and _top(name) == "services"]
     assert not bad, "\n".join(bad)
+
+
+def _under(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_the_pipeline_reaches_tax_authorities_only_through_the_seam() -> None:
+    bad = [_where(path, line, name) for path, line, module, name in _edges()
+           if any(_under(module, user) for user in AUTHORITY_USERS)
+           and any(_under(name, package) for package in AUTHORITY_PACKAGES)]
+    bad += [_where(ROOT / "fiscal" / "authority.py", line, name)
+            for line, name in _imports(ROOT / "fiscal" / "authority.py")
+            if any(_under(name, package) for package in AUTHORITY_PACKAGES)]
+    assert not bad, ("import the authority seam (fiscal.authority, fiscal.authorities), not "
+                     "an authority's package:\n" + "\n".join(bad))
+
+
+def test_the_seam_rule_sees_an_authority_import() -> None:
+    # The rule above would pass vacuously were the walker blind to these names.
+    names = {name for _, name in _imports(ROOT / "fiscal" / "authorities.py")}
+    assert any(_under(name, "fiscal.hr_cis") for name in names)
+    assert _edges() and all(_under(u, "services") for u in AUTHORITY_USERS)
 
 
 @pytest.mark.parametrize("package", DOMAIN)

@@ -1,4 +1,4 @@
-"""How CisSubmitter spreads submissions over its HTTP clients: an idle one while there
+"""How the Submitter spreads submissions over its HTTP clients: an idle one while there
 is one, else the least busy; no I/O (the clients are never used here)."""
 
 from __future__ import annotations
@@ -8,13 +8,12 @@ from typing import cast
 import httpx
 import pytest
 
-from fiscal.hr_cis.soap import AnswerVerifier
-from services.reporter.cis import CisSubmitter
+from services.reporter.submit import Submitter
 
 
-def submitter(clients: int) -> CisSubmitter:
+def submitter(clients: int) -> Submitter:
     pool = [cast(httpx.AsyncClient, object()) for _ in range(clients)]
-    return CisSubmitter(pool, "http://127.0.0.1:9/", cast(AnswerVerifier, None))
+    return Submitter(pool, {})
 
 
 def test_each_submission_in_flight_gets_a_client_of_its_own() -> None:

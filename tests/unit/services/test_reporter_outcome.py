@@ -8,11 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from fiscal.authority import Answer, Verdict
+from fiscal.hr_cis.authority import classify_answer
 from fiscal.hr_cis.late import LateDeadline
 from fiscal.hr_cis.soap import CisAnswer
 from schemas.events import InvoiceSigned, InvoiceState
 from services.reporter.backoff import Backoff
-from services.reporter.outcome import Transient, Unverified, decide, first_late
+from services.reporter.outcome import decide, first_late
 from tests.factories import make_invoice
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -30,8 +32,13 @@ def signed(attempt: int = 1, first: datetime = NOW, late: bool = False) -> Invoi
     )
 
 
-def answer(jir: str | None = None, *errors: tuple[str, str]) -> CisAnswer:
-    return CisAnswer(message_id="m", jir=jir, errors=tuple(errors), document=b"<RacunOdgovor/>")
+def answer(jir: str | None = None, *errors: tuple[str, str]) -> Answer:
+    """A RacunOdgovor as the CIS channel classifies it."""
+    return classify_answer(
+        CisAnswer(message_id="m", jir=jir, errors=tuple(errors), document=b"<RacunOdgovor/>"))
+
+
+Transient = Answer.transient
 
 
 def test_a_jir_is_fiscalized_with_both_documents_kept() -> None:
@@ -115,9 +122,13 @@ def test_late_is_counted_once_per_invoice() -> None:
 
 
 def test_an_unverifiable_answer_is_not_retried_blindly() -> None:
-    status, retry = decide(signed(), Unverified("bad signature", b"<x/>"), NOW, BACKOFF, DEADLINE)
+    unverified = Answer(Verdict.UNVERIFIED, "answer_unverified", "bad signature",
+                        action="Check the configured CIS certificate", document=b"<x/>")
+    status, retry = decide(signed(), unverified, NOW, BACKOFF, DEADLINE)
     assert retry is None and status.state is InvoiceState.FAILED
     assert status.reason_code == "answer_unverified" and status.signed_answer == "<x/>"
+    assert "Check the configured CIS certificate, then look the invoice up" in status.message
+
 
 
 def test_backoff_grows_exponentially_is_capped_and_jittered() -> None:

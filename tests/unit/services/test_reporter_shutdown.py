@@ -10,9 +10,9 @@ import pytest
 
 import services.reporter.service as service
 from runtime.settings import KafkaSettings
-from services.reporter.cis import CisSubmitter
 from services.reporter.service import Reporter
 from services.reporter.settings import ReporterSettings
+from services.reporter.submit import Submitter
 
 
 class Client:
@@ -43,7 +43,7 @@ async def test_every_client_is_stopped_when_stopping_the_consumer_fails(
         await asyncio.Event().wait()
 
     monkeypatch.setattr(service.metrics, "track_lag", no_lag)
-    reporter = Reporter(KafkaSettings(), ReporterSettings(), cast(CisSubmitter, None))
+    reporter = Reporter(KafkaSettings(), ReporterSettings(), cast(Submitter, None))
     stop = asyncio.Event()
     stop.set()
 
