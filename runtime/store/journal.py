@@ -121,14 +121,45 @@ class InvoicePage:
     descending: bool
 
 
+class HistoryStep(StrEnum):
+    """History steps that are not a status outcome (runtime/store/projection.py)."""
+
+    RECEIVED = "received"  # first delivered out of draft by the source
+    SIGNED = "signed"  # one signature of it for the tax authority
+    EDITED = "edited"  # changed in the source after it was fiscalized
+
+
+# The storno of a fiscalized invoice is its own document, keyed by the invoice's source
+# id and this suffix (the fiscalizer's rule); its history belongs on the invoice's page.
+STORNO_SUFFIX = ":storno"
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     event_id: str
-    state: InvoiceState
+    state: InvoiceState | HistoryStep
     reason_code: str
     message: str
     attempt: int
     occurred_at: datetime
+    storno: bool = False  # a step of the invoice's storno document
+
+
+def _order(step: HistoryEntry) -> int:
+    if step.state is HistoryStep.RECEIVED:
+        return -1
+    if step.state is HistoryStep.SIGNED:
+        return 2 * step.attempt
+    # An attempt's outcome follows its signature; unsigned outcomes (attempt 0: blocked,
+    # duplicate, edited) keep the order they occurred in.
+    return 2 * step.attempt + 1 if step.attempt else 1 << 30
+
+
+def _step(value: str) -> InvoiceState | HistoryStep:
+    try:
+        return InvoiceState(value)
+    except ValueError:
+        return HistoryStep(value)
 
 
 @dataclass
@@ -377,19 +408,27 @@ class Journal(Repository):
         return min(n or 0, cap), (n or 0) > cap
 
     async def history(self, uid: str, source_id: str) -> list[HistoryEntry]:
-        """Every status the invoice went through, oldest first."""
+        """Every step the invoice went through, oldest first: received, each signature
+        and outcome, edits after fiscalization, and its storno's steps (`storno`)."""
+        sources = [source_id]
+        if not source_id.endswith(STORNO_SUFFIX):
+            sources.append(source_id + STORNO_SUFFIX)
         query = (
             select(JournalEvent)
             .where(JournalEvent.integration_uid == uid,
-                   JournalEvent.source_invoice_id == source_id)
+                   JournalEvent.source_invoice_id.in_(sources))
             .order_by(JournalEvent.occurred_at, JournalEvent.event_id)
         )
         async with self._tx() as session:
-            return [
-                HistoryEntry(e.event_id, InvoiceState(e.state), e.reason_code, e.message,
-                             e.attempt, e.occurred_at)
+            steps = [
+                HistoryEntry(e.event_id, _step(e.state), e.reason_code, e.message,
+                             e.attempt, e.occurred_at,
+                             storno=e.source_invoice_id != source_id)
                 for e in await session.scalars(query)
             ]
+        # A signed request states whole seconds: within one second, the receipt comes
+        # first, then each attempt's signature before its outcome.
+        return sorted(steps, key=lambda h: (h.occurred_at.replace(microsecond=0), _order(h)))
 
     async def daily(
         self, uids: Sequence[str], first_day: date, days: int, zone: ZoneInfo

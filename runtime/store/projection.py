@@ -15,12 +15,21 @@ Rules, so that replays, duplicates and late deliveries all converge on one state
   except that removed is final. Other kinds (certificate, settings) leave status alone;
   tier follows the latest event that carries one.
 - History: every status event applied (not a duplicate id) is kept in `journal_events`,
-  whatever its rank; the journal row shows only the winner.
+  whatever its rank; the journal row shows only the winner. Two steps are derived from
+  the status events, so that a rebuild restores them: "signed", once per signature (its
+  id is the message id), at the moment the signed request states (the CIS header's
+  DatumVrijeme); and "edited" for a duplicate of a fiscalized invoice whose number,
+  customer or total differs from the fiscalized one (a change the fiscal record no longer
+  matches; a payment or the write-back's own fields change none of them). "received"
+  rows come from `invoices.received` (`record_received`); `drop` keeps them, since that
+  topic is not replayed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     String,
@@ -63,9 +73,11 @@ from schemas.events import (
     Event,
     IntegrationEvent,
     IntegrationEventKind,
+    InvoiceReceived,
     InvoiceState,
     InvoiceStatus,
 )
+from schemas.invoice import SourceStatus
 from schemas.topics import INTEGRATIONS_EVENTS, INVOICES_STATUS
 
 log = logging.getLogger(__name__)
@@ -350,7 +362,7 @@ def _project_statuses(
             "uids": sorted({e.integration_uid for _, e in statuses}),
             "sources": sorted({e.invoice.source_id for _, e in statuses}),
         },
-    )
+    ).all()
     entries: dict[tuple[str, str], _Entry] = {
         (r.integration_uid, r.source_invoice_id): _Entry(
             integration_uid=r.integration_uid,
@@ -366,9 +378,35 @@ def _project_statuses(
         )
         for r in stored
     }
+    facts: dict[tuple[str, str], _Facts] = {
+        (r.integration_uid, r.source_invoice_id): (r.invoice_number, r.customer, r.total_cents)
+        for r in stored
+    }
     usage: Counter[tuple[str, str]] = Counter()
+    history: list[dict[str, Any]] = []
+    signatures: dict[str, dict[str, Any]] = {}
     for i, event in statuses:
+        key = (event.integration_uid, event.invoice.source_id)
+        entry = entries.get(key)
+        edit = None
+        if entry is not None and entry.state is InvoiceState.FISCALIZED:
+            edit = _edit_after_fiscalization(facts.get(key), event)
         outcomes[i] = _fold_status(entries, usage, event)
+        if outcomes[i] is Outcome.APPLIED:
+            facts[key] = _merge_facts(facts.get(key), event)
+        history.append({
+            "event_id": event.event_id,
+            "integration_uid": event.integration_uid,
+            "source_invoice_id": event.invoice.source_id,
+            "state": HISTORY_EDITED if edit else event.state.value,
+            "reason_code": event.reason_code,
+            "message": edit or event.message,
+            "attempt": event.attempt,
+            "occurred_at": event.occurred_at,
+        })
+        signed = _signature(event)
+        if signed is not None:
+            signatures.setdefault(signed["event_id"], signed)
 
     inserts: list[dict[str, Any]] = []
     taken: list[dict[str, Any]] = []
@@ -386,19 +424,9 @@ def _project_statuses(
         connection.execute(sql.take_state, taken)
     if seen:
         connection.execute(sql.see, seen)
-    connection.execute(sql.insert_history, [
-        {
-            "event_id": event.event_id,
-            "integration_uid": event.integration_uid,
-            "source_invoice_id": event.invoice.source_id,
-            "state": event.state.value,
-            "reason_code": event.reason_code,
-            "message": event.message,
-            "attempt": event.attempt,
-            "occurred_at": event.occurred_at,
-        }
-        for _, event in statuses
-    ])
+    connection.execute(sql.insert_history, history)
+    if signatures:
+        connection.execute(_INSERT_STEP, [signatures[k] for k in sorted(signatures)])
     counts = [
         {"integration_uid": uid, "month": month, "fiscalized": delta}
         for (uid, month), delta in sorted(usage.items())
@@ -406,6 +434,91 @@ def _project_statuses(
     ]
     if counts:
         connection.execute(sql.count_usage, counts)
+
+
+HISTORY_RECEIVED = "received"
+HISTORY_SIGNED = "signed"
+HISTORY_EDITED = "edited"
+_ZAGREB = ZoneInfo("Europe/Zagreb")
+# The CIS message header (Zaglavlje): IdPoruke, then DatumVrijeme, the moment the request
+# was made and signed, in Croatian time. It precedes the invoice's own DatVrijeme.
+_HEADER_TIME = re.compile(
+    r"Zaglavlje>\s*<(?:[\w.-]+:)?IdPoruke>[^<]*</(?:[\w.-]+:)?IdPoruke>\s*"
+    r"<(?:[\w.-]+:)?DatumVrijeme>(\d\d)\.(\d\d)\.(\d{4})T(\d\d):(\d\d):(\d\d)<"
+)
+_HEADER_SPAN = 4096  # the header sits at the start of the body; never scan a whole document
+
+_Facts = tuple[str | None, str | None, int | None]  # invoice number, customer, total cents
+
+
+def signed_at(document: str | None) -> datetime | None:
+    """When a signed CIS request was made: its header's DatumVrijeme (None if it has none)."""
+    if not document:
+        return None
+    found = _HEADER_TIME.search(document, 0, _HEADER_SPAN)
+    if found is None:
+        return None
+    day, month, year, hour, minute, second = map(int, found.groups())
+    try:
+        return datetime(year, month, day, hour, minute, second, tzinfo=_ZAGREB).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def _signature(event: InvoiceStatus) -> dict[str, Any] | None:
+    """The "signed" step of the attempt an outcome answers: one per message id, so every
+    outcome of one signature (and every replay) names the same row."""
+    at = signed_at(event.signed_request)
+    if at is None or not event.message_id:
+        return None
+    return {
+        "event_id": "signed:" + event.message_id[:100],
+        "integration_uid": event.integration_uid,
+        "source_invoice_id": event.invoice.source_id,
+        "state": HISTORY_SIGNED,
+        "reason_code": "signed",
+        "message": f"Signed for the tax authority (attempt {event.attempt}, message id "
+                   f"{event.message_id}, fiscal number {event.fiscal_number or 'none'}).",
+        "attempt": event.attempt,
+        "occurred_at": at,
+    }
+
+
+def _merge_facts(old: _Facts | None, event: InvoiceStatus) -> _Facts:
+    # As the journal row keeps them: a winning event that does not carry one keeps the old.
+    ref = event.invoice
+    total = cents(ref.total) if ref.total is not None else None
+    if old is None:
+        return (ref.number, ref.customer, total)
+    return (ref.number, ref.customer or old[1], total if total is not None else old[2])
+
+
+def _money(total_cents: int) -> str:
+    return f"{Decimal(total_cents) / 100:.2f}"
+
+
+def _edit_after_fiscalization(fiscalized: _Facts | None, event: InvoiceStatus) -> str | None:
+    """The history message for a duplicate of a fiscalized invoice that changed what the
+    fiscal record states (number, customer, total); None when nothing of it changed."""
+    if fiscalized is None or event.state is not InvoiceState.DUPLICATE:
+        return None
+    number, customer, total = fiscalized
+    ref = event.invoice
+    changes = []
+    if number and ref.number != number:
+        changes.append(f"number {number} -> {ref.number}")
+    if customer and ref.customer and ref.customer[:200] != customer:
+        changes.append(f"customer {customer} -> {ref.customer}")
+    if total is not None and ref.total is not None and cents(ref.total) != total:
+        changes.append(f"total {_money(total)} -> {_money(cents(ref.total))} EUR")
+    if not changes:
+        return None
+    return (
+        f"Edited in the source after fiscalization (version {ref.version}): "
+        + "; ".join(changes)
+        + ". The fiscalized record keeps the original; a fiscalized invoice cannot be "
+        "changed: issue a credit note cancelling it and a new invoice instead."
+    )
 
 
 def _fold_status(
@@ -538,10 +651,47 @@ def _status_wins(row: _Integration, status: IntegrationStatus, event: Integratio
     return new > current
 
 
+async def record_received(session: AsyncSession, events: Sequence[InvoiceReceived]) -> int:
+    """Keep the "received" step of each invoice: the earliest delivery of it out of draft
+    (webhook, poll, replay), one row per invoice whatever the number of deliveries, so
+    redelivery and any order converge. Returns the number of deliveries considered."""
+    rows: dict[str, dict[str, Any]] = {}
+    for event in events:
+        invoice = event.invoice
+        if invoice.status is SourceStatus.DRAFT:
+            continue  # not an invoice yet: nothing is fiscalized from a draft
+        row_id = received_id(event.integration_uid, invoice.source_id)
+        kept = rows.get(row_id)
+        if kept is not None and kept["occurred_at"] <= event.occurred_at:
+            continue
+        rows[row_id] = {
+            "event_id": row_id,
+            "integration_uid": event.integration_uid,
+            "source_invoice_id": invoice.source_id,
+            "state": HISTORY_RECEIVED,
+            "reason_code": event.channel.value,
+            "message": f"Received from {invoice.source} by {event.channel.value}"
+                       f" (invoice {invoice.number}, version {invoice.version}).",
+            "attempt": 0,
+            "occurred_at": event.occurred_at,
+        }
+    if rows:
+        await session.execute(_UPSERT_RECEIVED, [rows[k] for k in sorted(rows)])
+    return len(rows)
+
+
+def received_id(uid: str, source_id: str) -> str:
+    """The id of an invoice's "received" row: one per invoice, within the column's size."""
+    digest = hashlib.sha256(f"{uid}\x00{source_id}".encode()).hexdigest()[:40]
+    return f"received:{digest}"
+
+
 async def drop(session: AsyncSession) -> None:
-    """Forget everything the events put in the store (before replaying them)."""
-    for model in (JournalEntry, JournalEvent, LicenseUsage, ProcessedEvent):
+    """Forget everything the events put in the store (before replaying them). The
+    "received" steps stay: `invoices.received` is not replayed, so nothing restores them."""
+    for model in (JournalEntry, LicenseUsage, ProcessedEvent):
         await session.execute(delete(model))
+    await session.execute(delete(JournalEvent).where(JournalEvent.state != HISTORY_RECEIVED))
     await session.execute(
         update(Integration).values(
             status=NEUTRAL_STATUS.value,
@@ -569,6 +719,21 @@ _EVIDENCE = (
     "customer", "customer_key", "total_cents", "issued_at", "fiscal_seq",
 )
 _HISTORY = cast(Table, JournalEvent.__table__)
+_HISTORY_COLUMNS = ("event_id", "integration_uid", "source_invoice_id", "state", "reason_code",
+                    "message", "attempt", "occurred_at")
+_HISTORY_VALUES = (
+    f"INSERT INTO journal_events ({', '.join(_HISTORY_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _HISTORY_COLUMNS)}) "
+)
+# A derived step (one per signature) is written by every outcome of it: the first stays.
+_INSERT_STEP = text(_HISTORY_VALUES + "ON CONFLICT (event_id) DO NOTHING").bindparams(
+    bindparam("occurred_at", type_=_HISTORY.c.occurred_at.type))
+# The earliest delivery is the invoice's receipt, whatever order deliveries are applied in.
+_UPSERT_RECEIVED = text(
+    _HISTORY_VALUES + "ON CONFLICT (event_id) DO UPDATE SET occurred_at = excluded.occurred_at, "
+    "reason_code = excluded.reason_code, message = excluded.message "
+    "WHERE excluded.occurred_at < journal_events.occurred_at"
+).bindparams(bindparam("occurred_at", type_=_HISTORY.c.occurred_at.type))
 
 
 @dataclass(frozen=True)
@@ -673,6 +838,9 @@ def _build(dialect: str) -> _Sql:
             j.c.fiscalized_at,
             j.c.last_event_id,
             j.c.last_occurred_at,
+            j.c.invoice_number,
+            j.c.customer,
+            j.c.total_cents,
         )
         .where(
             j.c.integration_uid.in_(bindparam("uids", expanding=True)),

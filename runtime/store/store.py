@@ -22,7 +22,7 @@ from runtime.store.projection import Outcome
 from runtime.store.tokens import Tokens
 from runtime.store.writeback import WriteBacks
 from runtime.vault import Vault
-from schemas.events import Event
+from schemas.events import Event, InvoiceReceived
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,13 @@ class Store:
                 log.info("projection conflict; retrying", extra={"attempt": attempt})
                 await asyncio.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
+
+    async def record_received(self, events: Sequence[InvoiceReceived]) -> int:
+        """Keep each invoice's first receipt for its history (projection.record_received)."""
+        if not events:
+            return 0
+        async with self.sessions.begin() as session:
+            return await projection.record_received(session, events)
 
     async def drop_projection(self) -> None:
         async with self.sessions.begin() as session:

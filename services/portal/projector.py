@@ -1,5 +1,7 @@
 """The projector: keeps the store's integration status, fiscal journal and license usage
-current from `invoices.status` and `integrations.events`.
+current from `invoices.status` and `integrations.events`, each invoice's write-back
+outcome from `invoices.writeback`, and each invoice's first receipt (its history's
+"received" step) from `invoices.received`.
 
 Each batch of records is applied in one database transaction, and offsets are committed
 only after it commits; a crash in between re-delivers records the projection already
@@ -34,8 +36,14 @@ from runtime.metrics import INTEGRATION_INVOICES
 from runtime.settings import KafkaSettings
 from runtime.store import Store
 from runtime.store.rebuild import Topics, decode
-from schemas.events import Event, IntegrationEvent, InvoiceStatus, WriteBackStatus
-from schemas.topics import INVOICES_WRITEBACK, Topic
+from schemas.events import (
+    Event,
+    IntegrationEvent,
+    InvoiceReceived,
+    InvoiceStatus,
+    WriteBackStatus,
+)
+from schemas.topics import INVOICES_RECEIVED, INVOICES_WRITEBACK, Topic
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +85,7 @@ class Projector:
         batch_size: int = 500,
         linger: float = 0.2,
         writeback_topic: str | None = None,
+        received_topic: str | None = None,
     ) -> None:
         self.store = store
         self.kafka = kafka
@@ -84,6 +93,10 @@ class Projector:
         # the portal; read by default with the default topics, else when named.
         self.writeback_topic = writeback_topic or (
             INVOICES_WRITEBACK.name if topics is None else None)
+        # Deliveries (invoices.received) give each invoice's "received" history step;
+        # read by default with the default topics, else when named.
+        self.received_topic = received_topic or (
+            INVOICES_RECEIVED.name if topics is None else None)
         self.topics = topics or Topics()
         self.group_id = group_id
         self.batch_size = batch_size
@@ -96,7 +109,8 @@ class Projector:
         producer = clients.producer(self.kafka)
         self.dead_letters = DeadLetters(
             [Topic(self.topics.status, InvoiceStatus), Topic(self.topics.events, IntegrationEvent),
-             *([Topic(self.writeback_topic, WriteBackStatus)] if self.writeback_topic else [])],
+             *([Topic(self.writeback_topic, WriteBackStatus)] if self.writeback_topic else []),
+             *([Topic(self.received_topic, InvoiceReceived)] if self.received_topic else [])],
             producer,
         )
         # Fetches return at least every quarter linger, so a batch waits about `linger`.
@@ -104,7 +118,8 @@ class Projector:
         stream = StreamConsumer(consumer, self._steps, EVERY_BATCH, poll_seconds=poll,
                                 max_records=self.batch_size)
         stream.subscribe([*self.topics.names,
-                          *([self.writeback_topic] if self.writeback_topic else [])])
+                          *([self.writeback_topic] if self.writeback_topic else []),
+                          *([self.received_topic] if self.received_topic else [])])
         await consumer.start()
         try:
             await producer.start()
@@ -128,10 +143,16 @@ class Projector:
         database refuses as data, are parked as dead letters and the rest applied."""
         started = time.perf_counter()
         good: list[tuple[ConsumerRecord[bytes, bytes], Event]] = []
+        received: list[tuple[ConsumerRecord[bytes, bytes], InvoiceReceived]] = []
         for record in records:
             try:
                 if record.topic == self.writeback_topic:
                     await self._apply_writeback(record)
+                    continue
+                if record.topic == self.received_topic:
+                    if record.value is None:
+                        raise ValueError("record has no value")
+                    received.append((record, InvoiceReceived.from_json(record.value)))
                     continue
                 good.append((record, decode(self.topics, record)))
             except (ValidationError, ValueError) as error:
@@ -150,6 +171,8 @@ class Projector:
                     if not refused_as_data(error):
                         raise
                     await self._dead_letter(record, error)
+        if received:
+            await self._apply_received(received)
         for outcome, n in outcomes.items():
             EVENTS.labels(outcome.value).inc(n)
         for _, event in good:
@@ -158,6 +181,25 @@ class Projector:
             if isinstance(event, InvoiceStatus):
                 INTEGRATION_INVOICES.count(event.integration_uid, event.state.value)
         BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def _apply_received(
+        self, received: list[tuple[ConsumerRecord[bytes, bytes], InvoiceReceived]]
+    ) -> None:
+        """Keep each invoice's first receipt (the store keeps the earliest, so redelivery
+        and order are harmless); a delivery the database refuses is parked alone."""
+        try:
+            await self.store.record_received([event for _, event in received])
+        except Exception as batch_error:
+            if not refused_as_data(batch_error):
+                raise
+            for record, event in received:
+                try:
+                    await self.store.record_received([event])
+                except Exception as error:
+                    if not refused_as_data(error):
+                        raise
+                    await self._dead_letter(record, error)
+        EVENTS.labels("received").inc(len(received))
 
     async def _apply_writeback(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """Keep the latest write-back outcome of the invoice (a newer one stored wins, so

@@ -19,7 +19,8 @@ from lxml import etree
 
 from fiscal.hr_cis.document import RacunFields, TaxRowText, build_request
 from runtime import resend as resending
-from schemas.events import InvoiceRef, InvoiceState, InvoiceStatus
+from schemas.events import Channel, InvoiceReceived, InvoiceRef, InvoiceState, InvoiceStatus
+from tests.factories import make_invoice
 from tests.fixtures.certs import Pfx
 from tests.fixtures.zoho import forms_of
 from tests.integration.test_portal_helpers import (  # noqa: F401 - fixtures
@@ -304,3 +305,73 @@ async def test_resend_button_for_stuck_invoices_only(
     # Without the pipeline's clients the button answers 503 and sends nothing.
     unavailable = await browser.submit(url, "resend", url + "/resend")
     assert unavailable.status_code == 503
+
+
+async def test_detail_page_history_names_every_step(
+    env: PortalUnderTest, demo_pfx: Pfx, demo_oib: str
+) -> None:
+    """Received, signed, retried, fiscalized, edited after fiscalization and the storno,
+    each at its own moment; a rejection shows its code and what to do."""
+    browser, uid = await _connected(env, demo_pfx, demo_oib, "history@firma.example")
+    [done] = _events(uid, 1)
+    ref = done.invoice
+    source = ref.source_id
+    request = done.signed_request
+    assert request is not None
+    retry = InvoiceStatus(
+        integration_uid=uid, occurred_at=T0 + timedelta(seconds=2), invoice=ref,
+        state=InvoiceState.RETRYING, reason_code="s006", message="CIS unavailable", attempt=1,
+        message_id="6f2c8d1e-0000-4000-8000-000000000001", signed_request=request,
+    )
+    done = done.model_copy(update={"attempt": 2, "message_id": "m-2", "signed_request":
+                                   request.replace("T09:00:01<", "T09:00:02<")})
+    edited = InvoiceStatus(
+        integration_uid=uid, occurred_at=T0 + timedelta(minutes=9), state=InvoiceState.DUPLICATE,
+        invoice=ref.model_copy(update={"version": "v2", "total": Decimal("12.00")}),
+        reason_code="already_fiscalized", message="already fiscalized",
+    )
+    storno_ref = ref.model_copy(update={"source_id": source + ":storno",
+                                        "total": Decimal("-10.00")})
+    storno = InvoiceStatus(
+        integration_uid=uid, occurred_at=T0 + timedelta(minutes=10), invoice=storno_ref,
+        state=InvoiceState.FISCALIZED, reason_code="ok", message="Fiscalized; JIR s-1.",
+        receipt_id="bbbb0000-0000-4000-8000-000000000000",
+    )
+    await env.store.apply([retry, done, edited, storno])
+    await env.store.record_received([InvoiceReceived(
+        integration_uid=uid, channel=Channel.POLL, occurred_at=T0 - timedelta(seconds=30),
+        invoice=make_invoice(source_id=source, number=ref.number),
+    )])
+    page = await browser.get(f"/integrations/{uid}/invoices/{source}")
+    assert page.status_code == 200, page.text
+    history = page.text[page.text.index('id="history"'):]
+    rows = re.findall(r'data-step="([^"]+)"><td>([^<]+)</td><td>(.*?)</td>', history)
+    # The signature of attempt 2 and the outcome of attempt 1 share a second.
+    assert [(step, when) for step, when, _ in rows] == [
+        ("received", "2026-03-10 08:59:30"),
+        ("signed", "2026-03-10 09:00:01"),
+        ("retrying", "2026-03-10 09:00:02"),
+        ("signed", "2026-03-10 09:00:02"),
+        ("fiscalized", "2026-03-10 09:00:03"),
+        ("edited", "2026-03-10 09:09:00"),
+        ("storno-fiscalized", "2026-03-10 09:10:00"),
+    ]
+    labels = {step: html.unescape(re.sub("<[^>]+>", "", label)) for step, _, label in rows}
+    assert labels["received"] == "Received" and labels["signed"] == "Signed"
+    assert labels["retrying"] == "Retried" and labels["fiscalized"] == "Fiscalized"
+    assert labels["edited"] == "Edited after fiscalization"
+    assert labels["storno-fiscalized"] == "Storno: Fiscalized"
+    assert "total 10.00 -&gt; 12.00 EUR" in history  # escaped, as every message
+    assert f'href="/integrations/{uid}/invoices/{source}:storno"' in history
+
+    rejected = InvoiceStatus(
+        integration_uid=uid, occurred_at=T0, state=InvoiceState.REJECTED,
+        invoice=ref.model_copy(update={"source_id": "rej-1"}), reason_code="s005",
+        message="Rejected by the tax authority (s005: wrong certificate). Replace the "
+                "certificate on the integration, then resend.",
+    )
+    await env.store.apply([rejected])
+    shown = (await browser.get(f"/integrations/{uid}/invoices/rej-1")).text
+    rows = re.findall(r'data-step="rejected"><td>[^<]+</td><td>Rejected</td><td>[^<]*</td>'
+                      r'<td>s005</td><td>([^<]+)</td>', shown)
+    assert rows and "Replace the certificate" in rows[0]

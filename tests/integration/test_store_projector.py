@@ -19,9 +19,11 @@ from runtime.kafka.admin import admin_client, delete_topics, ensure_topics
 from runtime.settings import KafkaSettings
 from runtime.store import IntegrationStatus, Outcome, Store
 from runtime.store.rebuild import RebuildRefused, Topics, rebuild
-from schemas.events import Event, IntegrationEventKind, InvoiceState
+from schemas.events import Channel, Event, IntegrationEventKind, InvoiceReceived, InvoiceState
+from schemas.invoice import Invoice, SourceStatus
 from schemas.topics import Topic
 from services.portal.projector import Projector
+from tests.factories import make_invoice
 from tests.fixtures.certs import Pfx
 from tests.fixtures.kafka import MakeTopic
 from tests.fixtures.store import integration_event_at, invoice_status_at, projection_snapshot
@@ -354,5 +356,72 @@ async def test_bad_records_go_to_the_dead_letter_topic(
             assert headers.keys() <= dict(dead[1].headers).keys()
             assert dict(dead[1].headers)["fiscobridge.error.type"] == b"DBAPIError"
             assert b"too long" in dict(dead[1].headers)["fiscobridge.error.message"]
+    finally:
+        await delete_topics(kafka_settings, [dlq])
+
+
+async def test_projector_keeps_the_first_receipt_of_each_invoice(
+    store: Store,
+    uids: list[str],
+    topics: Topics,
+    kafka_settings: KafkaSettings,
+    projector_group: str,
+    make_topic: MakeTopic,
+) -> None:
+    """invoices.received gives the history's "received" step: the earliest delivery out
+    of draft, once per invoice, whatever the number and order of deliveries; a record
+    that is no event is parked, the others kept."""
+    received = await make_topic(partitions=2)
+    dlq = f"{received}.dlq"
+    await ensure_topics(kafka_settings, [Topic(dlq, Event, 1)])
+    try:
+        issued = make_invoice(source_id="r-1", number="INV-1", status=SourceStatus.SENT)
+        draft = make_invoice(source_id="r-2", number="INV-2", status=SourceStatus.DRAFT)
+
+        def delivery(invoice: Invoice, at: datetime, channel: Channel) -> InvoiceReceived:
+            return InvoiceReceived(integration_uid=uids[0], invoice=invoice, channel=channel,
+                                   occurred_at=at)
+
+        await publish(kafka_settings, received, [
+            delivery(issued, T0 + timedelta(minutes=5), Channel.POLL),
+            delivery(draft, T0, Channel.WEBHOOK),
+            delivery(issued, T0 + timedelta(minutes=1), Channel.WEBHOOK),
+        ])
+        await publish_raw(kafka_settings, received, b"not an invoice")
+        status = invoice_status_at(InvoiceState.FISCALIZED, T0 + timedelta(minutes=2),
+                                   uid=uids[0], source_id="r-1")
+        await publish(kafka_settings, topics.status, [status])
+        stop = asyncio.Event()
+        projector = Projector(store, kafka_settings, topics=topics, group_id=projector_group,
+                              received_topic=received)
+        task = asyncio.create_task(projector.run(stop))
+        try:
+            async with asyncio.timeout(60):
+                while True:
+                    steps = await store.journal.history(uids[0], "r-1")
+                    if len(steps) == 2:
+                        break
+                    if task.done():
+                        task.result()
+                    await asyncio.sleep(0.2)
+        finally:
+            stop.set()
+            await task
+        assert [(s.state, s.occurred_at, s.reason_code) for s in steps] == [
+            ("received", T0 + timedelta(minutes=1), "webhook"),
+            (InvoiceState.FISCALIZED, status.occurred_at, status.reason_code),
+        ]
+        assert await store.journal.history(uids[0], "r-2") == []  # a draft is not received
+        consumer = clients.consumer(kafka_settings, dlq, group_id=None)
+        await consumer.start()
+        try:
+            dead: list[ConsumerRecord[bytes, bytes]] = []
+            async with asyncio.timeout(20):
+                while not dead:
+                    for records in (await consumer.getmany(timeout_ms=500)).values():
+                        dead += records
+        finally:
+            await consumer.stop()
+        assert dead[0].value == b"not an invoice"
     finally:
         await delete_topics(kafka_settings, [dlq])

@@ -18,7 +18,13 @@ from starlette.datastructures import QueryParams
 
 from runtime import resend as resending
 from runtime.store import IntegrationRecord, InvalidInput
-from runtime.store.journal import InvoiceFilter, InvoicePage, InvoiceRow, InvoiceSort
+from runtime.store.journal import (
+    HistoryStep,
+    InvoiceFilter,
+    InvoicePage,
+    InvoiceRow,
+    InvoiceSort,
+)
 from runtime.store.projection import cents
 from schemas.events import InvoiceState
 from services.portal.web import receipt
@@ -37,6 +43,14 @@ STATE_LABELS = {
     InvoiceState.RETRYING: "Retrying",
     InvoiceState.FAILED: "Failed",
     InvoiceState.SKIPPED: "Skipped",
+}
+# The history's steps: every state, and the steps that are not an outcome.
+STEP_LABELS: dict[str, str] = {
+    HistoryStep.RECEIVED: "Received",
+    HistoryStep.SIGNED: "Signed",
+    **{state.value: label for state, label in STATE_LABELS.items()},
+    InvoiceState.RETRYING: "Retried",
+    HistoryStep.EDITED: "Edited after fiscalization",
 }
 LATE_AFTER_WORKING_DAYS = 2
 CSV_COLUMNS = (
@@ -320,6 +334,7 @@ async def invoice_page(request: Request, uid: str, source_id: str) -> Response:
     return render(
         request, "invoice.html", entry=entry, told=told, qr_url=url, qr_svg=svg,
         history=await portal.store.journal.history(uid, source_id), states=STATE_LABELS,
+        steps=STEP_LABELS,
         write_back=await write_back_state(portal, uid, source_id), zone=ZONE,
     )
 
