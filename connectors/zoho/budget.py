@@ -13,7 +13,8 @@ interval stretches until the list calls fit in the rest. Once Zoho's
 `X-Rate-Limit-Limit/-Remaining/-Reset` headers have been seen, the limit they state
 replaces the plan's, and what is left today bounds the interval too: polling until the
 reset may use at most `share` of the remaining calls. While webhooks are arriving for
-the organization the interval stretches by `webhook_factor` more.
+the organization the poller stretches the interval further (services/poller/schedule.py,
+`webhook_factor`).
 """
 
 from __future__ import annotations
@@ -76,14 +77,11 @@ class DailyBudget:
 
     cap: int = field(default_factory=lambda: plan_cap(None))
     share: float = 0.5
-    webhook_factor: float = 4.0
-    webhook_quiet: timedelta = timedelta(minutes=30)
     remaining: int | None = None
     reset_at: datetime | None = None
     from_headers: bool = False
     _details: deque[tuple[datetime, int]] = field(default_factory=deque)
     _list_calls: float | None = None
-    _last_webhook: datetime | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.share <= 1:
@@ -105,9 +103,6 @@ class DailyBudget:
         self._details.append((now, detail_calls))
         while self._details and self._details[0][0] <= now - DAY:
             self._details.popleft()
-
-    def webhook_arrived(self, now: datetime) -> None:
-        self._last_webhook = now
 
     def detail_calls_per_day(self) -> int:
         return sum(calls for _, calls in self._details)
@@ -131,6 +126,4 @@ class DailyBudget:
                 interval = max(interval, until_reset)
             else:
                 interval = max(interval, until_reset * (per_poll / left))
-        if self._last_webhook is not None and now - self._last_webhook < self.webhook_quiet:
-            interval *= self.webhook_factor
         return interval

@@ -92,6 +92,11 @@ class ZohoBooksClient:
         """The credit note with line items, taxes and `invoices_credited[]`."""
         return await self._record(f"/creditnotes/{creditnote_id}", "creditnote", creditnote_id)
 
+    async def contact(self, contact_id: str) -> dict[str, Any]:
+        """`GET /contacts/{id}` (scope ZohoBooks.contacts.READ): the buyer's tax numbers
+        and custom fields (connectors.zoho.contacts caches it)."""
+        return await self._record(f"/contacts/{contact_id}", "contact", contact_id)
+
     async def invoice_payments(self, invoice_id: str) -> list[dict[str, Any]]:
         """Payments recorded against the invoice (its GET carries none), with payment_mode."""
         body = await self._request("GET", f"/invoices/{invoice_id}/payments", {})
@@ -107,10 +112,19 @@ class ZohoBooksClient:
         is *uncertain* in Zoho's published reference, so the answer's list is read from
         `customfields` and, failing that, `custom_fields`.
         """
-        body = await self._request("GET", "/settings/customfields", {"entity": "invoice"})
+        return await self._custom_fields("invoice")
+
+    async def credit_note_custom_fields(self) -> list[dict[str, Any]]:
+        """The organization's credit note custom fields (Zoho keeps custom fields per
+        module: a credit note's have ids of their own). `entity=creditnote` is
+        *uncertain* as the invoice one is."""
+        return await self._custom_fields("creditnote")
+
+    async def _custom_fields(self, entity: str) -> list[dict[str, Any]]:
+        body = await self._request("GET", "/settings/customfields", {"entity": entity})
         fields = body.get("customfields", body.get("custom_fields"))
         if not isinstance(fields, list):
-            raise ZohoApiError(-1, "custom fields answer has no list of fields")
+            raise ZohoApiError(-1, f"{entity} custom fields answer has no list of fields")
         return fields
 
     async def update_custom_fields(
@@ -125,6 +139,40 @@ class ZohoBooksClient:
             json_body=[{"customfield_id": k, "value": v} for k, v in values.items()],
         )
         return list(body.get("custom_fields") or [])
+
+    async def update_credit_note_custom_fields(
+        self, creditnote_id: str, values: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        """`PUT /creditnotes/{id}` with only `custom_fields: [{customfield_id, value}]`
+        (scope `ZohoBooks.creditnotes.UPDATE`).
+
+        Source: Zoho Books API v3, Credit Notes, "Update a credit note"
+        (https://www.zoho.com/books/api/v3/credit-notes/), whose arguments include
+        `custom_fields`; its endpoint list has no per-credit-note `customfields` call
+        like the invoice's. *Uncertain*: the reference does not say that a body with
+        `custom_fields` alone keeps the credit note's lines and status, as a partial PUT
+        on an invoice does (design/zoho-books.md); a refusal is classified like the
+        invoice's and shown with Zoho's message.
+        """
+        body = await self._request(
+            "PUT",
+            f"/creditnotes/{creditnote_id}",
+            {},
+            json_body={
+                "custom_fields": [{"customfield_id": k, "value": v} for k, v in values.items()]
+            },
+        )
+        note = body.get("creditnote")
+        return list(note.get("custom_fields") or []) if isinstance(note, dict) else []
+
+    async def invoice_comments(self, invoice_id: str) -> list[dict[str, Any]]:
+        """`GET /invoices/{id}/comments` ("List invoice comments & history"): comments and
+        history entries, each with a `description`."""
+        body = await self._request("GET", f"/invoices/{invoice_id}/comments", {})
+        comments = body.get("comments")
+        if not isinstance(comments, list):
+            raise ZohoApiError(-1, f"answer for invoice {invoice_id} comments has no list")
+        return comments
 
     async def add_comment(
         self, invoice_id: str, text: str, *, show_to_client: bool = False

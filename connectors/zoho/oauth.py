@@ -43,10 +43,14 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "ZohoBooks.settings.READ",
     # Credit notes are fiscalized as storno invoices.
     "ZohoBooks.creditnotes.READ",
+    # The buyer's tax number when the invoice does not carry it (connectors/zoho/contacts).
+    "ZohoBooks.contacts.READ",
     # Write-back: fiscal number, ZKI, JIR and QR URL into the invoice's custom fields
     # (UPDATE), and a comment on the invoice when that fails (CREATE).
     "ZohoBooks.invoices.UPDATE",
     "ZohoBooks.invoices.CREATE",
+    # Write-back of a credit note's storno into the credit note's own custom fields.
+    "ZohoBooks.creditnotes.UPDATE",
 )
 REFRESH_WINDOW = timedelta(minutes=10)
 """Zoho's window for at most 10 access tokens per refresh token."""

@@ -21,7 +21,8 @@ Details are fetched oldest change first, so when the quota runs out part-way the
 watermark can still advance over the unbroken run of fetched records: a daily cap
 smaller than the backlog then makes progress every day instead of starting over. An
 invoice with payments recorded costs one more call, `GET /invoices/{id}/payments`
-(its detail carries none), for the payment method.
+(its detail carries none), for the payment method; a document without the buyer's tax
+number, one `GET /contacts/{id}` per contact and cache period (connectors.zoho.contacts).
 
 A sync never raises a `ZohoError`: it returns what it fetched, the watermark that is
 safe to store once those records are published, and in `interrupted` why it stopped
@@ -41,10 +42,12 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.zoho.client import MAX_PER_PAGE, ZohoBooksClient
+from connectors.zoho.contacts import ContactCache
 from connectors.zoho.errors import ZohoApiError, ZohoError
 from connectors.zoho.mapping import (
     InvoiceMappingError,
     MappingOptions,
+    buyer_contact_id,
     map_credit_note,
     map_invoice,
     parse_datetime,
@@ -164,12 +167,23 @@ def has_payments(document: Mapping[str, Any]) -> bool:
         return False
 
 
-async def _fetch(client: ZohoBooksClient, key: str) -> tuple[dict[str, Any], list[Any] | None]:
+Fetched = tuple[dict[str, Any], list[Any] | None, Mapping[str, Any] | None]
+
+
+async def _fetch(
+    client: ZohoBooksClient, key: str, contacts: ContactCache | None, buyer_tax_field: str | None
+) -> Fetched:
+    payments = None
     if key.startswith(CREDIT_NOTE):
-        return await client.credit_note(key.removeprefix(CREDIT_NOTE)), None
-    document = await client.invoice(key)
-    payments = await client.invoice_payments(key) if has_payments(document) else None
-    return document, payments
+        document = await client.credit_note(key.removeprefix(CREDIT_NOTE))
+    else:
+        document = await client.invoice(key)
+        payments = await client.invoice_payments(key) if has_payments(document) else None
+    contact = None
+    contact_id = buyer_contact_id(document, buyer_tax_field) if contacts is not None else None
+    if contacts is not None and contact_id is not None:
+        contact = await contacts.get(client, contact_id)
+    return document, payments, contact
 
 
 async def changed_invoices(
@@ -182,9 +196,12 @@ async def changed_invoices(
     default_payment_method: PaymentMethod = PaymentMethod.OTHER,
     options: MappingOptions | None = None,
     credit_notes: bool = True,
+    contacts: ContactCache | None = None,
 ) -> SyncResult:
     """`seen`: the previous result's `seen`; without it the overlap is fetched again
-    (harmless downstream, but it costs one detail call per re-read record)."""
+    (harmless downstream, but it costs one detail call per re-read record).
+    `contacts`: read the buyer's contact (cached) for a document that carries no tax
+    number itself; without it only the document's own fields are read."""
     options = options or MappingOptions(default_payment_method=default_payment_method)
     calls_before = client.limiter.calls
     listing = Listing(watermark - overlap if watermark is not None else None, seen)
@@ -220,7 +237,8 @@ async def changed_invoices(
     list_calls = client.limiter.calls - calls_before
     order = sorted(listing.changes.items(), key=lambda change: (change[1], change[0]))
     outcomes = await asyncio.gather(
-        *(_fetch(client, key) for key, _ in order), return_exceptions=True
+        *(_fetch(client, key, contacts, options.buyer_tax_field) for key, _ in order),
+        return_exceptions=True,
     )
     invoices: dict[Key, Invoice] = {}
     progress: list[tuple[datetime, bool]] = []
@@ -240,12 +258,14 @@ async def changed_invoices(
             raise outcome
         progress.append((modified, True))
         done.add((key, modified))
-        document, payments = outcome
+        document, payments, contact = outcome
         try:
             if key.startswith(CREDIT_NOTE):
-                invoice = map_credit_note(document, **options.kwargs())
+                invoice = map_credit_note(document, contact=contact, **options.kwargs())
             else:
-                invoice = map_invoice(document, payments=payments, **options.kwargs())
+                invoice = map_invoice(
+                    document, payments=payments, contact=contact, **options.kwargs()
+                )
         except InvoiceMappingError as error:
             rejected.append(Rejected(key.removeprefix(CREDIT_NOTE), error.code, str(error)))
             continue

@@ -17,6 +17,7 @@ import secrets
 import string
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 from connectors.zoho.mapping import (
     InvoiceMappingError,
@@ -72,19 +73,12 @@ def _decode_signature(text: str) -> bytes | None:
     return None
 
 
-def parse_webhook(
-    body: bytes,
-    *,
-    default_payment_method: PaymentMethod = PaymentMethod.OTHER,
-    options: MappingOptions | None = None,
-) -> Invoice:
-    """`{"invoice": {...}}` or, from a rule on the Credit Notes module, `{"creditnote":
-    {...}}` (Zoho's default payload) -> the canonical invoice.
+Document = tuple[str, Mapping[str, Any]]  # ("invoice" | "creditnote", the record)
 
-    A webhook carries no payments (Zoho's invoice JSON has none): the payment method is
-    the integration's default until a poll reads the payments.
-    """
-    options = options or MappingOptions(default_payment_method=default_payment_method)
+
+def webhook_document(body: bytes) -> Document:
+    """The record a webhook body carries: `{"invoice": {...}}` or, from a rule on the
+    Credit Notes module, `{"creditnote": {...}}` (Zoho's default payload)."""
     try:
         # Exact numbers: amounts as Decimal, 19-digit ids as int, never through float.
         document = json.loads(body, parse_float=Decimal)
@@ -99,14 +93,49 @@ def parse_webhook(
             f'body has no "invoice" or "creditnote" key (keys: {keys}); the workflow rule'
             " must be on the Invoice or Credit Notes module with the default payload",
         )
+    kind = "creditnote" if "creditnote" in document else "invoice"
+    record = document[kind]
+    if not isinstance(record, Mapping):
+        raise PayloadInvalid(
+            "mapping:not_an_object", f'invoice cannot be mapped: "{kind}" must be a JSON object'
+        )
+    return kind, record
+
+
+def map_webhook(
+    document: Document,
+    options: MappingOptions | None = None,
+    *,
+    contact: Mapping[str, Any] | None = None,
+) -> Invoice:
+    """The canonical invoice from `webhook_document`'s answer; `contact`: the buyer's
+    contact when the record carries no tax number (connectors.zoho.contacts)."""
+    options = options or MappingOptions()
+    kind, record = document
     try:
-        if "creditnote" in document:
-            return map_credit_note(document["creditnote"], **options.kwargs())
-        return map_invoice(document["invoice"], **options.kwargs())
+        if kind == "creditnote":
+            return map_credit_note(record, contact=contact, **options.kwargs())
+        return map_invoice(record, contact=contact, **options.kwargs())
     except InvoiceMappingError as error:
         raise PayloadInvalid(
             f"mapping:{error.code}", f"invoice cannot be mapped: {error}"
         ) from error
+
+
+def parse_webhook(
+    body: bytes,
+    *,
+    default_payment_method: PaymentMethod = PaymentMethod.OTHER,
+    options: MappingOptions | None = None,
+    contact: Mapping[str, Any] | None = None,
+) -> Invoice:
+    """A webhook body -> the canonical invoice (`webhook_document` then `map_webhook`).
+
+    A webhook carries no payments (Zoho's invoice JSON has none): the payment method is
+    the integration's default until a poll reads the payments.
+    """
+    options = options or MappingOptions(default_payment_method=default_payment_method)
+    return map_webhook(webhook_document(body), options, contact=contact)
 
 
 def generate_webhook_secret() -> str:

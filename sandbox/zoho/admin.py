@@ -72,6 +72,19 @@ class OrganizationIn(BaseModel):
 class CustomFieldIn(BaseModel):
     api_name: str = Field(pattern=r"^cf_[a-z0-9_]+$")
     label: str
+    entity: str = Field(default="invoice", pattern=r"^(invoice|creditnote)$")
+
+
+class ContactIn(BaseModel):
+    """A customer as the business entered it; unset tax numbers are Zoho's ""."""
+
+    contact_name: str
+    company_name: str = ""
+    tax_reg_no: str = ""
+    vat_reg_no: str = ""
+    gst_no: str = ""
+    country_code: str = ""
+    custom_fields: dict[str, str] = Field(default_factory=dict)  # api_name (cf_...) -> value
 
 
 class WebhookIn(BaseModel):
@@ -178,14 +191,51 @@ async def add_organization(request: Request, body: OrganizationIn) -> Response:
 
 @router.post("/orgs/{organization_id}/customfields")
 async def add_custom_field(request: Request, organization_id: str, body: CustomFieldIn) -> Response:
-    """An invoice custom field the business created (what write-back is mapped onto)."""
+    """An invoice (or credit note) custom field the business created (what write-back is
+    mapped onto)."""
     try:
         org = _org(request, organization_id)
     except SandboxError as error:
         return _error(str(error), 404)
-    if any(f["api_name"] == body.api_name for f in org.invoice_custom_fields):
-        return _error(f"custom field {body.api_name} exists")
-    return JSONResponse(org.add_invoice_custom_field(body.api_name, body.label), status_code=201)
+    if any(f["api_name"] == body.api_name for f in org.custom_fields_of(body.entity)):
+        return _error(f"{body.entity} custom field {body.api_name} exists")
+    return JSONResponse(org.add_invoice_custom_field(body.api_name, body.label, body.entity),
+                        status_code=201)
+
+
+@router.put("/orgs/{organization_id}/contacts/{contact_id}")
+async def put_contact(
+    request: Request, organization_id: str, contact_id: str, body: ContactIn
+) -> Response:
+    """Create or replace a customer (what `GET /books/v3/contacts/{id}` answers)."""
+    try:
+        org = _org(request, organization_id)
+    except SandboxError as error:
+        return _error(str(error), 404)
+    if not contact_id.isdigit():
+        return _error("contact ids are numeric strings")
+    bad = [name for name in body.custom_fields if not name.startswith("cf_")]
+    if bad:
+        return _error(f"custom field api_names start with cf_: {', '.join(bad)}")
+    previous = org.contacts.get(contact_id)
+    now = _books(request).clock.now()
+    org.contacts[contact_id] = {
+        **body.model_dump(),
+        "contact_id": contact_id,
+        "created_at": previous["created_at"] if previous else now,
+    }
+    return JSONResponse({"contact_id": contact_id}, status_code=200 if previous else 201)
+
+
+@router.delete("/orgs/{organization_id}/contacts/{contact_id}")
+async def delete_contact(request: Request, organization_id: str, contact_id: str) -> Response:
+    try:
+        org = _org(request, organization_id)
+    except SandboxError as error:
+        return _error(str(error), 404)
+    if org.contacts.pop(contact_id, None) is None:
+        return _error(f"no contact {contact_id}", 404)
+    return JSONResponse({"deleted": contact_id})
 
 
 @router.put("/orgs/{organization_id}/limits")
@@ -293,11 +343,29 @@ async def show_invoice(request: Request, organization_id: str, invoice_id: str) 
     stored = org.invoices.get(invoice_id)
     if stored is None:
         return _error(f"no invoice {invoice_id}", 404)
-    names = {f["customfield_id"]: f["api_name"] for f in org.invoice_custom_fields}
+    names = {f["customfield_id"]: f["api_name"] for f in org.custom_fields_of("invoice")}
     body = {
         "invoice": zb.render(org, stored),
         "written_back": {names.get(k, k): v for k, v in stored.custom_values.items()},
         "comments": stored.comments,
+    }
+    return Response(zb.dumps(body), media_type="application/json")
+
+
+@router.get("/orgs/{organization_id}/creditnotes/{creditnote_id}")
+async def show_credit_note(request: Request, organization_id: str, creditnote_id: str) -> Response:
+    """The credit note as the API shows it, plus what was written back to it (fields)."""
+    try:
+        org = _org(request, organization_id)
+    except SandboxError as error:
+        return _error(str(error), 404)
+    stored = org.credit_notes.get(creditnote_id)
+    if stored is None:
+        return _error(f"no credit note {creditnote_id}", 404)
+    names = {f["customfield_id"]: f["api_name"] for f in org.custom_fields_of("creditnote")}
+    body = {
+        "creditnote": zb.render(org, stored, "creditnote"),
+        "written_back": {names.get(k, k): v for k, v in stored.custom_values.items()},
     }
     return Response(zb.dumps(body), media_type="application/json")
 

@@ -27,6 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from sandbox.zoho import books as zb
+from sandbox.zoho.contacts import render_contact
 from sandbox.zoho.state import (
     AccessToken,
     BooksState,
@@ -50,7 +51,9 @@ _READ_INVOICES = _scope("invoices", "read")
 _UPDATE_INVOICES = _scope("invoices", "update")
 _CREATE_INVOICES = _scope("invoices", "create")
 _READ_CREDIT_NOTES = _scope("creditnotes", "read")
+_UPDATE_CREDIT_NOTES = _scope("creditnotes", "update")
 _READ_SETTINGS = _scope("settings", "read")
+_READ_CONTACTS = _scope("contacts", "read")
 
 
 class _Refusal(Exception):
@@ -314,6 +317,17 @@ async def invoice_payments(request: Request, invoice_id: str) -> Response:
     return await _serve(request, "GET /books/v3/invoices/{id}/payments", _READ_INVOICES, payments)
 
 
+@router.get("/contacts/{contact_id}")
+async def contact(request: Request, contact_id: str) -> Response:
+    def detail(books: BooksState, _: AccessToken, org: Organization, __: Request) -> dict[str, Any]:
+        stored = org.contacts.get(contact_id)
+        if stored is None:
+            raise _Refusal(404, 1002, "Contact does not exist.", "not_found")
+        return {"contact": render_contact(org, stored, books.clock.now())}
+
+    return await _serve(request, "GET /books/v3/contacts/{id}", _READ_CONTACTS, detail)
+
+
 @router.get("/creditnotes")
 async def list_credit_notes(request: Request) -> Response:
     return await _serve(request, "GET /books/v3/creditnotes", _READ_CREDIT_NOTES, _list_notes)
@@ -354,7 +368,7 @@ async def update_custom_fields(request: Request, invoice_id: str) -> Response:
             raise _Refusal(
                 400, 4, "Invalid value passed for JSONString: expected an array", "bad_request"
             )
-        known = {f["customfield_id"] for f in org.invoice_custom_fields}
+        known = {f["customfield_id"] for f in org.custom_fields_of("invoice")}
         for entry in payload:
             field_id = str(entry.get("customfield_id", ""))
             if field_id not in known:
@@ -370,6 +384,59 @@ async def update_custom_fields(request: Request, invoice_id: str) -> Response:
     return await _serve(
         request, "PUT /books/v3/invoice/{id}/customfields", _UPDATE_INVOICES, update
     )
+
+
+@router.put("/creditnotes/{creditnote_id}")
+async def update_credit_note(request: Request, creditnote_id: str) -> Response:
+    """"Update a credit note" (`PUT /creditnotes/{id}`, scope creditnotes.UPDATE), as far
+    as write-back uses it: `custom_fields` [{customfield_id, value}] of the credit note
+    module are set, the rest of the credit note is kept. Any other attribute is refused
+    (400): this stand-in does not edit a credit note's lines, dates or customer."""
+    try:
+        payload = json.loads(await request.body())
+    except ValueError:
+        payload = None
+
+    def update(books: BooksState, _: AccessToken, org: Organization, __: Request) -> dict[str, Any]:
+        stored = _stored(org, creditnote_id, "Credit note")
+        if not isinstance(payload, dict):
+            raise _Refusal(
+                400, 4, "Invalid value passed for JSONString: expected an object", "bad_request"
+            )
+        others = sorted(set(payload) - {"custom_fields"})
+        if others:
+            raise _Refusal(400, 4, f"the sandbox updates only custom_fields, not {others}",
+                           "bad_request")
+        entries = payload.get("custom_fields", [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise _Refusal(400, 4, "Invalid value passed for custom_fields", "bad_request")
+        known = {f["customfield_id"] for f in org.custom_fields_of("creditnote")}
+        for entry in entries:
+            field_id = str(entry.get("customfield_id", ""))
+            if field_id not in known:
+                raise _Refusal(
+                    400, 1001, f"Custom field {field_id or '(none)'} does not exist.", "bad_request"
+                )
+        for entry in entries:
+            stored.custom_values[str(entry["customfield_id"])] = entry.get("value", "")
+        books.touch(stored)
+        return {"creditnote": zb.render(org, stored, "creditnote")}
+
+    return await _serve(
+        request, "PUT /books/v3/creditnotes/{id}", _UPDATE_CREDIT_NOTES, update
+    )
+
+
+@router.get("/invoices/{invoice_id}/comments")
+async def invoice_comments(request: Request, invoice_id: str) -> Response:
+    """"List invoice comments & history": the comments added through the API."""
+
+    def listing(
+        books: BooksState, _: AccessToken, org: Organization, __: Request
+    ) -> dict[str, Any]:
+        return {"comments": list(_stored(org, invoice_id).comments)}
+
+    return await _serve(request, "GET /books/v3/invoices/{id}/comments", _READ_INVOICES, listing)
 
 
 @router.post("/invoices/{invoice_id}/comments")

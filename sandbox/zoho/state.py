@@ -148,6 +148,8 @@ DEFAULT_INVOICE_FIELDS = (
     ("cf_jir", "JIR"),
     ("cf_qr_url", "QR URL"),
 )
+# Zoho keeps custom fields per module: a credit note's fields have ids of their own.
+DEFAULT_CREDIT_NOTE_FIELDS = DEFAULT_INVOICE_FIELDS
 PLAN_DAILY_CAPS = {"free": 1000, "standard": 2000, "professional": 5000, "premium": 10_000}
 
 
@@ -167,6 +169,7 @@ class Organization:
     note_numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     taxes: dict[str, OrgTax] = field(default_factory=dict)
     invoice_custom_fields: list[dict[str, Any]] = field(default_factory=list)
+    contacts: dict[str, dict[str, Any]] = field(default_factory=dict)  # as entered (admin)
     inclusive_tax: bool = False  # the organization's default for new invoices
     inclusive_totals: str = "gross"  # uncertain in Zoho: "gross" or "net" item totals
     plan: str = "premium"
@@ -197,7 +200,15 @@ class Organization:
                 return tax
         return self.add_tax(f"VAT{percentage.normalize():f}", percentage)
 
-    def add_invoice_custom_field(self, api_name: str, label: str) -> dict[str, Any]:
+    def custom_fields_of(self, entity: str) -> list[dict[str, Any]]:
+        """The custom fields of one module ("invoice" or "creditnote")."""
+        return [f for f in self.invoice_custom_fields if f["entity"] == entity]
+
+    def add_invoice_custom_field(
+        self, api_name: str, label: str, entity: str = "invoice"
+    ) -> dict[str, Any]:
+        """A custom field of the invoice module or, with entity="creditnote", of the
+        credit note module (`invoice_custom_fields` holds both, told apart by entity)."""
         definition = {
             "customfield_id": str(460_000_000_000_500 + len(self.invoice_custom_fields)),
             "label": label,
@@ -205,7 +216,7 @@ class Organization:
             "data_type": "string",
             "is_active": True,
             "show_on_pdf": True,
-            "entity": "invoice",
+            "entity": entity,
         }
         self.invoice_custom_fields.append(definition)
         return definition
@@ -301,6 +312,8 @@ class BooksState:
             org.add_tax(tax_name, Decimal(percentage))
         for api_name, label in DEFAULT_INVOICE_FIELDS:
             org.add_invoice_custom_field(api_name, label)
+        for api_name, label in DEFAULT_CREDIT_NOTE_FIELDS:
+            org.add_invoice_custom_field(api_name, label, "creditnote")
         self.organizations[org.organization_id] = org
         return org
 

@@ -4,13 +4,22 @@ An integration is polled at its tier's interval after its last poll attempt, wha
 that attempt's outcome: a failing Zoho or broker is retried at the normal pace rather
 than hammered. A deferral (daily quota spent, token refreshes used up) pushes the next
 poll later still. An integration never polled by this process is due at once.
+
+Webhooks stretch polling. While an integration's webhooks are delivering, polling is
+only the safety net for the deliveries Zoho drops, so each poll that finds a webhook
+accepted since the previous poll doubles the next interval, up to `max_factor` times
+the normal one and never past `ceiling` by this alone (a dropped delivery is still
+read within `ceiling`); the first poll that finds none goes back to the normal
+interval. Ingest records a webhook at most once a minute (`webhook_seen_at`), so a
+record up to `granularity` before the previous poll still counts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from runtime.store.integrations import IntegrationRecord
 from runtime.store.models import IntegrationStatus
@@ -26,6 +35,9 @@ class Target:
     accounts_server: str
     api_domain: str
     starts_at: datetime | None = None  # nothing created before it is published
+    # Read each tick; not part of the target's identity (a change rebuilds no session).
+    read_options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    webhook_seen_at: datetime | None = field(default=None, compare=False, hash=False)
 
 
 def target_of(record: IntegrationRecord) -> Target | None:
@@ -43,7 +55,38 @@ def target_of(record: IntegrationRecord) -> Target | None:
         record.zoho_accounts_server,
         record.zoho_api_domain,
         record.starts_at,
+        read_options=dict(record.zoho_read_options),
+        webhook_seen_at=record.webhook_seen_at,
     )
+
+
+WEBHOOK_GRANULARITY = timedelta(minutes=1)
+"""Ingest writes `webhook_seen_at` at most this often."""
+
+
+def webhook_factor(
+    factor: int,
+    webhook_seen_at: datetime | None,
+    since: datetime,
+    *,
+    max_factor: int = 8,
+    granularity: timedelta = WEBHOOK_GRANULARITY,
+) -> int:
+    """The next interval's multiple after a poll: doubled (up to `max_factor`) when a
+    webhook was accepted since `since` (the previous poll), else 1."""
+    if max_factor <= 1:
+        return 1
+    if webhook_seen_at is None or webhook_seen_at < since - granularity:
+        return 1
+    return min(max_factor, max(1, factor) * 2)
+
+
+def stretch_interval(interval: timedelta, factor: int, ceiling: timedelta) -> timedelta:
+    """`interval` times `factor`, but the stretch alone never goes past `ceiling` (an
+    interval already longer, e.g. for the daily call budget, is kept)."""
+    if factor <= 1:
+        return interval
+    return max(interval, min(interval * factor, ceiling))
 
 
 class Schedule:
@@ -51,6 +94,7 @@ class Schedule:
         self._interval = interval
         self._last: dict[str, datetime] = {}
         self._not_before: dict[str, datetime] = {}
+        self._factors: dict[str, int] = {}
 
     def next_due(self, target: Target, now: datetime) -> datetime:
         last = self._last.get(target.uid)
@@ -62,6 +106,20 @@ class Schedule:
         """The targets due at `now`, longest overdue first."""
         due = [(self.next_due(t, now), t.uid, t) for t in targets]
         return [t for at, _, t in sorted(due, key=lambda d: (d[0], d[1])) if at <= now]
+
+    def webhook_stretch(
+        self, target: Target, now: datetime, *, max_factor: int = 8
+    ) -> int:
+        """After a poll at `now` (before `attempted`): the factor the next interval is
+        stretched by, from the webhooks accepted since the previous attempt."""
+        previous = self._last.get(target.uid)
+        since = previous if previous is not None else now - self._interval(target.tier)
+        factor = webhook_factor(
+            self._factors.get(target.uid, 1), target.webhook_seen_at, since,
+            max_factor=max_factor,
+        )
+        self._factors[target.uid] = factor
+        return factor
 
     def attempted(self, uid: str, at: datetime, *, not_before: datetime | None = None) -> None:
         """A poll was attempted (or left to another poller); `not_before` defers the next."""
@@ -83,6 +141,7 @@ class Schedule:
         """Treat the integration as new: due at once when it is pollable again."""
         self._last.pop(uid, None)
         self._not_before.pop(uid, None)
+        self._factors.pop(uid, None)
 
     def known(self) -> set[str]:
         return set(self._last) | set(self._not_before)

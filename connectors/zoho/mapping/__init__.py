@@ -28,6 +28,7 @@ puts the document together:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -61,10 +62,12 @@ __all__ = [
     "SOURCE",
     "InvoiceMappingError",
     "MappingOptions",
+    "buyer_contact_id",
     "map_credit_note",
     "map_document",
     "map_invoice",
     "parse_datetime",
+    "payment_mode_key",
     "unwrap",
 ]
 
@@ -91,10 +94,26 @@ DEFAULT_PAYMENT_MODES: dict[str, PaymentMethod] = {
 
 _TAX_NUMBER_KEYS = ("tax_reg_no", "vat_reg_no", "gst_no")
 
+# Zoho's api_name of a custom field: "cf_" and the label in lowercase with underscores.
+_CUSTOM_FIELD = re.compile(r"^cf_[a-z0-9_]{1,100}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_METHODS = ", ".join(m.value for m in PaymentMethod)
+
+
+def payment_mode_key(mode: str) -> str:
+    """How a Zoho `payment_mode` is looked up: lowercase, without spaces ("Bank
+    Transfer" and "banktransfer" are one mode)."""
+    return mode.lower().replace(" ", "")
+
 
 @dataclass(frozen=True)
 class MappingOptions:
-    """An integration's choices for reading its Zoho documents."""
+    """An integration's choices for reading its Zoho documents.
+
+    Stored per integration as JSON (`stored()` / `from_stored()`); only what differs
+    from the defaults is kept, and a stored value that is not valid is refused with a
+    message naming it.
+    """
 
     default_payment_method: PaymentMethod = PaymentMethod.OTHER
     payment_modes: Mapping[str, PaymentMethod] = field(default_factory=dict)
@@ -102,11 +121,75 @@ class MappingOptions:
     base_currency: str = "EUR"
 
     def __post_init__(self) -> None:
-        if self.buyer_tax_field is not None and not self.buyer_tax_field.startswith("cf_"):
+        if self.buyer_tax_field is not None and not _CUSTOM_FIELD.match(self.buyer_tax_field):
             raise ValueError(
-                f"buyer_tax_field must be a custom field's api_name like cf_oib,"
-                f" got {self.buyer_tax_field!r}"
+                "buyer_tax_field must be a custom field's api_name as Zoho shows it, cf_"
+                f" then lowercase letters, digits or _ (like cf_oib), got {self.buyer_tax_field!r}"
             )
+        if not _CURRENCY.match(self.base_currency):
+            raise ValueError(
+                "base_currency must be a three-letter ISO code like EUR,"
+                f" got {self.base_currency!r}"
+            )
+        if not isinstance(self.default_payment_method, PaymentMethod):
+            raise ValueError(f"default_payment_method must be one of {_METHODS}")
+        for mode, method in self.payment_modes.items():
+            if not isinstance(method, PaymentMethod):
+                raise ValueError(f"payment mode {mode!r} must map to one of {_METHODS}")
+            if not mode or mode != payment_mode_key(mode):
+                raise ValueError(
+                    f"payment mode {mode!r} must be Zoho's payment_mode in lowercase without"
+                    f" spaces, like {payment_mode_key(mode) or 'banktransfer'!r}"
+                )
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any] | None) -> MappingOptions:
+        """The options from their stored JSON; ValueError names what is wrong."""
+        data = dict(data or {})
+        unknown = sorted(set(data) - set(cls().stored(defaults=True)))
+        if unknown:
+            raise ValueError(
+                f"unknown read option(s) {', '.join(unknown)}; known: buyer_tax_field,"
+                " payment_modes, default_payment_method, base_currency"
+            )
+
+        def method(value: Any, what: str) -> PaymentMethod:
+            try:
+                return PaymentMethod(value)
+            except ValueError:
+                raise ValueError(f"{what} must be one of {_METHODS}, got {value!r}") from None
+
+        modes = data.get("payment_modes") or {}
+        if not isinstance(modes, Mapping):
+            raise ValueError("payment_modes must map Zoho payment modes to payment methods")
+        buyer = data.get("buyer_tax_field")
+        if buyer is not None and not isinstance(buyer, str):
+            raise ValueError("buyer_tax_field must be a text like cf_oib")
+        return cls(
+            default_payment_method=method(
+                data.get("default_payment_method", PaymentMethod.OTHER.value),
+                "default_payment_method",
+            ),
+            payment_modes={
+                str(mode): method(value, f"payment mode {mode!r}") for mode, value in modes.items()
+            },
+            buyer_tax_field=buyer or None,
+            base_currency=str(data.get("base_currency") or "EUR"),
+        )
+
+    def stored(self, *, defaults: bool = False) -> dict[str, Any]:
+        """The JSON kept per integration: what differs from the defaults (all of it
+        with `defaults`)."""
+        full: dict[str, Any] = {
+            "buyer_tax_field": self.buyer_tax_field,
+            "payment_modes": {mode: m.value for mode, m in sorted(self.payment_modes.items())},
+            "default_payment_method": self.default_payment_method.value,
+            "base_currency": self.base_currency,
+        }
+        if defaults:
+            return full
+        plain = MappingOptions().stored(defaults=True)
+        return {key: value for key, value in full.items() if value != plain[key]}
 
     def kwargs(self) -> dict[str, Any]:
         return {
@@ -291,7 +374,7 @@ def _payments(
             Payment(
                 source_id=optional_id(entry.get("payment_id"), f"{where}.payment_id"),
                 mode=mode,
-                method=modes.get(mode.replace(" ", ""), PaymentMethod.OTHER),
+                method=modes.get(payment_mode_key(mode), PaymentMethod.OTHER),
                 amount=amount(entry.get("amount"), f"{where}.amount"),
                 date=optional_text(entry, "date", f"{where}.date"),
             )
@@ -303,6 +386,22 @@ def _method(payments: list[Payment], default: PaymentMethod) -> PaymentMethod:
     if not payments:
         return default
     return max(payments, key=lambda p: p.amount).method  # max keeps the first of equals
+
+
+def buyer_contact_id(document: Mapping[str, Any], buyer_tax_field: str | None) -> str | None:
+    """The contact to read (`GET /contacts/{id}`) for the buyer's tax number: the
+    document's `customer_id` when the document itself carries no tax number by the rules
+    of the mapping (the configured custom field, `tax_reg_no`, `vat_reg_no`, `gst_no`);
+    None when it does, or names no customer. `document`: the bare invoice or credit
+    note. Both channels decide by this, so they map an invoice the same."""
+    if not isinstance(document, Mapping):
+        return None
+    try:
+        found, _ = _buyer_tax_number(document, None, buyer_tax_field)
+        customer = optional_id(document.get("customer_id"), "customer_id")
+    except InvoiceMappingError:
+        return None  # the mapping itself says what is wrong with the document
+    return None if found else customer
 
 
 def _buyer_tax_number(

@@ -84,14 +84,6 @@ def test_what_is_left_today_bounds_the_interval_too() -> None:
     assert budget.interval(TIERS["scale"], NOW) == timedelta(hours=10) * 2 / 50
 
 
-def test_arriving_webhooks_stretch_polling_further() -> None:
-    budget = DailyBudget(cap=10_000, webhook_factor=4.0)
-    assert budget.interval(TIERS["growth"], NOW) == timedelta(minutes=5)
-    budget.webhook_arrived(NOW)
-    assert budget.interval(TIERS["growth"], NOW + timedelta(minutes=1)) == timedelta(minutes=20)
-    assert budget.interval(TIERS["growth"], NOW + timedelta(hours=1)) == timedelta(minutes=5)
-
-
 def test_detail_calls_older_than_a_day_no_longer_count() -> None:
     budget = DailyBudget(cap=1000)
     budget.record_poll(list_calls=1, detail_calls=450, now=NOW)
