@@ -9,8 +9,11 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from runtime.store.models import WriteBackRecord
+from runtime.store.journal import JournalRecord
+from runtime.store.journal import _record as journal_record
+from runtime.store.models import JournalEntry, WriteBackRecord
 from runtime.store.repository import Repository
+from schemas.events import InvoiceState
 
 
 @dataclass(frozen=True)
@@ -52,3 +55,21 @@ class WriteBacks(Repository):
                 return None
             return WriteBackOutcome(row.writeback_state, row.writeback_reason,
                                     row.fiscal_number, row.occurred_at)
+
+    async def waiting(self, integration_uid: str) -> list[JournalRecord]:
+        """The integration's fiscalized invoices whose latest write-back outcome is
+        `waiting`, with what the journal keeps of their fiscalization (number, ZKI, JIR,
+        total, moment of issue): what to write back again once the wait is over."""
+        async with self._tx() as session:
+            rows = await session.scalars(
+                select(JournalEntry)
+                .join(WriteBackRecord, (WriteBackRecord.integration_uid
+                                        == JournalEntry.integration_uid)
+                      & (WriteBackRecord.source_invoice_id == JournalEntry.source_invoice_id))
+                .where(JournalEntry.integration_uid == integration_uid,
+                       JournalEntry.state == InvoiceState.FISCALIZED.value,
+                       JournalEntry.receipt_id.is_not(None),
+                       WriteBackRecord.writeback_state == "waiting")
+                .order_by(JournalEntry.issued_at, JournalEntry.source_invoice_id)
+            )
+            return [journal_record(row) for row in rows]

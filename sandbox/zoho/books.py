@@ -293,7 +293,7 @@ def render(org: Organization, invoice: StoredInvoice, kind: str = "invoice") -> 
             "taxes": [{"tax_name": name, "tax_amount": amount} for name, amount in by_name.items()],
             "payment_made": paid,
             "balance": total - paid,
-            "custom_fields": _custom_fields(org.invoice_custom_fields, invoice.custom_values),
+            "custom_fields": _custom_fields(org.custom_fields_of(kind), invoice.custom_values),
             "customer_custom_fields": _customer_fields(f),
             "created_time": zoho_time(org, invoice.created_time),
             "last_modified_time": zoho_time(org, invoice.last_modified_time),
@@ -440,7 +440,7 @@ def _custom_fields(definitions: list[dict[str, Any]], values: dict[str, Any]) ->
                 "edit_on_store": False,
                 "show_in_portal": False,
                 "show_in_store": False,
-                "search_entity": "invoice",
+                "search_entity": definition["entity"],
                 "selected_option_id": "",
             }
         )

@@ -4,6 +4,13 @@ For each fiscalized invoice the fiscal number, ZKI, JIR and QR URL go onto the Z
 invoice (services/writeback/stage.py says how), and the outcome is published to
 `invoices.writeback`, which the portal's projector keeps per invoice.
 
+It also reads `integrations.events`: a `settings_changed` event that sets the write-back
+mapping (`writeback_fields` in its details) re-drives the integration's write-backs that
+wait (their latest outcome `waiting`, rebuilt from the fiscal journal), so the customer
+need not wait for another fiscalization. Each outcome is applied to the store as soon as
+the broker has it (the projector applies it again, harmlessly), so such a re-drive finds
+every outcome published before it.
+
 Built on the stream-step layer: records of every partition run concurrently (bounded),
 the contiguous processed prefix of each partition is committed only after its outcome is
 on the broker, and a record that cannot be processed goes to `invoices.status.dlq` with
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -31,10 +39,20 @@ from runtime.kafka.stream import StreamConsumer
 from runtime.logging import log_context
 from runtime.ops import OpsServer
 from runtime.settings import KafkaSettings
+from runtime.store.journal import JournalRecord
 from runtime.store.store import Store
 from runtime.vault import Vault
-from schemas.events import InvoiceStatus, WriteBackState, WriteBackStatus
-from schemas.topics import INVOICES_STATUS, INVOICES_WRITEBACK, Topic
+from runtime.writeback_mapping import sets_mapping
+from schemas.events import (
+    IntegrationEvent,
+    InvoiceRef,
+    InvoiceState,
+    InvoiceStatus,
+    WriteBackState,
+    WriteBackStatus,
+)
+from schemas.invoice import DocumentKind
+from schemas.topics import INTEGRATIONS_EVENTS, INVOICES_STATUS, INVOICES_WRITEBACK, Topic
 from services.writeback.sessions import ZohoSessions
 from services.writeback.settings import WriteBackSettings
 from services.writeback.stage import Backoff, Stopping, WriteBackStage
@@ -50,21 +68,51 @@ IN_FLIGHT = Gauge("fiscobridge_writeback_in_flight", "Write-backs in flight")
 metrics.INTEGRATION_INVOICES.declare("written_back", "write_back_failed")
 STAGE_OF = {WriteBackState.WRITTEN_BACK: "written_back", WriteBackState.FAILED: "write_back_failed"}
 
+Waiting = Callable[[str], Awaitable[list[JournalRecord]]]
+Record = Callable[[WriteBackStatus], Awaitable[None]]
+
+
+def status_of(entry: JournalRecord) -> InvoiceStatus:
+    """The fiscalized status a journal row keeps, as the write-back stage needs it (the
+    same event id: its outcome answers that status)."""
+    return InvoiceStatus(
+        event_id=entry.last_event_id, occurred_at=entry.last_occurred_at,
+        integration_uid=entry.integration_uid, state=InvoiceState.FISCALIZED,
+        reason_code=entry.reason_code, message=entry.message,
+        invoice=InvoiceRef(
+            source_id=entry.source_invoice_id, number=entry.invoice_number,
+            version=entry.source_version, kind=DocumentKind(entry.kind),
+            customer=entry.customer, total=entry.total, issued_at=entry.issued_at,
+        ),
+        receipt_id=entry.receipt_id, protection_code=entry.protection_code,
+        fiscal_number=entry.fiscal_number,
+    )
+
 
 class WriteBack:
     def __init__(
         self, kafka: KafkaSettings, settings: WriteBackSettings, stage: WriteBackStage,
         *, status_topic: str = INVOICES_STATUS.name,
         writeback_topic: str = INVOICES_WRITEBACK.name,
+        events_topic: str = INTEGRATIONS_EVENTS.name,
+        waiting: Waiting | None = None, record: Record | None = None,
     ) -> None:
+        """`waiting` (the store's waiting write-backs of an integration) turns on the
+        re-drive from `events_topic`; `record` applies each outcome to the store."""
         self.kafka = kafka
         self.settings = settings
         self.stage = stage
         self.status_topic = status_topic
         self.writeback_topic = writeback_topic
+        self.events_topic = events_topic if waiting is not None else None
+        self.waiting = waiting
+        self.record = record
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
-        self.dead_letters = DeadLetters([Topic(status_topic, InvoiceStatus)])
+        sources = [Topic(status_topic, InvoiceStatus)]
+        if self.events_topic is not None:
+            sources.append(Topic(self.events_topic, IntegrationEvent))
+        self.dead_letters = DeadLetters(sources)
         self.stop = asyncio.Event()
         self.running = False
 
@@ -79,7 +127,8 @@ class WriteBack:
         async with contextlib.AsyncExitStack() as shutdown:
             await self.producer.start()
             shutdown.push_async_callback(self.producer.stop)
-            stream.subscribe([self.status_topic])
+            stream.subscribe([self.status_topic]
+                             + ([self.events_topic] if self.events_topic else []))
             await self.consumer.start()
             shutdown.push_async_callback(self.consumer.stop)
             self.running = True
@@ -96,6 +145,9 @@ class WriteBack:
         """Write one status back and publish the outcome, or park the record as a dead
         letter; either way the result is on the broker when this returns. Raises only
         when stopping mid-retry: the record then stays uncommitted."""
+        if record.topic == self.events_topic:
+            await self.handle_event(record)
+            return
         IN_FLIGHT.inc()
         try:
             status: InvoiceStatus | None = None
@@ -113,6 +165,55 @@ class WriteBack:
                 await self.dead_letter(record, error, status)
         finally:
             IN_FLIGHT.dec()
+
+    async def handle_event(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """An integration event: when it sets the write-back mapping, write back what
+        waits (one by one, in order of issue). Raises only when stopping mid-retry: the
+        event stays uncommitted and the next owner re-drives again (harmless: writing the
+        same values again changes nothing, a storno's comment is not added twice)."""
+        try:
+            if record.value is None:
+                raise ValueError("record has no value")
+            event = IntegrationEvent.from_json(record.value)
+        except Exception as error:
+            await self.dead_letter(record, error, None)
+            return
+        if not sets_mapping(event):
+            return
+        assert self.waiting is not None
+        uid = event.integration_uid
+        with log_context(integration_uid=uid, event_id=event.event_id):
+            delay = 0.1
+            while True:
+                try:
+                    entries = await self.waiting(uid)
+                    break
+                except Exception as error:  # the store is down: wait for it, lose nothing
+                    log.warning("cannot read the waiting write-backs; retrying",
+                                extra={"error": repr(error)})
+                    try:
+                        await asyncio.wait_for(self.stop.wait(), delay)
+                    except TimeoutError:
+                        delay = min(delay * 2, 5.0)
+                        continue
+                    raise Stopping("stopping while the store is unavailable") from error
+            log.info("write-back mapping set: re-driving what waits",
+                     extra={"waiting": len(entries)})
+            for entry in entries:
+                status = status_of(entry)
+                IN_FLIGHT.inc()
+                try:
+                    outcome = await self.stage.process(status, self.publish, self.stop)
+                except Stopping:
+                    raise
+                except Exception as error:  # one invoice's fault: the others still go
+                    log.error("re-driven write-back failed", exc_info=error,
+                              extra={"source_id": entry.source_invoice_id})
+                    PROCESSED.labels("redrive_error").inc()
+                    continue
+                finally:
+                    IN_FLIGHT.dec()
+                PROCESSED.labels(outcome.state.value if outcome else "not_due").inc()
 
     async def dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception,
                           status: InvoiceStatus | None) -> None:
@@ -137,6 +238,12 @@ class WriteBack:
                 log.warning("publish failed; retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        if self.record is not None:
+            try:
+                await self.record(outcome)
+            except Exception as error:  # the projector applies it from the topic anyway
+                log.warning("outcome not applied to the store; the projector will",
+                            extra={"error": repr(error)})
         stage = STAGE_OF.get(outcome.state)
         if stage is not None:
             metrics.INTEGRATION_INVOICES.count(outcome.integration_uid, stage)
@@ -163,7 +270,16 @@ async def main(stop: asyncio.Event) -> None:
                 store.integrations.get, sessions.client,
                 Backoff(settings.retry_base_seconds, settings.retry_cap_seconds),
             )
-            service = WriteBack(kafka, settings, stage)
+            async def record(outcome: WriteBackStatus) -> None:
+                await store.writebacks.apply(
+                    integration_uid=outcome.integration_uid, source_id=outcome.source_id,
+                    state=outcome.state.value, reason=outcome.reason,
+                    fiscal_number=outcome.fiscal_number, event_id=outcome.event_id,
+                    occurred_at=outcome.occurred_at,
+                )
+
+            service = WriteBack(kafka, settings, stage, waiting=store.writebacks.waiting,
+                                record=record)
 
             async def ready() -> dict[str, bool]:
                 return await service.readiness(store)

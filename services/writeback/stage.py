@@ -8,10 +8,17 @@ Rules:
   (`integrations.writeback_fields`); with none mapped the outcome is waiting.
 - Writing the same values again is harmless (Zoho's PUT sets them), so a redelivered
   status is simply written again.
-- A storno (source id ending ':storno') has no Zoho invoice of its own: its fiscal data
-  go as a comment onto the invoice it takes back.
-- A credit note is a Zoho credit note, whose custom fields the connector cannot write
-  yet: waiting, with that reason.
+- A storno of a voided invoice (source id ending ':storno') has no Zoho document of its
+  own: its fiscal data go as a comment onto the invoice it takes back, once: a redelivered
+  or replayed status finds the comment there (by the storno's fiscal number) and adds
+  none.
+- A credit note is fiscalized as its own storno: its fiscal data go into the credit
+  note's custom fields mapped under `creditnote.<role>`; with none mapped it waits.
+- A write-back waiting for its mapping is written once the mapping is set: setting it
+  announces a `settings_changed` integration event with `writeback_fields` in its details,
+  and the service re-drives that integration's waiting write-backs (`redrive`). A status
+  answered "waiting" while the mapping was being set looks at the mapping once more
+  after its outcome is recorded, so neither side misses the other.
 - A transient Zoho failure is retried with capped backoff for as long as it takes (the
   first one publishes waiting, so the portal says so); one that needs the customer is
   failed, with what to do.
@@ -28,8 +35,13 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import DBAPIError
 
 from connectors.zoho.client import ZohoBooksClient
-from connectors.zoho.errors import ZohoError
-from connectors.zoho.writeback import Action, Failure, FieldMap, classify, write_back
+from connectors.zoho.writeback import (
+    Action,
+    Failure,
+    FieldMap,
+    add_storno_comment,
+    write_back,
+)
 from fiscal.authorities import DEFAULT_AUTHORITY, Authorities, authority_of
 from runtime.store.integrations import IntegrationRecord
 from schemas.events import InvoiceState, InvoiceStatus, WriteBackState, WriteBackStatus
@@ -40,10 +52,8 @@ log = logging.getLogger("fiscobridge.writeback")
 
 STORNO_SUFFIX = ":storno"  # the fiscalizer keys a storno apart from its invoice this way
 NO_MAPPING = "no custom fields mapped"
-CREDIT_NOTE_WAITING = (
-    "a Zoho credit note's custom fields cannot be written by FiscoBridge yet: print its"
-    " fiscal number, ZKI, JIR and QR code from the portal"
-)
+NO_CREDIT_NOTE_MAPPING = "no credit note custom fields mapped"
+MAPPING_WAITS = (NO_MAPPING, NO_CREDIT_NOTE_MAPPING)
 
 
 class Stopping(Exception):
@@ -63,13 +73,6 @@ def values_of(status: InvoiceStatus, authority: str = DEFAULT_AUTHORITY) -> dict
     """role -> value, for the roles of connectors.zoho.writeback.ROLES this status has, as
     the integration's tax authority renders its receipt (fiscal/authority.py)."""
     return _AUTHORITIES.get(authority).receipt_fields(status)
-
-
-def comment_text(values: dict[str, str]) -> str:
-    labels = (("fiscal_number", "Broj storno računa"), ("zki", "ZKI"), ("jir", "JIR"),
-              ("qr_url", "QR"))
-    lines = [f"{label}: {values[role]}" for role, label in labels if role in values]
-    return "Fiskalizirani storno (FiscoBridge)\n" + "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,9 @@ class WriteBackStage:
         self.client_of = client_of
         self.backoff = backoff
         self.clock = clock
+        # One write-back per document at a time in this process: two deliveries of a
+        # storno must not both find no comment and both add one.
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 
     async def process(
         self, status: InvoiceStatus, publish: Publish, stop: asyncio.Event
@@ -107,14 +113,35 @@ class WriteBackStage:
         """Write one status back and publish its final outcome (None: not one to write)."""
         if not due(status):
             return None
+        key = (status.integration_uid, status.invoice.source_id)
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._process(status, publish, stop)
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    async def _process(
+        self, status: InvoiceStatus, publish: Publish, stop: asyncio.Event
+    ) -> WriteBackStatus:
         attempt = 0
         told_waiting = False
+        looked_again = False
         while True:
             attempt += 1
             outcome, failure = await self._try(status)
             if failure is None or failure.action is not Action.RETRY:
                 assert outcome is not None
                 await publish(outcome)
+                if (outcome.state is WriteBackState.WAITING and outcome.reason in MAPPING_WAITS
+                        and not looked_again and await self._mapped_now(status)):
+                    looked_again = True  # set while this one was answered: write it now
+                    continue
                 return outcome
             if not told_waiting:  # once, so the portal says why it is not there yet
                 told_waiting = True
@@ -129,11 +156,18 @@ class WriteBackStage:
                 continue
             raise Stopping(failure.reason)
 
+    async def _mapped_now(self, status: InvoiceStatus) -> bool:
+        try:
+            record = await self.load(status.integration_uid)
+            fields = FieldMap(record.writeback_fields) if record is not None else None
+        except (OSError, DBAPIError, ValueError):
+            return False  # the mapping's own event re-drives it, or its failure is shown
+        return fields is not None and fields.maps(
+            credit_note=status.invoice.kind is DocumentKind.CREDIT_NOTE)
+
     async def _try(self, status: InvoiceStatus) -> tuple[WriteBackStatus | None, Failure | None]:
         """One try: the outcome to publish, or the failure to retry (outcome None)."""
         ref = status.invoice
-        if ref.kind is DocumentKind.CREDIT_NOTE:
-            return self._outcome(status, WriteBackState.WAITING, CREDIT_NOTE_WAITING), None
         try:
             record = await self.load(status.integration_uid)
         except (OSError, DBAPIError) as error:  # the store is down: wait for it, lose nothing
@@ -149,25 +183,30 @@ class WriteBackStage:
             client = await self.client_of(record)
         except NotConnected as why:
             return self._outcome(status, WriteBackState.WAITING, str(why)), None
-        if ref.source_id.endswith(STORNO_SUFFIX):
+        credit_note = ref.kind is DocumentKind.CREDIT_NOTE
+        if ref.source_id.endswith(STORNO_SUFFIX) and not credit_note:
             original = ref.source_id[: -len(STORNO_SUFFIX)]
-            try:
-                await client.add_comment(original, comment_text(values))
-            except ZohoError as error:
-                return self._settle(status, classify(error))
+            added, failure = await add_storno_comment(client, original, values)
+            if failure is not None:
+                return self._settle(status, failure)
+            on = f"invoice {ref.number.removesuffix(' storno')}"
             return self._outcome(status, WriteBackState.WRITTEN_BACK,
-                                 f"as a comment on invoice {ref.number.removesuffix(' storno')}"
-                                 ), None
-        if not record.writeback_fields:
-            return self._outcome(status, WriteBackState.WAITING, NO_MAPPING), None
+                                 f"as a comment on {on}" if added
+                                 else f"as a comment on {on} (already there)"), None
         try:
             fields = FieldMap(record.writeback_fields)
         except ValueError as error:
             return self._outcome(status, WriteBackState.FAILED, str(error)), None
-        refused = await write_back(client, ref.source_id, fields, values)
+        if not fields.maps(credit_note=credit_note):
+            return self._outcome(status, WriteBackState.WAITING,
+                                 NO_CREDIT_NOTE_MAPPING if credit_note else NO_MAPPING), None
+        refused = await write_back(client, ref.source_id, fields, values,
+                                   credit_note=credit_note)
         if refused is None:
-            unwritten = sorted(set(fields.fields) - set(values))
-            reason = f"not known for this invoice: {', '.join(unwritten)}" if unwritten else None
+            unwritten = sorted(fields.mapped_roles(credit_note=credit_note) - set(values))
+            document = "credit note" if credit_note else "invoice"
+            reason = (f"not known for this {document}: {', '.join(unwritten)}" if unwritten
+                      else None)
             return self._outcome(status, WriteBackState.WRITTEN_BACK, reason), None
         return self._settle(status, refused)
 

@@ -23,6 +23,8 @@ from runtime.kafka.clients import producer as make_producer
 from runtime.kafka.dlq import ERROR_TYPE
 from runtime.settings import KafkaSettings
 from runtime.store import Store
+from runtime.store.rebuild import publish_and_apply
+from runtime.writeback_mapping import set_mapping
 from schemas.events import (
     IntegrationEvent,
     IntegrationEventKind,
@@ -36,7 +38,7 @@ from schemas.invoice import DocumentKind
 from services.writeback.service import WriteBack
 from services.writeback.sessions import ZohoSessions
 from services.writeback.settings import WriteBackSettings
-from services.writeback.stage import NO_MAPPING, Backoff, WriteBackStage
+from services.writeback.stage import NO_CREDIT_NOTE_MAPPING, NO_MAPPING, Backoff, WriteBackStage
 from tests.e2e.zoho_helpers import read_topic, store_connection, zoho_grant
 from tests.fixtures.certs import Pfx
 from tests.fixtures.kafka import MakeTopic
@@ -109,13 +111,21 @@ async def test_fiscalized_invoices_get_their_fiscal_fields_in_zoho(
         assert record is not None
         books = await sessions.client(record)
         fields = {f["api_name"]: f["customfield_id"] for f in await books.invoice_custom_fields()}
+        note_fields = {f["api_name"]: f["customfield_id"]
+                       for f in await books.credit_note_custom_fields()}
         await store.integrations.set_writeback_fields(mapped, {
             "fiscal_number": fields["cf_fiskalni_broj"], "zki": fields["cf_zki"],
             "jir": fields["cf_jir"], "qr_url": fields["cf_qr_url"],
+            **{f"creditnote.{role}": note_fields[api] for role, api in (
+                ("fiscal_number", "cf_fiskalni_broj"), ("zki", "cf_zki"), ("jir", "cf_jir"),
+                ("qr_url", "cf_qr_url"))},
         })
         first = await zoho_sandbox.create_invoice(org)
         second = await zoho_sandbox.create_invoice(org)
         voided = await zoho_sandbox.create_invoice(org)
+        credited = await zoho_sandbox.create_invoice(org)
+        note = await zoho_sandbox.create_credit_note(
+            org, invoices_credited=[{"invoice_id": credited["invoice_id"], "amount": "12.38"}])
         elsewhere = await zoho_sandbox.create_invoice(other_org)
 
         statuses = [
@@ -123,8 +133,8 @@ async def test_fiscalized_invoices_get_their_fiscal_fields_in_zoho(
             fiscalized(mapped, second["invoice_id"], second["invoice_number"], 2),
             fiscalized(mapped, voided["invoice_id"] + ":storno",
                        voided["invoice_number"] + " storno", 3, total="-12.38"),
-            fiscalized(mapped, "cn-1", "CN-00001", 4, total="-5.00",
-                       kind=DocumentKind.CREDIT_NOTE),
+            fiscalized(mapped, note["creditnote_id"], note["creditnote_number"], 4,
+                       total="-12.38", kind=DocumentKind.CREDIT_NOTE),
             fiscalized(unmapped, elsewhere["invoice_id"], elsewhere["invoice_number"], 5),
             # not fiscalized: no write-back, no outcome
             InvoiceStatus(integration_uid=mapped, state=InvoiceState.RETRYING,
@@ -136,9 +146,10 @@ async def test_fiscalized_invoices_get_their_fiscal_fields_in_zoho(
         try:
             for status in statuses:
                 await producer.send_and_wait(status_topic, status.to_json(), key=status.key)
-            # Delivered twice (a replay): written again with the same values.
-            await producer.send_and_wait(status_topic, statuses[0].to_json(),
-                                         key=statuses[0].key)
+            # Delivered twice (a replay): written again with the same values; the
+            # storno's comment is not added again.
+            for again in (statuses[0], statuses[2]):
+                await producer.send_and_wait(status_topic, again.to_json(), key=again.key)
             await producer.send_and_wait(status_topic, b"not a status", key=mapped.encode())
         finally:
             await producer.stop()
@@ -154,7 +165,7 @@ async def test_fiscalized_invoices_get_their_fiscal_fields_in_zoho(
             async def outcomes() -> list[WriteBackStatus] | None:
                 found: list[WriteBackStatus] = await read_topic(
                     kafka_settings, writeback_topic, WriteBackStatus)
-                return found if len(found) >= 6 else None
+                return found if len(found) >= 7 else None
 
             published = await until(outcomes)
             await until(lambda: _read_raw(kafka_settings, dlq))
@@ -164,12 +175,20 @@ async def test_fiscalized_invoices_get_their_fiscal_fields_in_zoho(
             await asyncio.wait_for(running, 30)
 
     by_source = {(o.integration_uid, o.source_id): o for o in published}
-    assert len(published) == 6  # the replayed status was written (and said) again
+    assert len(published) == 7  # the replayed statuses were written (and said) again
     written = by_source[(mapped, first["invoice_id"])]
     assert (written.state, written.reason, written.fiscal_number) == (
         WriteBackState.WRITTEN_BACK, None, "1/POSL1/1")
-    assert by_source[(mapped, "cn-1")].state is WriteBackState.WAITING
-    assert "credit note" in (by_source[(mapped, "cn-1")].reason or "")
+    credit = by_source[(mapped, note["creditnote_id"])]
+    assert (credit.state, credit.reason, credit.fiscal_number) == (
+        WriteBackState.WRITTEN_BACK, None, "4/POSL1/1")
+    shown_note = await zoho_sandbox.show_credit_note(org, note["creditnote_id"])
+    jir4 = "00000000-0000-4000-8000-000000000004"
+    assert shown_note["written_back"] == {
+        "cf_fiskalni_broj": "4/POSL1/1", "cf_zki": f"{4:032x}", "cf_jir": jir4,
+        "cf_qr_url": f"https://porezna.gov.hr/rn?jir={jir4}&datv=20261202_1041&izn=-1238",
+    }
+    assert (await zoho_sandbox.show_invoice(org, credited["invoice_id"]))["written_back"] == {}
     assert (by_source[(unmapped, elsewhere["invoice_id"])].state,
             by_source[(unmapped, elsewhere["invoice_id"])].reason) == (
         WriteBackState.WAITING, NO_MAPPING)
@@ -202,6 +221,128 @@ async def test_fiscalized_invoices_get_their_fiscal_fields_in_zoho(
         assert {tp: await consumer.committed(tp) or 0 for tp in parts} == ends
     finally:
         await consumer.stop()
+
+
+@SQLITE
+async def test_write_backs_waiting_for_a_mapping_are_written_once_it_is_set(
+    store: Store, kafka_settings: KafkaSettings, make_topic: MakeTopic,
+    zoho_sandbox: ZohoSandboxHandle, demo_pfx: Pfx, demo_certificate: FiscalCertificate,
+    fiscal_settings: FiscalSettings,
+) -> None:
+    """An invoice and a credit note fiscalized before the customer mapped any field wait;
+    setting the mapping (as the CLI and the portal do) writes both back, without another
+    fiscalization; an unrelated settings change re-drives nothing."""
+    client = await zoho_sandbox.oauth_client()
+    account, _ = await store.accounts.ensure("owner@obrt.hr")
+    grant = await zoho_grant(zoho_sandbox, client, limits=FAST)
+    created = await store.integrations.create(
+        account_id=account.account_id, fiscal_settings=fiscal_settings,
+        pfx=demo_pfx.data, password=demo_pfx.password, certificate=demo_certificate,
+        tier="scale",
+    )
+    uid, org = created.record.uid, grant.organization_id
+    await store_connection(store, uid, grant)
+    await store.apply([IntegrationEvent(integration_uid=uid, kind=IntegrationEventKind.CONNECTED)])
+    settings = WriteBackSettings(
+        zoho_client_id=client["client_id"], zoho_client_secret=client["client_secret"],
+        zoho_accounts_servers=list(zoho_sandbox.accounts_servers), group_id=f"wb-{uid}",
+        retry_base_seconds=0.05, retry_cap_seconds=0.2, commit_interval_seconds=0.1,
+    )
+    status_topic, events_topic, writeback_topic = [
+        await make_topic(partitions=2) for _ in range(3)]
+
+    invoice = await zoho_sandbox.create_invoice(org)
+    note = await zoho_sandbox.create_credit_note(
+        org, invoices_credited=[{"invoice_id": invoice["invoice_id"], "amount": "12.38"}])
+    statuses = [
+        fiscalized(uid, invoice["invoice_id"], invoice["invoice_number"], 1),
+        fiscalized(uid, note["creditnote_id"], note["creditnote_number"], 2, total="-12.38",
+                   kind=DocumentKind.CREDIT_NOTE),
+    ]
+    await store.apply(statuses)  # the projector's journal, which the re-drive reads
+
+    async def record(outcome: WriteBackStatus) -> None:
+        await store.writebacks.apply(
+            integration_uid=outcome.integration_uid, source_id=outcome.source_id,
+            state=outcome.state.value, reason=outcome.reason,
+            fiscal_number=outcome.fiscal_number, event_id=outcome.event_id,
+            occurred_at=outcome.occurred_at)
+
+    async with httpx.AsyncClient() as http:
+        sessions = ZohoSessions(store, http, settings)
+        stage = WriteBackStage(store.integrations.get, sessions.client,
+                               Backoff(settings.retry_base_seconds, settings.retry_cap_seconds))
+        service = WriteBack(kafka_settings, settings, stage, status_topic=status_topic,
+                            writeback_topic=writeback_topic, events_topic=events_topic,
+                            waiting=store.writebacks.waiting, record=record)
+        stop = asyncio.Event()
+        running = asyncio.create_task(service.run(stop))
+        producer = make_producer(kafka_settings)
+        await producer.start()
+        try:
+            for status in statuses:
+                await producer.send_and_wait(status_topic, status.to_json(), key=status.key)
+
+            async def states() -> dict[str, tuple[str, str | None]] | None:
+                found = {s.invoice.source_id: await store.writebacks.get(uid, s.invoice.source_id)
+                         for s in statuses}
+                if any(o is None for o in found.values()):
+                    return None
+                return {k: (o.state, o.reason) for k, o in found.items() if o is not None}
+
+            assert await until(states) == {
+                invoice["invoice_id"]: ("waiting", NO_MAPPING),
+                note["creditnote_id"]: ("waiting", NO_CREDIT_NOTE_MAPPING),
+            }
+
+            async def announce(event: IntegrationEvent) -> object:
+                return await publish_and_apply(producer, store, event, topic=events_topic)
+
+            # Another setting changes: nothing waiting is touched.
+            await announce(IntegrationEvent(
+                integration_uid=uid, kind=IntegrationEventKind.SETTINGS_CHANGED,
+                reason="start moved", details={"starts_at": "2026-12-01T00:00:00+01:00"}))
+            await asyncio.sleep(1.0)
+            unchanged = await store.writebacks.get(uid, invoice["invoice_id"])
+            assert unchanged is not None and unchanged.state == "waiting"
+
+            known = await store.integrations.get(uid)
+            assert known is not None
+            books = await sessions.client(known)
+            fields = {f["api_name"]: f["customfield_id"]
+                      for f in await books.invoice_custom_fields()}
+            note_fields = {f["api_name"]: f["customfield_id"]
+                           for f in await books.credit_note_custom_fields()}
+            with pytest.raises(ValueError, match="unknown write-back roles"):
+                await set_mapping(store.integrations, announce, uid, {"jr": "1"}, by="a typo")
+            assert known.writeback_fields == {}
+            assert (await store.integrations.get(uid)) == known  # nothing was stored
+            await set_mapping(store.integrations, announce, uid, {
+                "jir": fields["cf_jir"], "fiscal_number": fields["cf_fiskalni_broj"],
+                "creditnote.jir": note_fields["cf_jir"],
+            }, by="the owner in the test")
+
+            async def written() -> bool:
+                now = await states()
+                return now is not None and {s for s, _ in now.values()} == {"written_back"}
+
+            await until(written)
+        finally:
+            await producer.stop()
+            stop.set()
+            await asyncio.wait_for(running, 30)
+
+    shown = await zoho_sandbox.show_invoice(org, invoice["invoice_id"])
+    assert shown["written_back"] == {"cf_jir": statuses[0].receipt_id,
+                                     "cf_fiskalni_broj": "1/POSL1/1"}
+    shown_note = await zoho_sandbox.show_credit_note(org, note["creditnote_id"])
+    assert shown_note["written_back"] == {"cf_jir": statuses[1].receipt_id}
+    outcomes = await read_topic(kafka_settings, writeback_topic, WriteBackStatus)
+    assert sorted((o.source_id, o.state.value) for o in outcomes) == sorted([
+        (invoice["invoice_id"], "waiting"), (note["creditnote_id"], "waiting"),
+        (invoice["invoice_id"], "written_back"), (note["creditnote_id"], "written_back")])
+    # Each answers the status that was fiscalized: nothing was fiscalized again.
+    assert {o.status_event_id for o in outcomes} == {s.event_id for s in statuses}
 
 
 async def _read_raw(kafka: KafkaSettings, topic: str) -> list[Any]:

@@ -8,7 +8,7 @@ from decimal import Decimal
 from connectors.zoho.mapping import parse_datetime
 from connectors.zoho.ratelimit import RateLimiter
 from connectors.zoho.sync import changed_invoices
-from connectors.zoho.writeback import Action, FieldMap, write_back
+from connectors.zoho.writeback import Action, FieldMap, add_storno_comment, write_back
 from schemas.invoice import DocumentKind, PaymentMethod
 from tests.fixtures.zoho import ZohoSandboxHandle
 
@@ -121,3 +121,69 @@ async def test_a_grant_without_the_credit_notes_scope_keeps_syncing_invoices(
     assert "ZohoBooks.creditnotes.READ" in first.rejected[0].reason
     again = await changed_invoices(books, first.new_watermark, seen=first.seen)
     assert again.complete and again.rejected == [] and again.api_calls == 1  # not asked again
+
+
+async def test_a_credit_notes_fiscal_fields_go_into_its_own_custom_fields(
+    zoho_sandbox: ZohoSandboxHandle,
+) -> None:
+    connection = await zoho_sandbox.connect(limits=FAST)
+    org = connection.organization_id
+    books = connection.client(zoho_sandbox.http)
+    invoice = await zoho_sandbox.create_invoice(org)
+    note = await zoho_sandbox.create_credit_note(
+        org, invoices_credited=[{"invoice_id": invoice["invoice_id"], "amount": "12.38"}]
+    )
+    invoice_fields = {f["customfield_id"] for f in await books.invoice_custom_fields()}
+    fields = {f["api_name"]: f["customfield_id"] for f in await books.credit_note_custom_fields()}
+    assert set(fields) >= {"cf_fiskalni_broj", "cf_jir"} and not invoice_fields & set(
+        fields.values())  # per module: ids of their own
+    mapping = FieldMap({"creditnote.fiscal_number": fields["cf_fiskalni_broj"],
+                        "creditnote.jir": fields["cf_jir"],
+                        "jir": sorted(invoice_fields)[0]})
+    written = {"fiscal_number": "8/POSL1/1", "jir": "j-8", "zki": "not mapped for notes"}
+    assert await write_back(books, note["creditnote_id"], mapping, written,
+                            credit_note=True) is None
+
+    shown = await zoho_sandbox.show_credit_note(org, note["creditnote_id"])
+    assert shown["written_back"] == {"cf_fiskalni_broj": "8/POSL1/1", "cf_jir": "j-8"}
+    detail = await books.credit_note(note["creditnote_id"])
+    assert {f["api_name"]: f["value"] for f in detail["custom_fields"]} == {
+        "cf_fiskalni_broj": "8/POSL1/1", "cf_jir": "j-8"}
+    assert detail["status"] == note["status"] and detail["total"] == Decimal("12.38")
+    untouched = await zoho_sandbox.show_invoice(org, invoice["invoice_id"])
+    assert untouched["written_back"] == {}
+
+    # An invoice's field id is no credit note field; a grant without the scope says which.
+    wrong = await write_back(books, note["creditnote_id"],
+                             FieldMap({"creditnote.jir": sorted(invoice_fields)[0]}),
+                             {"jir": "x"}, credit_note=True)
+    assert wrong is not None and wrong.action is Action.NEEDS_CUSTOMER
+    narrow = await zoho_sandbox.connect(limits=FAST, scopes=READ_ONLY)
+    other_invoice = await zoho_sandbox.create_invoice(narrow.organization_id)
+    other = await zoho_sandbox.create_credit_note(
+        narrow.organization_id,
+        invoices_credited=[{"invoice_id": other_invoice["invoice_id"], "amount": "12.38"}],
+    )
+    refused = await write_back(narrow.client(zoho_sandbox.http), other["creditnote_id"],
+                               FieldMap({"creditnote.jir": fields["cf_jir"]}), {"jir": "x"},
+                               credit_note=True)
+    assert refused is not None and refused.action is Action.NEEDS_CUSTOMER
+    assert "ZohoBooks.creditnotes.UPDATE" in refused.reason
+
+
+async def test_a_stornos_comment_is_added_once(zoho_sandbox: ZohoSandboxHandle) -> None:
+    connection = await zoho_sandbox.connect(limits=FAST)
+    org = connection.organization_id
+    books = connection.client(zoho_sandbox.http)
+    voided = await zoho_sandbox.create_invoice(org)
+    await books.add_comment(voided["invoice_id"], "Kupac je vratio robu")
+    storno = {"fiscal_number": "9/POSL1/1", "jir": "j-9", "qr_url": "https://x?izn=-1238"}
+
+    assert await add_storno_comment(books, voided["invoice_id"], storno) == (True, None)
+    assert await add_storno_comment(books, voided["invoice_id"], storno) == (False, None)
+    assert await add_storno_comment(
+        books, voided["invoice_id"], {**storno, "fiscal_number": "10/POSL1/1"}) == (True, None)
+    listed = await books.invoice_comments(voided["invoice_id"])
+    assert [c["description"].splitlines()[-1] for c in listed] == [
+        "Kupac je vratio robu", "QR: https://x?izn=-1238", "QR: https://x?izn=-1238"]
+    assert sum("9/POSL1/1" in c["description"] for c in listed) == 1

@@ -18,6 +18,7 @@ from runtime.store.models import IntegrationStatus
 from schemas.events import InvoiceRef, InvoiceState, InvoiceStatus, WriteBackState
 from schemas.invoice import DocumentKind
 from services.writeback.stage import (
+    NO_CREDIT_NOTE_MAPPING,
     NO_MAPPING,
     Backoff,
     Stopping,
@@ -28,6 +29,7 @@ from services.writeback.stage import (
 UID = "int_1"
 JIR = "3d6e4b1c-2c3f-4e0a-9f1e-7a1b2c3d4e5f"
 FIELDS = {"fiscal_number": "cf1", "zki": "cf2", "jir": "cf3", "qr_url": "cf4"}
+NOTE_FIELDS = {"creditnote.fiscal_number": "cn1", "creditnote.jir": "cn3"}
 
 
 def status(**over: Any) -> InvoiceStatus:
@@ -56,6 +58,7 @@ class FakeZoho:
     def __init__(self, failures: Sequence[Exception] | None = None) -> None:
         self.failures = list(failures or [])
         self.written: list[tuple[str, dict[str, str]]] = []
+        self.notes_written: list[tuple[str, dict[str, str]]] = []
         self.comments: list[tuple[str, str]] = []
 
     async def update_custom_fields(self, invoice_id: str, values: dict[str, str]) -> list[Any]:
@@ -63,6 +66,19 @@ class FakeZoho:
             raise self.failures.pop(0)
         self.written.append((invoice_id, values))
         return []
+
+    async def update_credit_note_custom_fields(
+        self, creditnote_id: str, values: dict[str, str]
+    ) -> list[Any]:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.notes_written.append((creditnote_id, values))
+        return []
+
+    async def invoice_comments(self, invoice_id: str) -> list[dict[str, Any]]:
+        if self.failures:
+            raise self.failures.pop(0)
+        return [{"description": text} for on, text in self.comments if on == invoice_id]
 
     async def add_comment(self, invoice_id: str, text: str) -> dict[str, Any]:
         self.comments.append((invoice_id, text))
@@ -130,10 +146,39 @@ async def test_without_a_mapping_it_waits() -> None:
     assert zoho.written == []
 
 
-async def test_a_credit_note_waits_with_the_reason() -> None:
-    ref = InvoiceRef(source_id="cn1", number="CN-1", version="v", kind=DocumentKind.CREDIT_NOTE)
-    outcome, _ = await run(stage(FakeZoho()), status(invoice=ref))
-    assert outcome.state is WriteBackState.WAITING and "credit note" in outcome.reason
+CREDIT_NOTE = InvoiceRef(source_id="cn1", number="CN-1", version="v",
+                         kind=DocumentKind.CREDIT_NOTE, total=Decimal("-31.25"),
+                         issued_at=datetime(2026, 3, 1, 8, tzinfo=UTC))
+
+
+async def test_a_credit_note_gets_its_stornos_values_in_its_own_fields() -> None:
+    zoho = FakeZoho()
+    rec = record({**FIELDS, **NOTE_FIELDS})
+    outcome, _ = await run(stage(zoho, rec), status(invoice=CREDIT_NOTE, fiscal_number="9/P/1"))
+    assert (outcome.state, outcome.reason) == (WriteBackState.WRITTEN_BACK, None)
+    assert zoho.notes_written == [("cn1", {"cn1": "9/P/1", "cn3": JIR})]
+    assert zoho.written == [] and zoho.comments == []
+
+
+async def test_a_credit_note_without_credit_note_fields_waits() -> None:
+    zoho = FakeZoho()  # invoice fields only: they are not the credit note's
+    outcome, _ = await run(stage(zoho), status(invoice=CREDIT_NOTE))
+    assert (outcome.state, outcome.reason) == (WriteBackState.WAITING, NO_CREDIT_NOTE_MAPPING)
+    assert zoho.notes_written == [] and zoho.written == []
+
+
+async def test_a_mapping_set_while_waiting_is_looked_at_once_more() -> None:
+    zoho = FakeZoho()
+    rec = record({})
+    published: list[Any] = []
+
+    async def publish(outcome: Any) -> None:
+        published.append(outcome)
+        rec.writeback_fields.update(FIELDS)  # set just after the waiting was recorded
+
+    outcome = await stage(zoho, rec).process(status(), publish, asyncio.Event())
+    assert [p.state for p in published] == [WriteBackState.WAITING, WriteBackState.WRITTEN_BACK]
+    assert outcome is published[-1] and len(zoho.written) == 1
 
 
 async def test_a_storno_goes_as_a_comment_on_the_original() -> None:
@@ -145,6 +190,35 @@ async def test_a_storno_goes_as_a_comment_on_the_original() -> None:
     assert zoho.written == []
     [(invoice_id, text)] = zoho.comments
     assert invoice_id == "4600001" and "58/POSL1/1" in text and "izn=-1000" in text
+
+
+async def test_a_stornos_comment_is_not_added_again_on_redelivery() -> None:
+    zoho = FakeZoho()
+    ref = InvoiceRef(source_id="4600001:storno", number="INV-1 storno", version="v",
+                     total=Decimal("-10"), issued_at=datetime(2026, 3, 1, 8, tzinfo=UTC))
+    s = stage(zoho)
+    first = status(invoice=ref, fiscal_number="58/POSL1/1")
+    # A redelivery (same event) and a replay (new event, same storno), two at once.
+    again = [first, first, status(invoice=ref, fiscal_number="58/POSL1/1")]
+    outcomes = await asyncio.gather(*(run(s, st) for st in again))
+    assert len(zoho.comments) == 1
+    assert [o.state for o, _ in outcomes] == [WriteBackState.WRITTEN_BACK] * 3
+    assert sorted(o.reason for o, _ in outcomes)[-1].endswith("(already there)")
+    # Another storno of the same invoice (another number) is a comment of its own.
+    await run(s, status(invoice=ref, fiscal_number="59/POSL1/1"))
+    assert len(zoho.comments) == 2
+
+
+async def test_a_storno_comment_whose_answer_was_lost_is_found_not_added_again() -> None:
+    ref = InvoiceRef(source_id="4600001:storno", number="INV-1 storno", version="v",
+                     total=Decimal("-10"), issued_at=datetime(2026, 3, 1, 8, tzinfo=UTC))
+    zoho = FakeZoho()
+    await run(stage(zoho), status(invoice=ref, fiscal_number="58/POSL1/1"))
+    # The answer was lost: Zoho busy when listing the comments on the next try.
+    zoho.failures = [ZohoApiError(-1, "down", http_status=503)]
+    outcome, published = await run(stage(zoho), status(invoice=ref, fiscal_number="58/POSL1/1"))
+    assert outcome.state is WriteBackState.WRITTEN_BACK and len(zoho.comments) == 1
+    assert [p.state for p in published] == [WriteBackState.WAITING, WriteBackState.WRITTEN_BACK]
 
 
 async def test_transient_failures_are_retried_and_said_waiting_once() -> None:
