@@ -96,6 +96,14 @@ def racuni_envelope(signed_document: bytes) -> bytes:
     return _ENVELOPE_OPEN + _strip_declaration(signed_document) + _ENVELOPE_CLOSE
 
 
+def change_envelope(signed_document: bytes) -> bytes:
+    """The SOAP request for `promijeniPodatkeRacuna`, made as `racuni_envelope`'s."""
+    root = parse_xml(signed_document)
+    if root.tag != PROMIJENI_PODATKE_ZAHTJEV:
+        raise ValueError(f"expected a PromijeniPodatkeRacunaZahtjev element, got {root.tag}")
+    return _ENVELOPE_OPEN + _strip_declaration(signed_document) + _ENVELOPE_CLOSE
+
+
 def echo_envelope(text: str) -> bytes:
     envelope = etree.Element(_ENVELOPE, nsmap={"soapenv": SOAP_NS})
     body = etree.SubElement(envelope, _BODY)

@@ -23,6 +23,14 @@ from lxml import etree
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 
 from fiscal.hr_cis.certificate import FiscalCertificate
+from fiscal.hr_cis.change import (
+    AsSent,
+    ChangeToday,
+    ChangeTooLate,
+    DataChange,
+    build_change,
+    decide_change,
+)
 from fiscal.hr_cis.errors import Permanence, classify
 from fiscal.hr_cis.profile import HrCisProfile
 from fiscal.hr_cis.settings import FiscalSettings
@@ -36,6 +44,7 @@ from fiscal.hr_cis.soap import (
     AnswerVerifier,
     ChangeAnswer,
     CisSigner,
+    change_envelope,
     parse_change_answer,
     parse_racun_answer,
     racuni_envelope,
@@ -383,3 +392,58 @@ def test_a_sha1_signed_invoice_is_refused_s004_and_nothing_is_recorded(
     assert response.status_code == 500
     assert [c for c, _ in parse_racun_answer(response.content, verifier).errors] == ["s004"]
     assert http.get(f"{cis.base_url}/_sandbox/ledger/sequences").json() == []
+
+
+# --- promijeniPodatkeRacuna from fiscal/hr_cis/change.py ---------------------------
+
+
+def _send_change(
+    http: httpx.Client, cis: CisSandboxHandle, verifier: AnswerVerifier,
+    certificate: FiscalCertificate, sent: AsSent, change: DataChange,
+) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    message_id = str(uuid.uuid4())
+    root = build_change(sent, change, message_id=message_id, sent_at=datetime.now(UTC))
+    body = change_envelope(RequestSigner(certificate).sign(root))
+    response = post(http, cis, body, PROMIJENI_PODATKE_ACTION)
+    answer = parse_change_answer(response.content, verifier, expected_message_id=message_id)
+    return answer.code, answer.errors
+
+
+def test_a_same_day_change_built_from_the_fiscalized_request_is_accepted(
+    cis: CisSandboxHandle, http: httpx.Client, verifier: AnswerVerifier,
+    fiscal_settings: FiscalSettings, demo_certificate: FiscalCertificate,
+) -> None:
+    fiscalized = sign(fiscal_settings, demo_certificate, 1, payment=PaymentMethod.CASH)
+    assert racuni(http, cis, fiscalized).status_code == 200
+    sent = AsSent.of(fiscalized)
+    assert (sent.payment_code, sent.buyer_oib) == ("G", None)
+
+    decided = decide_change(sent, DataChange("K", BUYER_OIB), datetime.now(UTC))
+    assert isinstance(decided, ChangeToday)
+    code, errors = _send_change(http, cis, verifier, demo_certificate, sent, decided.change)
+    assert (code, errors) == ("p005", ())
+    (entry,) = cis.ledger()
+    assert [(c["payment"], c["buyer_oib"]) for c in entry["changes"]] == [("K", BUYER_OIB)]
+
+    # Removing the buyer's OIB again: the element is sent empty.
+    code, errors = _send_change(http, cis, verifier, demo_certificate, sent, DataChange("G", None))
+    assert (code, errors) == ("p005", ())
+    (entry,) = cis.ledger()
+    assert [(c["payment"], c["buyer_oib"]) for c in entry["changes"]][-1] == ("G", None)
+
+
+def test_an_invoice_of_yesterday_is_not_changed_and_cis_would_refuse_it_s011(
+    cis: CisSandboxHandle, http: httpx.Client, verifier: AnswerVerifier,
+    fiscal_settings: FiscalSettings, demo_certificate: FiscalCertificate,
+) -> None:
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    fiscalized = sign(fiscal_settings, demo_certificate, 1, issued_at=yesterday,
+                      payment=PaymentMethod.CASH)
+    assert racuni(http, cis, fiscalized).status_code == 200
+    sent = AsSent.of(fiscalized)
+    decided = decide_change(sent, DataChange("K", None), datetime.now(UTC))
+    assert isinstance(decided, ChangeTooLate)
+    assert "credit note" in decided.reason and "G to K" in decided.reason
+    # The sandbox witnesses the rule the decision keeps.
+    code, errors = _send_change(http, cis, verifier, demo_certificate, sent, DataChange("K", None))
+    assert code is None and [c for c, _ in errors] == ["s011"]
