@@ -234,13 +234,16 @@ def show(uid: str, show_webhook_secret: bool) -> None:
 @click.argument("uid")
 @click.argument("mapping", nargs=-1, metavar="[ROLE=CUSTOMFIELD_ID]...")
 def writeback_fields(uid: str, mapping: tuple[str, ...]) -> None:
-    """Show, or set, which Zoho invoice custom field receives each fiscal value.
+    """Show, or set, which Zoho custom field receives each fiscal value.
 
-    Roles: fiscal_number, zki, jir, qr_url. Setting replaces the whole mapping; unmapped
-    roles are not written. Without any mapping write-backs wait ("no custom fields
-    mapped"); statuses already answered that way are not written later by themselves.
+    Roles: fiscal_number, zki, jir, qr_url for invoice custom fields, and the same
+    prefixed `creditnote.` for credit note custom fields (a credit note's storno).
+    Setting replaces the whole mapping; unmapped roles are not written. Setting also
+    announces it on integrations.events, and the write-back stage then writes back what
+    waited for a mapping ("no custom fields mapped").
     """
-    from connectors.zoho.writeback import ROLES, FieldMap
+    from connectors.zoho.writeback import ALL_ROLES, FieldMap
+    from runtime.writeback_mapping import set_mapping
 
     pairs: dict[str, str] = {}
     for item in mapping:
@@ -258,10 +261,23 @@ def writeback_fields(uid: str, mapping: tuple[str, ...]) -> None:
         try:
             await _get(store, uid)
             if pairs:
-                await store.integrations.set_writeback_fields(uid, pairs)
+                async with kafka_producer() as producer:  # unreachable: nothing is changed
+                    async def announce(event: IntegrationEvent) -> object:
+                        return await publish_and_apply(producer, store, event,
+                                                       topic=db.TOPICS.events)
+
+                    try:
+                        await set_mapping(store.integrations, announce, uid, pairs,
+                                          by="an operator (CLI)")
+                    except (KafkaError, OSError, TimeoutError) as error:
+                        raise click.ClickException(
+                            f"the mapping was saved but not announced ({type(error).__name__}):"
+                            " write-backs waiting for it are written once it is announced;"
+                            " run this command again"
+                        ) from None
             record = await _get(store, uid)
-            for role in ROLES:
-                click.echo(f"{role + ':':<16}{record.writeback_fields.get(role, '-')}")
+            for role in ALL_ROLES:
+                click.echo(f"{role + ':':<27}{record.writeback_fields.get(role, '-')}")
         finally:
             await store.close()
 

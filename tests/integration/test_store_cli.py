@@ -27,8 +27,9 @@ from runtime.store import IntegrationStatus, Store
 from runtime.store import migrate as migrations
 from runtime.store.rebuild import Topics
 from runtime.vault import MasterKey, Vault
-from schemas.events import InvoiceState
+from schemas.events import IntegrationEvent, IntegrationEventKind, InvoiceState
 from services.portal.projector import Projector
+from tests.e2e.zoho_helpers import read_topic
 from tests.fixtures.certs import OPERATOR_OIB, Pfx
 from tests.fixtures.kafka import MakeTopic
 from tests.fixtures.store import Database, invoice_status_at, projection_snapshot
@@ -240,15 +241,26 @@ async def test_a_full_cycle_never_shows_a_secret_where_it_should_not(
     revealed = await ok("integrations", "show", uid, "--show-webhook-secret")
     assert secret in revealed
     assert "active" in await ok("integrations", "activate", uid)
-    assert "jir:            -" in await ok("integrations", "writeback-fields", uid)
+    assert re.search(r"^jir:\s+-$", await ok("integrations", "writeback-fields", uid), re.M)
+    announced = await end_offsets(kafka_settings, topics)
     mapped = await ok("integrations", "writeback-fields", uid, "jir=4600000000000903",
-                      "qr_url=4600000000000904")
-    assert "jir:            4600000000000903" in mapped and "zki:            -" in mapped
+                      "qr_url=4600000000000904", "creditnote.jir=4600000000000913")
+    assert re.search(r"^jir:\s+4600000000000903$", mapped, re.M)
+    assert re.search(r"^zki:\s+-$", mapped, re.M)
+    assert re.search(r"^creditnote\.jir:\s+4600000000000913$", mapped, re.M)
     record = await store.integrations.get(uid)
     assert record is not None and record.writeback_fields == {
-        "jir": "4600000000000903", "qr_url": "4600000000000904"}
+        "jir": "4600000000000903", "qr_url": "4600000000000904",
+        "creditnote.jir": "4600000000000913"}
+    # Announced, for the write-back stage to write back what waited for a mapping.
+    assert await end_offsets(kafka_settings, topics) == announced + 1
+    [event] = [e for e in await read_topic(kafka_settings, topics.events, IntegrationEvent)
+               if e.kind is IntegrationEventKind.SETTINGS_CHANGED]
+    assert event.integration_uid == uid and event.details == {
+        "writeback_fields": record.writeback_fields}
     unknown = await invoke("integrations", "writeback-fields", uid, "jirr=1")
     assert unknown.exit_code == 2 and "unknown write-back roles" in unknown.stderr
+    assert await end_offsets(kafka_settings, topics) == announced + 1  # nothing changed
     assert uid in await ok("integrations", "list", "--status", "active")
 
     new_key = "k2:" + base64.b64encode(os.urandom(32)).decode()
