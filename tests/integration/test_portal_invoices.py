@@ -179,11 +179,11 @@ async def test_csv_export_streams_the_filtered_list(
     assert response.headers["content-type"].startswith("text/csv")
     assert "attachment" in response.headers["content-disposition"]
     rows = list(csv.reader(io.StringIO(response.text)))
-    assert rows[0][:3] == ["integration", "invoice_number", "kind"]
+    assert rows[0][:4] == ["integration", "integration_name", "invoice_number", "kind"]
     fiscalized = [e for e in reversed(events) if e.state is InvoiceState.FISCALIZED]
-    assert [r[10] for r in rows[1:]] == [e.receipt_id for e in fiscalized]
-    assert {r[3] for r in rows[1:]} == {"Ćevapi d.o.o.", "'=HYPERLINK(\"x\")"}  # no formulas
-    assert rows[1][5] == "2026-03-11 05:04:00"  # Croatian time: 09:00 + 1204 minutes
+    assert [r[11] for r in rows[1:]] == [e.receipt_id for e in fiscalized]
+    assert {r[4] for r in rows[1:]} == {"Ćevapi d.o.o.", "'=HYPERLINK(\"x\")"}  # no formulas
+    assert rows[1][6] == "2026-03-11 05:04:00"  # Croatian time: 09:00 + 1204 minutes
 
 
 async def test_detail_page_shows_the_evidence_and_keeps_it_after_remove(
@@ -375,3 +375,31 @@ async def test_detail_page_history_names_every_step(
     rows = re.findall(r'data-step="rejected"><td>[^<]+</td><td>Rejected</td><td>[^<]*</td>'
                       r'<td>s005</td><td>([^<]+)</td>', shown)
     assert rows and "Replace the certificate" in rows[0]
+
+
+async def test_integration_names_wherever_the_uid_is_shown(
+    env: PortalUnderTest, demo_pfx: Pfx, demo_oib: str
+) -> None:
+    """The customer's name for an integration beside its uid on the dashboard, both
+    invoice lists, an invoice's page and the CSV; escaped, as the customer wrote it."""
+    browser, uid = await _connected(env, demo_pfx, demo_oib, "names@firma.example")
+    name = "=Shop <b>&</b> Co"
+    await env.store.integrations.rename(uid, name)
+    [event] = _events(uid, 1)
+    await env.store.apply([event])
+    escaped = html.escape(name, quote=False)
+    shown = f'<span class="integration-name">{escaped}</span> <code>{uid}</code>'
+    for url in ("/dashboard", f"/integrations/{uid}/dashboard", "/invoices",
+                f"/integrations/{uid}/invoices",
+                f"/integrations/{uid}/invoices/{event.invoice.source_id}"):
+        page = await browser.get(url)
+        assert page.status_code == 200, (url, page.text)
+        assert shown in page.text, url
+        assert "<b>&</b>" not in page.text, url
+    across = (await browser.get("/invoices")).text
+    assert re.search(r'<td class="integration"><span class="integration-name">', across)
+    rows = list(csv.reader(io.StringIO((await browser.get("/invoices.csv")).text)))
+    assert rows[1][:2] == [uid, "'" + name]  # a formula-looking name is quoted
+    rows = list(csv.reader(io.StringIO(
+        (await browser.get(f"/integrations/{uid}/invoices.csv")).text)))
+    assert rows[1][:2] == [uid, "'" + name]

@@ -54,7 +54,8 @@ STEP_LABELS: dict[str, str] = {
 }
 LATE_AFTER_WORKING_DAYS = 2
 CSV_COLUMNS = (
-    "integration", "invoice_number", "kind", "customer", "total_eur", "issued_at_local",
+    "integration", "integration_name", "invoice_number", "kind", "customer", "total_eur",
+    "issued_at_local",
     "state", "reason_code", "fiscal_number", "zki", "jir", "fiscalized_at_local", "message",
 )
 
@@ -201,7 +202,7 @@ async def _list_page(
     return render(
         request, "invoices.html", integration=integration, base=base, page=page,
         query=query, count=count, more=more, states=STATE_LABELS, zone=ZONE,
-        sizes=PAGE_SIZES, names={r.uid: r.uid for r in records},
+        sizes=PAGE_SIZES, names={r.uid: r.name for r in records},
         csv_url=query.link(base + ".csv", after=None, before=None),
     )
 
@@ -237,7 +238,10 @@ def _safe_cell(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-async def _csv(portal: Portal, uids: list[str], query: ListQuery) -> AsyncIterator[str]:
+async def _csv(portal: Portal, records: list[IntegrationRecord],
+               query: ListQuery) -> AsyncIterator[str]:
+    uids = [r.uid for r in records]
+    names = {r.uid: r.name or "" for r in records}
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
@@ -249,15 +253,18 @@ async def _csv(portal: Portal, uids: list[str], query: ListQuery) -> AsyncIterat
         buffer.truncate()
         for row in rows:
             line = _csv_line(row)
-            writer.writerow([line[0], *(_safe_cell(v) for v in line[1:4]), *line[4:12],
+            # The integration's name is the customer's own text: guarded like the others.
+            writer.writerow([line[0], _safe_cell(names.get(row.integration_uid, "")),
+                             *(_safe_cell(v) for v in line[1:4]), *line[4:12],
                              _safe_cell(line[12])])
         yield buffer.getvalue()
 
 
-def _csv_response(portal: Portal, uids: list[str], query: ListQuery, name: str) -> Response:
+def _csv_response(portal: Portal, records: list[IntegrationRecord], query: ListQuery,
+                  name: str) -> Response:
     stamp = datetime.now(ZONE).strftime("%Y%m%d-%H%M")
     return StreamingResponse(
-        _csv(portal, uids, query), media_type="text/csv; charset=utf-8",
+        _csv(portal, records, query), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}-{stamp}.csv"'},
     )
 
@@ -268,7 +275,7 @@ async def account_invoices_csv(request: Request) -> Response:
     portal = portal_of(request)
     records = await portal.store.integrations.find(account_id=account_id)
     query = parse_query(request.query_params, "/invoices", datetime.now(UTC))
-    return _csv_response(portal, [r.uid for r in records], query, "invoices")
+    return _csv_response(portal, records, query, "invoices")
 
 
 @router.get("/integrations/{uid}/invoices.csv")
@@ -276,7 +283,7 @@ async def integration_invoices_csv(request: Request, uid: str) -> Response:
     portal = portal_of(request)
     record = await portal.owned_integration(request, uid)
     query = parse_query(request.query_params, f"/integrations/{uid}/invoices", datetime.now(UTC))
-    return _csv_response(portal, [record.uid], query, f"invoices-{uid}")
+    return _csv_response(portal, [record], query, f"invoices-{uid}")
 
 
 @dataclass(frozen=True)
@@ -301,19 +308,25 @@ async def write_back_state(portal: Portal, uid: str, source_id: str) -> WriteBac
 
 
 async def _entry(portal: Portal, request: Request, uid: str, source_id: str) -> Any:
-    await portal.owned_integration(request, uid)
+    entry, _ = await _owned_entry(portal, request, uid, source_id)
+    return entry
+
+
+async def _owned_entry(portal: Portal, request: Request, uid: str,
+                       source_id: str) -> tuple[Any, IntegrationRecord]:
+    record = await portal.owned_integration(request, uid)
     entry = await portal.store.journal.get(uid, source_id)
     if entry is None:
         raise PageError(404, "Not found", "There is no such invoice in this integration.",
                         next_url=f"/integrations/{uid}/invoices",
                         next_label="Back to the invoices")
-    return entry
+    return entry, record
 
 
 @router.get("/integrations/{uid}/invoices/{source_id}")
 async def invoice_page(request: Request, uid: str, source_id: str) -> Response:
     portal = portal_of(request)
-    entry = await _entry(portal, request, uid, source_id)
+    entry, record = await _owned_entry(portal, request, uid, source_id)
     told = receipt.reported(entry.signed_request)
     # The QR code's amount is the total CIS was told (negative for a credit note).
     if told is not None and told.total is not None:
@@ -332,7 +345,7 @@ async def invoice_page(request: Request, uid: str, source_id: str) -> Response:
         if url:
             svg = receipt.qr_svg(url, f"QR code of invoice {entry.invoice_number}")
     return render(
-        request, "invoice.html", entry=entry, told=told, qr_url=url, qr_svg=svg,
+        request, "invoice.html", entry=entry, record=record, told=told, qr_url=url, qr_svg=svg,
         history=await portal.store.journal.history(uid, source_id), states=STATE_LABELS,
         steps=STEP_LABELS,
         write_back=await write_back_state(portal, uid, source_id), zone=ZONE,

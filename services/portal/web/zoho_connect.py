@@ -79,6 +79,10 @@ def _not_connectable(record: IntegrationRecord) -> PageError:
                      "was changed.", **_back(record.uid))
 
 
+def _named(record: IntegrationRecord) -> str:
+    return f"{record.name} ({record.uid})" if record.name else record.uid
+
+
 def held_elsewhere(record: IntegrationRecord, organization_id: str,
                    holder: IntegrationRecord) -> str:
     """Why `record` cannot have the organization, and the way back, in the owner's words."""
@@ -92,7 +96,7 @@ def held_elsewhere(record: IntegrationRecord, organization_id: str,
                 if holder.status is not IntegrationStatus.ACTIVE else
                 "It is active: nothing needs to be done")
     return (f"Zoho Books organization {organization_id} is already fiscalized by your "
-            f"integration {holder.uid} ({holder.status.value}). One organization can have "
+            f"integration {_named(holder)} ({holder.status.value}). One organization can have "
             f"only one integration, or every invoice would be fiscalized twice. {way_back}; "
             "to move the organization here, remove that integration first. Nothing was "
             "changed.")
@@ -325,7 +329,8 @@ async def _marked(portal: Portal, record: IntegrationRecord,
         holder = await _holder(portal, record, str(org["organization_id"]))
         held_by = None
         if holder is not None:
-            held_by = (f"your integration {holder.uid}" if holder.account_id == record.account_id
+            held_by = (f"your integration {_named(holder)}"
+                       if holder.account_id == record.account_id
                        else "another FiscoBridge account")
         marked.append({**org, "held_by": held_by})
     return marked
