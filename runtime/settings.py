@@ -7,12 +7,17 @@ everywhere: `KAFKA_BOOTSTRAP_SERVERS` points every client at a cluster,
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from pathlib import Path
+from typing import Annotated, Any
 
 import platformdirs
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_log = logging.getLogger("fiscobridge.settings")
 
 
 def home_dir() -> Path:
@@ -60,3 +65,65 @@ class StoreSettings(BaseSettings):
 
     def url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{home_dir() / 'fiscobridge.db'}"
+
+
+# Names the Zoho OAuth client had per service before it was one setting: still read
+# (when the FISCOBRIDGE_ZOHO_* one is unset), with a warning naming the new one.
+_ZOHO_LEGACY_PREFIXES = (
+    "FISCOBRIDGE_PORTAL_ZOHO_", "FISCOBRIDGE_POLLER_ZOHO_", "FISCOBRIDGE_INGEST_ZOHO_",
+    "FISCOBRIDGE_WRITEBACK_ZOHO_",
+)
+
+
+class ZohoClientSettings(BaseSettings):
+    """The deployment's Zoho OAuth client, one for every service that talks to Zoho
+    (portal: consent; poller, ingest, write-back: token refresh): FISCOBRIDGE_ZOHO_*."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FISCOBRIDGE_ZOHO_", env_file=".env", extra="ignore"
+    )
+
+    client_id: str = Field(default="", description="the OAuth client id (Zoho API console)")
+    client_secret: SecretStr = Field(default=SecretStr(""), description="its secret")
+    accounts_url: str = Field(
+        default="https://accounts.zoho.com",
+        description="where the consent starts; Zoho sends each user on to their data centre",
+    )
+    accounts_servers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="accounts servers the client secret may be sent to (JSON list or "
+        "comma-separated); empty: Zoho's own data centres (the sandbox's in dev and tests)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for field in ("client_id", "client_secret", "accounts_url", "accounts_servers"):
+            if data.get(field) not in (None, ""):
+                continue
+            for prefix in _ZOHO_LEGACY_PREFIXES:
+                old = f"{prefix}{field.upper()}"
+                if os.environ.get(old):
+                    _log.warning(
+                        "%s is read for FISCOBRIDGE_ZOHO_%s; rename it (one Zoho OAuth "
+                        "client serves every service)", old, field.upper(),
+                    )
+                    data[field] = os.environ[old]
+                    break
+        return data
+
+    @field_validator("accounts_servers", mode="before")
+    @classmethod
+    def _servers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id and self.client_secret.get_secret_value())
