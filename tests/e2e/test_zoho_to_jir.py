@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,6 +33,7 @@ from runtime.store.rebuild import publish_and_apply
 from runtime.supervisor import Child
 from sandbox.load import StatusWatcher
 from schemas.events import IntegrationEvent, IntegrationEventKind, InvoiceState, InvoiceStatus
+from schemas.invoice import DocumentKind
 from tests.e2e.conftest import Pipeline
 from tests.e2e.zoho_helpers import ZohoGrant, poller_env, store_connection, zoho_grant
 from tests.fixtures.zoho import ZohoSandboxHandle, invoice_spec
@@ -62,13 +64,17 @@ class ZohoPipeline:
             self.pipeline.store, self.pipeline.kafka, self.pipeline.stack.home / "sandbox-ca",
             tier="scale", account="zoho@fiscobridge.example", connect=connect,
         )
-        # The customer maps the fiscal data onto the invoice custom fields of the
-        # organization, as the portal's settings do.
+        # The customer maps the fiscal data onto the invoice and the credit note custom
+        # fields of the organization, as the portal's settings do.
         books = self.books(grant)
         fields = {f["api_name"]: f["customfield_id"] for f in await books.invoice_custom_fields()}
+        notes = {f["api_name"]: f["customfield_id"]
+                 for f in await books.credit_note_custom_fields()}
+        roles = (("fiscal_number", "cf_fiskalni_broj"), ("zki", "cf_zki"), ("jir", "cf_jir"),
+                 ("qr_url", "cf_qr_url"))
         await self.pipeline.store.integrations.set_writeback_fields(made.uid, {
-            "fiscal_number": fields["cf_fiskalni_broj"], "zki": fields["cf_zki"],
-            "jir": fields["cf_jir"], "qr_url": fields["cf_qr_url"],
+            **{role: fields[api] for role, api in roles},
+            **{f"creditnote.{role}": notes[api] for role, api in roles},
         })
         return made, grant
 
@@ -82,7 +88,8 @@ class ZohoPipeline:
         self, grant: ZohoGrant, statuses: list[InvoiceStatus], timeout: float = 60.0
     ) -> None:
         """Each fiscalized invoice carries its fiscal number, ZKI, JIR and QR URL in the
-        sandbox (its admin view of what was written onto the invoice)."""
+        sandbox (its admin view of what was written onto the invoice), and each credit
+        note its storno's, in the credit note's own fields."""
         deadline = time.monotonic() + timeout
         for status in statuses:
             jir = status.receipt_id
@@ -96,8 +103,12 @@ class ZohoPipeline:
                 "cf_qr_url": f"https://porezna.gov.hr/rn?jir={jir}&datv={datv}&izn={cents}",
             }
             while True:
-                shown = await self.zoho.show_invoice(grant.organization_id,
-                                                     status.invoice.source_id)
+                if status.invoice.kind is DocumentKind.CREDIT_NOTE:
+                    shown = await self.zoho.show_credit_note(grant.organization_id,
+                                                             status.invoice.source_id)
+                else:
+                    shown = await self.zoho.show_invoice(grant.organization_id,
+                                                         status.invoice.source_id)
                 if shown["written_back"] == expected:
                     break
                 assert time.monotonic() < deadline, (status.invoice.source_id, shown)
@@ -397,3 +408,11 @@ async def test_every_shape_zoho_sends_is_fiscalized_with_zohos_own_total(
     assert sorted(str(entry["total"]) for entry in ledger) == sorted(
         ["34.60", "37.89", "38.73", "-31.25"]
     )
+    # Each carries its fiscal data in Zoho: the credit note its storno's (izn negative).
+    done = [s for s in watcher.outcomes.all
+            if s.integration_uid == made.uid and s.state is InvoiceState.FISCALIZED]
+    assert [s.invoice.total for s in done if s.invoice.kind is DocumentKind.CREDIT_NOTE] == [
+        Decimal("-31.25")]
+    await zp.written_back(grant, done)
+    outcome = await zp.pipeline.store.writebacks.get(made.uid, note["creditnote_id"])
+    assert outcome is not None and outcome.state == "written_back"
