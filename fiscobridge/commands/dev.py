@@ -86,6 +86,10 @@ def children(ports: Ports, log_dir: Path, zoho_secret: str, workers: int = 1) ->
         "FISCOBRIDGE_POLLER_ZOHO_CLIENT_ID": ZOHO_CLIENT_ID,
         "FISCOBRIDGE_POLLER_ZOHO_CLIENT_SECRET": zoho_secret,
         "FISCOBRIDGE_POLLER_ZOHO_ACCOUNTS_SERVERS": json.dumps(accounts),
+        # Ingest reads a webhook's buyer contact when the invoice carries no tax number.
+        "FISCOBRIDGE_INGEST_ZOHO_CLIENT_ID": ZOHO_CLIENT_ID,
+        "FISCOBRIDGE_INGEST_ZOHO_CLIENT_SECRET": zoho_secret,
+        "FISCOBRIDGE_INGEST_ZOHO_ACCOUNTS_SERVERS": json.dumps(accounts),
         # The write-back stage writes the fiscal data onto the sandbox's invoices.
         "FISCOBRIDGE_WRITEBACK_ZOHO_CLIENT_ID": ZOHO_CLIENT_ID,
         "FISCOBRIDGE_WRITEBACK_ZOHO_CLIENT_SECRET": zoho_secret,

@@ -3,13 +3,20 @@
 Every refusal says why in a JSON body and publishes nothing. Checks go cheapest and
 least revealing first: size, then the integration, then the signature, then content,
 so a forged request never reaches the payload parser.
+
+The invoice is mapped with the integration's read options, and with the buyer's
+contact read from Zoho when the invoice carries no tax number, exactly as the poller
+maps the same invoice. An accepted webhook is recorded for the poller (at most once per
+`webhook_seen_seconds` per integration and process, in the background): while webhooks
+arrive it polls less often.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +27,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from connectors.zoho.webhook import PayloadInvalid, parse_webhook, verify_signature
+from connectors.zoho.errors import ZohoError
+from connectors.zoho.mapping import MappingOptions, buyer_contact_id
+from connectors.zoho.webhook import (
+    PayloadInvalid,
+    map_webhook,
+    verify_signature,
+    webhook_document,
+)
 from runtime.logging import log_context
 from runtime.metrics import INTEGRATION_INVOICES
 from runtime.ops import ReadinessCheck, routes
@@ -43,6 +57,8 @@ SECONDS = Histogram(
 INTEGRATION_INVOICES.declare("received")
 
 Publish = Callable[[bytes, bytes], Awaitable[Any]]
+ContactReader = Callable[[WebhookTarget, str], Awaitable[Mapping[str, Any] | None]]
+WebhookSeen = Callable[[str], Awaitable[Any]]
 SIGNATURE_HEADER = "X-Zoho-Webhook-Signature"
 
 
@@ -79,7 +95,33 @@ def create_app(
     directory: WebhookDirectory,
     publish: Publish,
     ready: ReadinessCheck,
+    *,
+    contacts: ContactReader | None = None,
+    webhook_seen: WebhookSeen | None = None,
 ) -> Starlette:
+    recorded: dict[str, float] = {}  # uid -> monotonic time its webhook was last recorded
+    background: set[asyncio.Task[None]] = set()
+
+    async def record_seen(uid: str) -> None:
+        assert webhook_seen is not None
+        try:
+            await webhook_seen(uid)
+        except Exception as error:  # the poller then polls at its normal pace
+            log.warning("could not record the webhook for the poller",
+                        extra={"error": repr(error)})
+
+    def seen(uid: str) -> None:
+        now = time.monotonic()
+        last = recorded.get(uid)
+        if webhook_seen is None:
+            return
+        if last is not None and now - last < settings.webhook_seen_seconds:
+            return
+        recorded[uid] = now
+        task = asyncio.create_task(record_seen(uid))
+        background.add(task)
+        task.add_done_callback(background.discard)
+
     # A plain Starlette route, not a FastAPI one: FastAPI's parameter solving and its
     # per-request exit-stack middleware cost more CPU than the rest of the request
     # plumbing together, for a handler that reads the raw body itself anyway.
@@ -116,7 +158,28 @@ def create_app(
                                "the signature does not match the body and the integration's "
                                "secret; copy the secret again from the Webhook Setup panel")
             try:
-                invoice = parse_webhook(body)
+                document = webhook_document(body)
+            except PayloadInvalid as exc:
+                return _refuse(400, "malformed_payload", str(exc))
+            try:
+                options = MappingOptions.from_stored(target.read_options)
+            except ValueError as error:
+                log.error("integration read options invalid", extra={"error": str(error)})
+                return _refuse(503, "read_options_invalid",
+                               f"the integration's Zoho read options are not valid ({error}); "
+                               "an operator must set them again")
+            contact = None
+            contact_id = buyer_contact_id(document[1], options.buyer_tax_field)
+            if contact_id is not None and contacts is not None:
+                try:
+                    contact = await contacts(target, contact_id)
+                except ZohoError as error:
+                    log.warning("buyer contact unreadable", extra={"error": str(error)})
+                    return _refuse(503, "zoho_unavailable",
+                                   "the buyer's tax number must be read from the Zoho contact, "
+                                   "which failed for now; retry later")
+            try:
+                invoice = map_webhook(document, options, contact=contact)
             except PayloadInvalid as exc:
                 return _refuse(400, "malformed_payload", str(exc))
             event = InvoiceReceived(
@@ -134,6 +197,7 @@ def create_app(
                 PUBLISHED.inc()
                 RECEIVED.labels("202").inc()
                 INTEGRATION_INVOICES.count(integration_uid, "received")
+                seen(integration_uid)
                 log.info("accepted", extra={"invoice_id": invoice.source_id})
                 return JSONResponse(
                     {"event_id": event.event_id, "invoice_id": invoice.source_id},

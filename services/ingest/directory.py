@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -24,6 +25,11 @@ class WebhookTarget:
     # period for the owner to paste the new one into Zoho Books).
     previous: SecretStr | None = field(default=None, repr=False)
     previous_until: datetime | None = None
+    # How its documents are read (the poller reads the same) and where its Zoho is.
+    read_options: Mapping[str, Any] = field(default_factory=dict)
+    organization_id: str | None = None
+    api_domain: str | None = None
+    accounts_server: str | None = None
 
     def secrets(self, now: datetime) -> list[str]:
         accepted = [self.secret.get_secret_value()]

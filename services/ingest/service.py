@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 
+import httpx
 import uvicorn
 from pydantic import SecretStr
 
@@ -18,6 +20,7 @@ from schemas.topics import INVOICES_RECEIVED
 from services.ingest.app import create_app
 from services.ingest.directory import Loader, WebhookDirectory, WebhookTarget
 from services.ingest.settings import IngestSettings
+from services.ingest.zoho import ZohoContacts
 
 log = logging.getLogger("fiscobridge.ingest")
 
@@ -34,6 +37,10 @@ def store_loader(store: Store) -> Loader:
         return WebhookTarget(
             uid, record.status.value, SecretStr(secrets.current),
             SecretStr(secrets.previous) if secrets.previous else None, secrets.previous_until,
+            read_options=dict(record.zoho_read_options),
+            organization_id=record.zoho_organization_id,
+            api_domain=record.zoho_api_domain,
+            accounts_server=record.zoho_accounts_server,
         )
 
     return load
@@ -58,7 +65,16 @@ async def main(stop: asyncio.Event) -> None:
     async def ready() -> dict[str, bool]:
         return {"kafka": await kafka_ok(producer), "store": await store_ok(store)}
 
-    app = create_app(settings, directory, publish, ready)
+    http = httpx.AsyncClient(timeout=settings.zoho_timeout_seconds)
+    contacts = ZohoContacts(store, http, settings)
+
+    async def webhook_seen(uid: str) -> None:
+        await store.integrations.webhook_seen(
+            uid, datetime.now(UTC), every=timedelta(seconds=settings.webhook_seen_seconds)
+        )
+
+    app = create_app(settings, directory, publish, ready, contacts=contacts,
+                     webhook_seen=webhook_seen)
     server = QuietServer(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                        access_log=False, lifespan="off")
@@ -74,4 +90,5 @@ async def main(stop: asyncio.Event) -> None:
         await serving
     finally:
         await producer.stop()
+        await http.aclose()
         await store.close()

@@ -1,12 +1,21 @@
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _zoho(name: str) -> AliasChoices:
+    # One FISCOBRIDGE_ZOHO_* variable configures portal, poller and ingest alike; a
+    # FISCOBRIDGE_INGEST_ZOHO_* one overrides it here.
+    return AliasChoices(f"FISCOBRIDGE_INGEST_ZOHO_{name}", f"FISCOBRIDGE_ZOHO_{name}")
 
 
 class IngestSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="FISCOBRIDGE_INGEST_", env_file=".env", extra="ignore"
+        env_prefix="FISCOBRIDGE_INGEST_", env_file=".env", extra="ignore", populate_by_name=True
     )
 
     host: str = "127.0.0.1"
@@ -24,3 +33,35 @@ class IngestSettings(BaseSettings):
     publish_linger_ms: int = Field(default=50, ge=0)
     integration_cache_seconds: float = 30.0
     unknown_cache_seconds: float = 5.0
+    webhook_seen_seconds: float = Field(
+        default=60.0, gt=0,
+        description="an integration's last accepted webhook is written to the store at most "
+        "this often (the poller stretches polling while webhooks arrive)",
+    )
+
+    # Reading the buyer's contact from Zoho when a webhook's invoice carries no tax
+    # number (the poller reads it the same way). Without an OAuth client the invoice is
+    # mapped from the webhook alone.
+    zoho_client_id: str = Field(default="", validation_alias=_zoho("CLIENT_ID"))
+    zoho_client_secret: SecretStr = Field(
+        default=SecretStr(""), validation_alias=_zoho("CLIENT_SECRET")
+    )
+    zoho_accounts_servers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_zoho("ACCOUNTS_SERVERS"),
+        description="accounts servers the client secret may be sent to (JSON list or "
+        "comma-separated); empty: Zoho's own data centres",
+    )
+    zoho_timeout_seconds: float = Field(default=10.0, gt=0)
+    zoho_max_in_flight: int = Field(default=2, ge=1)
+    contact_cache_seconds: float = Field(
+        default=3600.0, ge=0, description="how long a contact read from Zoho is reused"
+    )
+
+    @field_validator("zoho_accounts_servers", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

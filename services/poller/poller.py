@@ -23,13 +23,15 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from connectors.zoho.contacts import ContactCache
 from connectors.zoho.errors import TokenInvalid, ZohoError
+from connectors.zoho.mapping import MappingOptions
 from connectors.zoho.sync import SyncResult, changed_invoices
 from runtime.logging import log_context
 from runtime.store.rebuild import publish_and_apply
@@ -44,7 +46,7 @@ from schemas.invoice import Invoice
 from schemas.topics import INTEGRATIONS_EVENTS, INVOICES_RECEIVED
 from services.poller import metrics
 from services.poller.outcome import PollOutcome, ending_of
-from services.poller.schedule import Schedule, Target, target_of
+from services.poller.schedule import Schedule, Target, stretch_interval, target_of
 from services.poller.sessions import NotConfigured, Session, Sessions
 from services.poller.settings import PollerSettings
 
@@ -70,6 +72,7 @@ class PollReport:
     watermark: datetime | None = None  # after the poll
     error: str | None = None
     deactivated: bool = False  # token_invalid was published and applied
+    stretch: int = 1  # the next interval's multiple while webhooks are delivering
 
 
 class Poller:
@@ -96,6 +99,10 @@ class Poller:
         self.http = http or metrics.instrumented_http(settings.zoho_timeout_seconds)
         self.sessions = Sessions(store, self.http, settings, clock=clock)
         self.schedule = Schedule(settings.interval)
+        # Shared by every integration: keyed by organization and contact.
+        self.contacts = ContactCache(
+            ttl=timedelta(seconds=settings.contact_cache_seconds), clock=clock
+        )
         self._slots = asyncio.Semaphore(settings.max_concurrent_polls)
         self._running: dict[str, asyncio.Task[PollReport]] = {}
         self._publishing: set[str] = set()
@@ -218,21 +225,36 @@ class Poller:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
-        self.schedule.attempted(uid, self.clock(), not_before=self._budgeted(target, retry_at))
+        factor = self.schedule.webhook_stretch(
+            target, self.clock(), max_factor=self.settings.webhook_stretch_max_factor
+        )
+        self.schedule.attempted(
+            uid, self.clock(), not_before=self._next_poll(target, retry_at, factor)
+        )
+        if factor != report.stretch:
+            report = replace(report, stretch=factor)
         if report.deactivated:
             await self._let_go(uid)  # inactive now: nothing to poll until a reconnect
         else:
             await self._keep(target)
         return report
 
-    def _budgeted(self, target: Target, retry_at: datetime | None) -> datetime | None:
+    def _next_poll(
+        self, target: Target, retry_at: datetime | None, factor: int
+    ) -> datetime | None:
         """The next poll no sooner than the organization's daily call budget allows
-        (connectors.zoho.budget: polling takes at most its share of the plan's cap)."""
-        if not self.settings.zoho_budget:
+        (connectors.zoho.budget: polling takes at most its share of the plan's cap),
+        stretched further while webhooks are delivering (schedule.webhook_factor)."""
+        if not self.settings.zoho_budget and factor <= 1:
             return retry_at
         now = self.clock()
-        budget = self.sessions.limiter(target.organization_id).budget
-        stretched = now + budget.interval(self.settings.interval(target.tier), now)
+        interval = self.settings.interval(target.tier)
+        if self.settings.zoho_budget:
+            budget = self.sessions.limiter(target.organization_id).budget
+            interval = budget.interval(interval, now)
+        stretched = now + stretch_interval(
+            interval, factor, self.settings.webhook_stretch_ceiling
+        )
         return stretched if retry_at is None or stretched > retry_at else retry_at
 
     async def _poll_leased(self, target: Target) -> tuple[PollReport, datetime | None]:
@@ -241,6 +263,12 @@ class Poller:
             session = await self.sessions.open(target)
         except NotConfigured as error:
             return PollReport(uid, PollOutcome.NOT_CONFIGURED, error=str(error)), None
+        try:
+            # The same options ingest maps webhooks with: one invoice, one mapping.
+            options = MappingOptions.from_stored(target.read_options)
+        except ValueError as error:
+            why = f"the integration's Zoho read options are not valid: {error}"
+            return PollReport(uid, PollOutcome.NOT_CONFIGURED, error=why), None
         watermark = await self.store.watermark.get(uid)
         # A first poll reads from the integration's start, not the organization's history.
         since = watermark or target.starts_at
@@ -251,7 +279,8 @@ class Poller:
             result = SyncResult([], watermark, 0, interrupted=error, seen=session.seen)
         else:
             result = await changed_invoices(
-                session.client, since, overlap=self.settings.overlap, seen=session.seen
+                session.client, since, overlap=self.settings.overlap, seen=session.seen,
+                options=options, contacts=self.contacts,
             )
         calls = session.client.limiter.calls - calls_before
         session.client.limiter.budget.record_poll(

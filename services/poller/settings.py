@@ -70,6 +70,20 @@ class PollerSettings(BaseSettings):
         default=0.5, gt=0, le=1, description="share of the daily Zoho call cap polling may use"
     )
     zoho_timeout_seconds: float = Field(default=30.0, gt=0)
+    webhook_stretch_max_factor: int = Field(
+        default=8, ge=1,
+        description="while webhooks arrive, the poll interval doubles per poll up to this "
+        "multiple (1: webhooks never stretch polling)",
+    )
+    webhook_stretch_ceiling_seconds: float = Field(
+        default=3600.0, gt=0,
+        description="webhooks never stretch the poll interval past this (a dropped "
+        "delivery is read within it)",
+    )
+    contact_cache_seconds: float = Field(
+        default=3600.0, ge=0,
+        description="how long a Zoho contact read for the buyer's tax number is reused",
+    )
 
     ops_host: str = "127.0.0.1"
     ops_port: int = 0
@@ -97,6 +111,10 @@ class PollerSettings(BaseSettings):
     @property
     def lease_ttl(self) -> timedelta:
         return timedelta(seconds=self.lease_ttl_seconds)
+
+    @property
+    def webhook_stretch_ceiling(self) -> timedelta:
+        return timedelta(seconds=self.webhook_stretch_ceiling_seconds)
 
     @property
     def overlap(self) -> timedelta:
