@@ -46,8 +46,6 @@ class KafkaSettings(BaseSettings):
     # A consumer's fetch is answered once it can carry fetch_min_bytes, or after
     # fetch_max_wait_ms: under load each fetch brings many records and the broker answers
     # far fewer requests; idle, a record waits at most fetch_max_wait_ms longer per hop.
-    # Answering at the first byte cost the broker ~20% more CPU per invoice and the
-    # projector ~25% more (bench/pipeline, flat out).
     fetch_min_bytes: int = Field(default=65536, ge=1)
     fetch_max_wait_ms: int = Field(default=50, ge=0)
     # How long the pipeline's producers hold a record for others to share its request:
