@@ -16,8 +16,8 @@ class PortalSettings(BaseSettings):
         env_prefix="FISCOBRIDGE_PORTAL_", env_file=".env", extra="ignore", populate_by_name=True
     )
 
-    # The ops endpoints used to have a server of their own; deployments that still set
-    # the OPS_ variables get the whole portal there (health checks keep working).
+    # FISCOBRIDGE_PORTAL_OPS_HOST/_PORT name the same listener (health checks that use
+    # them keep working): the ops endpoints are served by the portal's own server.
     host: str = Field(
         default="127.0.0.1",
         validation_alias=AliasChoices("FISCOBRIDGE_PORTAL_HOST", "FISCOBRIDGE_PORTAL_OPS_HOST"),
