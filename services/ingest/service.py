@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from runtime.health import kafka_ok, store_ok
 from runtime.kafka.clients import producer as make_producer
 from runtime.ops import QuietServer
-from runtime.settings import KafkaSettings
+from runtime.settings import KafkaSettings, ZohoClientSettings
 from runtime.store.store import Store
 from runtime.vault import Vault
 from schemas.topics import INVOICES_RECEIVED
@@ -66,7 +66,7 @@ async def main(stop: asyncio.Event) -> None:
         return {"kafka": await kafka_ok(producer), "store": await store_ok(store)}
 
     http = httpx.AsyncClient(timeout=settings.zoho_timeout_seconds)
-    contacts = ZohoContacts(store, http, settings)
+    contacts = ZohoContacts(store, http, settings, ZohoClientSettings())
 
     async def webhook_seen(uid: str) -> None:
         await store.integrations.webhook_seen(

@@ -1,21 +1,12 @@
 from __future__ import annotations
 
-import json
-from typing import Annotated
-
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-
-def _zoho(name: str) -> AliasChoices:
-    # One FISCOBRIDGE_ZOHO_* variable configures portal, poller and ingest alike; a
-    # FISCOBRIDGE_INGEST_ZOHO_* one overrides it here.
-    return AliasChoices(f"FISCOBRIDGE_INGEST_ZOHO_{name}", f"FISCOBRIDGE_ZOHO_{name}")
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class IngestSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="FISCOBRIDGE_INGEST_", env_file=".env", extra="ignore", populate_by_name=True
+        env_prefix="FISCOBRIDGE_INGEST_", env_file=".env", extra="ignore"
     )
 
     host: str = "127.0.0.1"
@@ -38,28 +29,11 @@ class IngestSettings(BaseSettings):
     )
 
     # Reading the buyer's contact from Zoho when a webhook's invoice carries no tax
-    # number (the poller reads it the same way). Without an OAuth client the invoice is
-    # mapped from the webhook alone.
-    zoho_client_id: str = Field(default="", validation_alias=_zoho("CLIENT_ID"))
-    zoho_client_secret: SecretStr = Field(
-        default=SecretStr(""), validation_alias=_zoho("CLIENT_SECRET")
-    )
-    zoho_accounts_servers: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias=_zoho("ACCOUNTS_SERVERS"),
-        description="accounts servers the client secret may be sent to (JSON list or "
-        "comma-separated); empty: Zoho's own data centres",
-    )
+    # number (the poller reads it the same way), with the deployment's Zoho OAuth client
+    # (runtime.settings.ZohoClientSettings, FISCOBRIDGE_ZOHO_*). Without one the invoice
+    # is mapped from the webhook alone.
     zoho_timeout_seconds: float = Field(default=10.0, gt=0)
     zoho_max_in_flight: int = Field(default=2, ge=1)
     contact_cache_seconds: float = Field(
         default=3600.0, ge=0, description="how long a contact read from Zoho is reused"
     )
-
-    @field_validator("zoho_accounts_servers", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            if value.strip().startswith("["):
-                return json.loads(value)
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value

@@ -20,6 +20,7 @@ from connectors.zoho.client import ZohoBooksClient
 from connectors.zoho.contacts import ContactCache
 from connectors.zoho.oauth import AccessTokenProvider, TokenSet, ZohoOAuth
 from connectors.zoho.ratelimit import RateLimiter
+from runtime.settings import ZohoClientSettings
 from runtime.store.store import Store
 from services.ingest.directory import WebhookTarget
 from services.ingest.settings import IngestSettings
@@ -39,6 +40,7 @@ class ZohoContacts:
         store: Store,
         http: httpx.AsyncClient,
         settings: IngestSettings,
+        zoho: ZohoClientSettings,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -46,13 +48,12 @@ class ZohoContacts:
         self._http = http
         self._settings = settings
         self._clock = clock
-        secret = settings.zoho_client_secret.get_secret_value()
         self._oauth = (
             ZohoOAuth(
-                http, settings.zoho_client_id, secret, redirect_uri="",
-                accounts_servers=settings.zoho_accounts_servers or None, clock=clock,
+                http, zoho.client_id, zoho.client_secret.get_secret_value(), redirect_uri="",
+                accounts_servers=zoho.accounts_servers or None, clock=clock,
             )
-            if settings.zoho_client_id and secret
+            if zoho.configured
             else None
         )
         self.cache = ContactCache(
@@ -79,7 +80,7 @@ class ZohoContacts:
             if not self._warned:
                 self._warned = True
                 log.warning(
-                    "no Zoho OAuth client configured (FISCOBRIDGE_ZOHO_CLIENT_ID/_SECRET): "
+                    "no Zoho OAuth client configured (FISCOBRIDGE_ZOHO_CLIENT_ID, _SECRET): "
                     "webhook invoices without the buyer's tax number are mapped without "
                     "reading the contact"
                 )

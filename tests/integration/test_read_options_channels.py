@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 
 from runtime.ops import QuietServer
+from runtime.settings import ZohoClientSettings
 from schemas.events import Channel
 from services.ingest.app import create_app
 from services.ingest.directory import WebhookDirectory
@@ -32,10 +33,10 @@ CUSTOMER = "460000000044001"  # invoice_spec's customer_id
 @asynccontextmanager
 async def ingest_for(w: World) -> AsyncIterator[str]:
     """ingest on a real HTTP server, wired as services/ingest/service.py wires it."""
-    settings = IngestSettings(
-        _env_file=None, zoho_client_id=w.client["client_id"],
-        zoho_client_secret=w.client["client_secret"],
-        zoho_accounts_servers=w.zoho.accounts_servers,
+    settings = IngestSettings(_env_file=None)
+    client = ZohoClientSettings(
+        _env_file=None, client_id=w.client["client_id"],
+        client_secret=w.client["client_secret"], accounts_servers=w.zoho.accounts_servers,
     )
     http = httpx.AsyncClient(timeout=10)
 
@@ -48,8 +49,9 @@ async def ingest_for(w: World) -> AsyncIterator[str]:
     async def webhook_seen(uid: str) -> None:
         await w.store.integrations.webhook_seen(uid, datetime.now(UTC))
 
+    contacts = ZohoContacts(w.store, http, settings, client)
     app = create_app(settings, WebhookDirectory(store_loader(w.store), 30, 5), publish, ready,
-                     contacts=ZohoContacts(w.store, http, settings), webhook_seen=webhook_seen)
+                     contacts=contacts, webhook_seen=webhook_seen)
     server = QuietServer(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
                                         lifespan="off"))  # fmt: skip
     task = asyncio.create_task(server.serve())
