@@ -1,8 +1,8 @@
 """Accounts (a business) and their users (people who log in to the portal): passwords,
-signed-in sessions, login throttling and password-reset tokens.
+signed-in sessions, login throttling, password-reset and e-mail-change tokens.
 
-Session and reset tokens are random; only their SHA-256 is stored, so reading the
-store signs nobody in and resets no password.
+Session, reset and e-mail-change tokens are random; only their SHA-256 is stored, so
+reading the store signs nobody in, resets no password and changes no address.
 """
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import CursorResult, delete, func, select
 
-from runtime.store.models import Account, LoginFailure, PasswordReset, PortalSession, User
+from runtime.store.models import (
+    Account,
+    EmailChange,
+    LoginFailure,
+    PasswordReset,
+    PortalSession,
+    User,
+)
 from runtime.store.repository import InvalidInput, NotFound, Repository, new_id
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -168,6 +175,8 @@ class Accounts(Repository):
             user.name = name
 
     async def change_email(self, user_id: str, email: str) -> str:
+        """Sets the address at once: an operator's tool. The portal asks the new mailbox
+        first (`request_email_change`, `confirm_email_change`)."""
         email = normalize_email(email)
         async with self._tx() as session:
             user = await session.get(User, user_id)
@@ -195,6 +204,8 @@ class Accounts(Repository):
             await session.execute(
                 delete(PasswordReset).where(PasswordReset.user_id == user_id)
             )
+            # A change requested under the old password is not carried past a new one.
+            await session.execute(delete(EmailChange).where(EmailChange.user_id == user_id))
 
     # -- sessions ----------------------------------------------------------------------
     async def start_session(
@@ -331,7 +342,72 @@ class Accounts(Repository):
             user.password_changed_at = now
             await session.execute(delete(PasswordReset).where(PasswordReset.user_id == user.id))
             await session.execute(delete(PortalSession).where(PortalSession.user_id == user.id))
+            await session.execute(delete(EmailChange).where(EmailChange.user_id == user.id))
             return _record(user)
+
+    # -- e-mail change -----------------------------------------------------------------
+    async def request_email_change(
+        self, user_id: str, email: str, *, now: datetime, lifetime: timedelta
+    ) -> tuple[str, str, str]:
+        """A token for the link that moves the user to `email`: (token, current address,
+        new address). Nothing changes until `confirm_email_change`; a newer request
+        replaces an older one."""
+        email = normalize_email(email)
+        token = secrets.token_urlsafe(32)
+        async with self._tx() as session:
+            user = await session.get(User, user_id)
+            if user is None:
+                raise NotFound("no such user")
+            if user.email == email:
+                raise InvalidInput(f"{email} is your address already")
+            if await session.scalar(select(User.id).where(User.email == email)):
+                raise EmailTaken(f"another account already uses {email}")
+            await session.execute(delete(EmailChange).where(
+                (EmailChange.user_id == user_id) | (EmailChange.expires_at <= now)))
+            session.add(EmailChange(token_hash=token_hash(token), user_id=user_id,
+                                    new_email=email, created_at=now, expires_at=now + lifetime))
+            return token, user.email, email
+
+    async def pending_email_change(
+        self, user_id: str, *, now: datetime
+    ) -> tuple[str, datetime] | None:
+        """The address a change waits to be confirmed for, and until when."""
+        async with self._tx() as session:
+            row = await session.scalar(
+                select(EmailChange)
+                .where(EmailChange.user_id == user_id, EmailChange.expires_at > now)
+                .order_by(EmailChange.created_at.desc())
+                .limit(1))
+            return (row.new_email, row.expires_at) if row is not None else None
+
+    async def email_change_of(self, token: str, *, now: datetime) -> tuple[str, str] | None:
+        """(current address, new address) of an unused, unexpired change link."""
+        async with self._tx() as session:
+            change = await session.get(EmailChange, token_hash(token))
+            if change is None or change.expires_at <= now:
+                return None
+            user = await session.get(User, change.user_id)
+            return (user.email, change.new_email) if user is not None else None
+
+    async def confirm_email_change(self, token: str, *, now: datetime) -> tuple[str, str] | None:
+        """Moves the user to the link's address: (old address, new address), once; None
+        when the link is unknown, used, replaced or expired. Raises EmailTaken when another
+        account took the address meanwhile (the link stays until it expires)."""
+        async with self._tx() as session:
+            change = await session.get(EmailChange, token_hash(token))
+            if change is None or change.expires_at <= now:
+                return None
+            user = await session.get(User, change.user_id)
+            if user is None:
+                return None
+            if await session.scalar(select(User.id).where(
+                    User.email == change.new_email, User.id != user.id)):
+                raise EmailTaken(f"another account already uses {change.new_email}")
+            old, user.email = user.email, change.new_email
+            await session.execute(delete(EmailChange).where(EmailChange.user_id == user.id))
+            # Reset links went to the old mailbox, which no longer answers for the account.
+            await session.execute(delete(PasswordReset).where(PasswordReset.user_id == user.id))
+            return old, user.email
 
 
 def _verify(password_hash: str, password: str) -> bool:

@@ -341,6 +341,20 @@ class PasswordReset(Base):
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
+class EmailChange(Base):
+    """A requested change of a user's e-mail address, applied only when the link mailed to
+    the new address is opened: single use, expiring, stored hashed. Until then the old
+    address stays the one the user signs in with."""
+
+    __tablename__ = "email_changes"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    new_email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 def _context(table: str, column: str, integration_uid: str, row: str) -> str:
     return f"{table}.{column}|{integration_uid}|{row}"
 

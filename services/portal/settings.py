@@ -54,6 +54,9 @@ class PortalSettings(BaseSettings):
     mail_from: str = "FiscoBridge <no-reply@fiscobridge.invalid>"
     reset_ttl_seconds: int = Field(default=3600, ge=60)
     reset_mails_per_hour: int = Field(default=3, ge=1)
+    # An e-mail change waits for the link mailed to the new address, this long at most;
+    # its mails count against reset_mails_per_hour too (per user).
+    email_change_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     oauth_state_ttl_seconds: int = Field(default=600, ge=10)
     max_upload_bytes: int = Field(default=256 * 1024, ge=1024)
     default_tier: str = "trial"

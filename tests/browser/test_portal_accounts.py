@@ -114,7 +114,8 @@ async def test_active_sessions_list_ends_others_and_a_password_change_ends_all_o
 
 
 async def test_account_settings_change_name_and_email(
-    page: Page, portal: PortalUnderTest, new_context: NewContext,
+    page: Page, portal: PortalUnderTest, new_context: NewContext, mailbox: Mailbox,
+    visit: Visit,
 ) -> None:
     await sign_up(page, portal, "name@firma.example")
     await sign_up(await (await new_context()).new_page(), portal, "taken2@firma.example")
@@ -135,13 +136,36 @@ async def test_account_settings_change_name_and_email(
         await form.evaluate("f => f.noValidate = true")
         await form.get_by_role("button", name="Change e-mail").click()
         assert message in await alert_text(page), address
+    before = mailbox.last_id()
     await form.get_by_label("E-mail address (you sign in with it)").fill("Ana@Firma.example")
     await form.get_by_label("Current password").fill(USER_PASSWORD)
     await form.get_by_role("button", name="Change e-mail").click()
-    await expect(page.get_by_role("status")).to_contain_text("ana@firma.example")
+    await expect(page.get_by_role("status")).to_contain_text(
+        "A confirmation link was sent to ana@firma.example")
+    await expect(page.locator("#email-pending")).to_contain_text("ana@firma.example")
+    # Nothing changes before the new mailbox answers; the old one is told.
+    await expect(page.locator("header .who")).to_have_text("name@firma.example")
+    assert await portal.store.accounts.get("ana@firma.example") is None
+    notice = await mailbox.wait_for("name@firma.example", after=before)
+    assert "ana@firma.example" in notice.body
+
+    mail = await mailbox.wait_for("ana@firma.example", after=before)
+    assert mail.subject == "Confirm your new FiscoBridge e-mail address"
+    await page.goto(f"{mailbox.url}/messages/{mail.id}")
+    await page.locator("pre a[href*='account/email/confirm']").click()
+    heading = page.get_by_role("heading", name="Confirm your new e-mail address")
+    await expect(heading).to_be_visible()
+    link = page.url
+    await visit.check(page)
+    await page.get_by_role("button", name="Confirm ana@firma.example").click()
+    await expect(page).to_have_url(portal.url + "/account")
+    await expect(page.get_by_role("status")).to_contain_text(
+        "Your e-mail address is now ana@firma.example")
     await expect(page.locator("header .who")).to_have_text("ana@firma.example")
     assert await portal.store.accounts.get("name@firma.example") is None
     assert await portal.store.accounts.authenticate("ana@firma.example", USER_PASSWORD)
+    await page.goto(link)  # once only
+    await expect(page.locator("main")).to_contain_text("confirmation link does not work")
 
 
 async def test_sign_in_is_throttled_per_account_then_per_address(

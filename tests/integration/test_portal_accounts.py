@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
+import re
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from sqlalchemy import text
 
+from fiscobridge.mailcatcher import MailCatcher
 from runtime.store import IntegrationStatus
 from services.portal.web.sessions import COOKIE
 from tests.fixtures.certs import Pfx
@@ -218,3 +225,110 @@ async def test_a_portal_served_over_https_marks_its_cookies_secure(
     page = await https.browser().get("/login")
     assert page.status_code == 200
     assert page.headers["set-cookie"].endswith("; Secure")
+
+
+def _link(body: str) -> str:
+    found = re.search(r"https?://\S+/account/email/confirm/\S+", body)
+    assert found, body
+    return found.group(0)
+
+
+async def test_email_change_waits_for_the_link_mailed_to_the_new_address(
+    make_portal: MakePortal,
+) -> None:
+    """The finding: a new e-mail address was applied at once. Now the link mailed to it
+    applies it, once, before it expires; the old address is told and signs in until then."""
+    catcher = MailCatcher()
+    port = await catcher.start_smtp()
+    try:
+        env = await make_portal(smtp_url=f"smtp://127.0.0.1:{port}", reset_mails_per_hour=4)
+        owner = env.browser()
+        await owner.signup("old@firma.example")
+        await env.browser().signup("taken@firma.example")
+
+        async def change(email: str, password: str = USER_PASSWORD) -> Any:
+            return await owner.submit("/account", "account-email", "/account/email",
+                                      {"email": email, "current_password": password})
+
+        for email, password, status, message in [
+            ("new@firma.example", "not the password", 400, "current password is wrong"),
+            ("taken@firma.example", USER_PASSWORD, 400, "already uses taken@firma.example"),
+            ("OLD@firma.example", USER_PASSWORD, 400, "is your address already"),
+        ]:
+            refused = await change(email, password)
+            assert refused.status_code == status and message in html.unescape(refused.text)
+        assert catcher.mails == deque()
+
+        first = await change("First@Firma.example")
+        assert first.status_code == 303
+        asked = await change("new@firma.example")  # a newer request replaces the first
+        assert asked.status_code == 303
+        page = (await owner.get("/account")).text
+        assert "A confirmation link was sent to new@firma.example" in page
+        assert 'id="email-pending"' in page and "new@firma.example" in page
+        # Nothing changed yet: the old address signs in, the new one does not.
+        assert await env.store.accounts.authenticate("old@firma.example", USER_PASSWORD)
+        assert await env.store.accounts.get("new@firma.example") is None
+
+        to_new = [m for m in catcher.mails if m.to == ["new@firma.example"]]
+        to_old = [m for m in catcher.mails if m.to == ["old@firma.example"]]
+        assert len(to_new) == 1 and len(to_old) == 2
+        assert "new@firma.example" in to_old[-1].body and "/confirm/" not in to_old[-1].body
+        [replaced] = [m for m in catcher.mails if m.to == ["first@firma.example"]]
+        link = _link(to_new[0].body)
+        token = link.rsplit("/", 1)[1]
+        async with env.store.engine.connect() as connection:
+            stored = (await connection.execute(
+                text("SELECT token_hash, new_email FROM email_changes"))).all()
+        assert stored == [(hashlib.sha256(token.encode()).hexdigest(), "new@firma.example")]
+
+        path = link.removeprefix(env.url)
+        assert (await owner.get(_link(replaced.body).removeprefix(env.url))).status_code == 400
+        shown = await owner.get(path)  # opening it (or a mail scanner) changes nothing
+        assert shown.status_code == 200 and "new@firma.example" in shown.text
+        assert await env.store.accounts.get("new@firma.example") is None
+        # Confirmed from another browser (the mail opened elsewhere) with its own form.
+        elsewhere = env.browser()
+        done = await elsewhere.submit(path, "email-confirm", path)
+        assert done.status_code == 303 and done.headers["location"] == "/login"
+        assert await env.store.accounts.get("old@firma.example") is None
+        assert await env.store.accounts.authenticate("new@firma.example", USER_PASSWORD)
+        assert "new@firma.example" in (await owner.get("/account")).text  # same session
+        changed = [m for m in catcher.mails if m.to == ["old@firma.example"]][-1]
+        assert "changed from old@firma.example to new@firma.example" in changed.body
+        again = await elsewhere.http.post(path, data={
+            "csrf_token": (await elsewhere.form("/login", "login"))["csrf_token"]})
+        assert again.status_code == 400 and "does not work" in again.text
+
+        # Expiry, and a password change cancels a waiting change.
+        assert (await change("later@firma.example")).status_code == 303
+        later = _link(next(m for m in catcher.mails if m.to == ["later@firma.example"]).body)
+        env.clock.offset += env.portal.settings.email_change_ttl_seconds + 1
+        try:
+            assert (await env.browser().get(later.removeprefix(env.url))).status_code == 400
+        finally:
+            env.clock.offset = 0
+        assert (await change("cancel@firma.example")).status_code == 303
+        cancel = _link(next(m for m in catcher.mails if m.to == ["cancel@firma.example"]).body)
+        # Confirmation mails are limited per user and hour, as reset mails are.
+        limited = await change("fifth@firma.example")
+        assert limited.status_code == 429
+        assert "4 confirmation links were sent in the last hour" in limited.text
+        assert not [m for m in catcher.mails if m.to == ["fifth@firma.example"]]
+        user = await env.store.accounts.get("new@firma.example")
+        assert user is not None
+        await env.store.accounts.change_password(user.user_id, "another long passphrase 9",
+                                                 now=datetime.now(UTC))
+        assert (await env.browser().get(cancel.removeprefix(env.url))).status_code == 400
+    finally:
+        await catcher.close()
+
+
+async def test_email_change_needs_a_mail_server(env: PortalUnderTest) -> None:
+    owner = env.browser()
+    await owner.signup("nomail@firma.example")
+    refused = await owner.submit("/account", "account-email", "/account/email",
+                                 {"email": "other@firma.example",
+                                  "current_password": USER_PASSWORD})
+    assert refused.status_code == 503 and "FISCOBRIDGE_PORTAL_SMTP_URL" in refused.text
+    assert await env.store.accounts.get("nomail@firma.example") is not None

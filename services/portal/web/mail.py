@@ -1,4 +1,5 @@
-"""Mail from the portal (password reset links) over SMTP: FISCOBRIDGE_PORTAL_SMTP_URL.
+"""Mail from the portal (password reset and e-mail change links) over SMTP:
+FISCOBRIDGE_PORTAL_SMTP_URL.
 
     smtp://host:port              plain SMTP (a local relay, or the dev mail catcher)
     smtp+starttls://host:587      STARTTLS before anything is sent
@@ -36,6 +37,42 @@ def reset_body(link: str, lifetime: timedelta) -> str:
         "The link works once. Choosing a new password signs out every session of your "
         "account.\nIf you did not ask for this, ignore this message: your password stays "
         "as it is.\n"
+    )
+
+
+def hours(lifetime: timedelta) -> str:
+    hours = max(1, int(lifetime.total_seconds() // 3600))
+    return f"{hours} hour{'' if hours == 1 else 's'}"
+
+
+def email_change_body(link: str, old: str, lifetime: timedelta) -> str:
+    return (
+        f"Someone signed in to the FiscoBridge account of {old} asked to sign in with "
+        "this address from now on.\n\n"
+        f"To confirm that this address is yours, open this link within {hours(lifetime)}:"
+        f"\n\n{link}\n\n"
+        f"The link works once. Until it is opened, the account keeps signing in with {old}.\n"
+        "If you did not ask for this, ignore this message: nothing changes.\n"
+    )
+
+
+def email_change_notice(old: str, new: str, lifetime: timedelta) -> str:
+    return (
+        f"Someone signed in to your FiscoBridge account ({old}) asked to change its e-mail "
+        f"address to {new}. A confirmation link was sent there; it works for "
+        f"{hours(lifetime)}.\n\n"
+        f"Until it is opened, you keep signing in with {old}.\n"
+        "If this was not you, sign in and change your password now: that cancels the "
+        "change and signs out every other session.\n"
+    )
+
+
+def email_changed_notice(old: str, new: str) -> str:
+    return (
+        f"The e-mail address of your FiscoBridge account was changed from {old} to {new}, "
+        "confirmed through the link sent to the new address. Sign in with the new address "
+        "from now on.\n"
+        "If this was not you, contact FiscoBridge support at once.\n"
     )
 
 
