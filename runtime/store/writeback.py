@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from runtime.store.journal import JournalRecord
 from runtime.store.journal import _record as journal_record
@@ -29,7 +30,23 @@ class WriteBacks(Repository):
         self, *, integration_uid: str, source_id: str, state: str, reason: str | None,
         fiscal_number: str | None, event_id: str, occurred_at: datetime,
     ) -> bool:
-        """Record the outcome unless a newer one is stored; True when it was stored."""
+        """Record the outcome unless a newer one is stored; True when it was stored.
+
+        Two writers apply outcomes (the write-back stage once the broker has one, the
+        projector from the topic): when both insert an invoice's first row at once, the
+        one that loses reads the row the other stored and compares, as on any later
+        outcome, instead of failing."""
+        try:
+            return await self._apply(integration_uid, source_id, state, reason,
+                                     fiscal_number, event_id, occurred_at)
+        except IntegrityError:
+            return await self._apply(integration_uid, source_id, state, reason,
+                                     fiscal_number, event_id, occurred_at)
+
+    async def _apply(
+        self, integration_uid: str, source_id: str, state: str, reason: str | None,
+        fiscal_number: str | None, event_id: str, occurred_at: datetime,
+    ) -> bool:
         async with self._tx() as session:
             row = await session.get(WriteBackRecord, (integration_uid, source_id))
             if row is None:
