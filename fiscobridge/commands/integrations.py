@@ -284,6 +284,91 @@ def writeback_fields(uid: str, mapping: tuple[str, ...]) -> None:
     run(go())
 
 
+@integrations.command("read-options")
+@click.argument("uid")
+@click.option("--buyer-tax-field", metavar="CF_NAME",
+              help="the contact custom field holding the buyer's tax number (OIB), by its "
+              "api_name as Zoho shows it, e.g. cf_oib; '-' to read only tax_reg_no, "
+              "vat_reg_no and gst_no")
+@click.option("--payment-mode", "payment_modes", multiple=True, metavar="MODE=METHOD",
+              help="map a Zoho payment_mode (cash, check, creditcard, banktransfer, "
+              "bankremittance, autotransaction, others, or one the business added) to a "
+              "payment method (cash, card, bank_transfer, cheque, other); METHOD '-' drops "
+              "the entry (back to the built-in table). Repeatable")
+@click.option("--default-payment-method", metavar="METHOD",
+              help="the payment method of an invoice without payments")
+@click.option("--base-currency", metavar="CODE",
+              help="the organization's base currency (a Croatian organization's is EUR)")
+@click.option("--reset", is_flag=True, help="back to the defaults (before other options)")
+def read_options(
+    uid: str, buyer_tax_field: str | None, payment_modes: tuple[str, ...],
+    default_payment_method: str | None, base_currency: str | None, reset: bool,
+) -> None:
+    """Show, or change, how the integration's Zoho invoices are read.
+
+    Poller and webhooks both read with these options, so an invoice maps the same
+    whichever way it arrives. Options not given keep their value. Invalid input is
+    refused and nothing is changed. Takes effect at the next poll, and for webhooks
+    within the ingest cache time (30 s by default).
+    """
+    from connectors.zoho.mapping import MappingOptions, payment_mode_key
+
+    changes = any(v is not None for v in (buyer_tax_field, default_payment_method,
+                                          base_currency)) or bool(payment_modes) or reset
+    mode_changes: dict[str, str | None] = {}
+    for item in payment_modes:
+        mode, sep, method = item.partition("=")
+        if not sep or not mode.strip() or not method.strip():
+            raise click.BadParameter(f"{item!r} is not MODE=METHOD", param_hint="--payment-mode")
+        method = method.strip()
+        mode_changes[payment_mode_key(mode.strip())] = None if method == "-" else method
+
+    async def go() -> None:
+        store = await open_store(secrets=False)
+        try:
+            record = await _get(store, uid)
+            if changes:
+                stored = {} if reset else dict(record.zoho_read_options)
+                if buyer_tax_field is not None:
+                    stored["buyer_tax_field"] = None if buyer_tax_field == "-" \
+                        else buyer_tax_field.strip()
+                if default_payment_method is not None:
+                    stored["default_payment_method"] = default_payment_method.strip()
+                if base_currency is not None:
+                    stored["base_currency"] = base_currency.strip().upper()
+                if mode_changes:
+                    modes = dict(stored.get("payment_modes") or {})
+                    for mode, method in mode_changes.items():
+                        if method is None:
+                            modes.pop(mode, None)
+                        else:
+                            modes[mode] = method
+                    stored["payment_modes"] = modes
+                try:
+                    options = MappingOptions.from_stored(stored)
+                except ValueError as error:
+                    raise Refused(f"{error}; nothing was changed") from None
+                await store.integrations.set_zoho_read_options(uid, options.stored())
+                record = await _get(store, uid)
+            try:
+                options = MappingOptions.from_stored(record.zoho_read_options)
+            except ValueError as error:
+                raise Refused(
+                    f"the stored read options are not valid ({error}); set them again, "
+                    "e.g. with --reset"
+                ) from None
+            shown = options.stored(defaults=True)
+            modes = shown.pop("payment_modes")
+            for key, value in shown.items():
+                click.echo(f"{key + ':':<24}{value if value is not None else '-'}")
+            click.echo(f"{'payment_modes:':<24}"
+                       + (", ".join(f"{m}={v}" for m, v in modes.items()) or "built-in table"))
+        finally:
+            await store.close()
+
+    run(go())
+
+
 @integrations.command("activate")
 @click.argument("uid")
 def activate(uid: str) -> None:
