@@ -3,7 +3,8 @@ with one Zoho document, without signing or sending anything.
 
 It answers an operator's "why was this invoice blocked?": the document (a `GET
 /invoices/{id}` or `/creditnotes/{id}` answer, or a webhook body; a top-level
-`payments` list, as `GET /invoices/{id}/payments` returns it, is read too) goes through
+`payments` list, as `GET /invoices/{id}/payments` returns it, and a top-level `contact`,
+as `GET /contacts/{id}` returns it, are read too) goes through
 the connector's mapping, the fiscalizer's trigger rule and the Croatian profile's
 checks (EUR, VAT breakdown, payment method, buyer OIB) under the integration's
 settings, and the outcome is printed as JSON with the record that would be reported:
@@ -21,9 +22,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import click
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from connectors.zoho.mapping import InvoiceMappingError, MappingOptions, map_document, unwrap
+from connectors.zoho.mapping import (
+    InvoiceMappingError,
+    MappingOptions,
+    map_document,
+    payment_mode_key,
+    unwrap,
+)
 from fiscal.hr_cis.formats import cents
 from fiscal.hr_cis.record import fiscal_record, out_of_scope
 from fiscal.hr_cis.rejection import InvoiceRejected
@@ -56,6 +70,20 @@ class PreviewSettings(BaseModel):
     payment_mode_codes: dict[str, CisPaymentCode] = Field(default_factory=dict)
     default_payment: CisPaymentCode | None = None
     tax_mapping: dict[str, TaxTreatment] = Field(default_factory=dict)
+
+    @field_validator("payment_modes", mode="before")
+    @classmethod
+    def _mode_keys(cls, value: Any) -> Any:
+        """Zoho's payment_mode as the mapping looks it up (lowercase, no spaces)."""
+        if isinstance(value, dict):
+            return {payment_mode_key(str(mode)): method for mode, method in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _readable(self) -> PreviewSettings:
+        """The read options as an integration stores them (connectors.zoho.mapping)."""
+        self.mapping()  # ValueError names the option: a validation error
+        return self
 
     @field_validator("payment_methods")
     @classmethod
@@ -137,11 +165,17 @@ def _record(invoice: Invoice, view: Invoice) -> dict[str, Any]:
 
 
 def preview_document(
-    document: Any, settings: PreviewSettings, payments: list[Any] | None = None
+    document: Any,
+    settings: PreviewSettings,
+    payments: list[Any] | None = None,
+    contact: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The outcome for one parsed document (and its payments, if known); pure."""
+    """The outcome for one parsed document (its payments and buyer's contact, if known);
+    pure."""
     try:
-        invoice = map_document(document, payments=payments, **settings.mapping().kwargs())
+        invoice = map_document(
+            document, payments=payments, contact=contact, **settings.mapping().kwargs()
+        )
     except InvoiceMappingError as error:
         return {
             "outcome": "blocked",
@@ -247,5 +281,9 @@ def zoho_invoice(file: Path, settings_file: Path | None) -> None:
     if isinstance(document, dict) and isinstance(document.get("payments"), list):
         payments = document["payments"]
         document = {k: v for k, v in document.items() if k != "payments"}
-    result = preview_document(document, settings, payments)
+    contact = None
+    if isinstance(document, dict) and isinstance(document.get("contact"), dict):
+        contact = document["contact"]  # GET /contacts/{id}'s contact, for the buyer
+        document = {k: v for k, v in document.items() if k != "contact"}
+    result = preview_document(document, settings, payments, contact)
     click.echo(json.dumps(result, indent=2, ensure_ascii=False))

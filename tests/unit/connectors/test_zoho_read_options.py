@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from connectors.zoho.mapping import MappingOptions, buyer_contact_id, map_invoice, unwrap
+from fiscobridge.commands.preview import preview
 from schemas.invoice import PaymentMethod
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "zoho"
@@ -96,3 +98,32 @@ def test_the_contact_supplies_the_tax_number_in_zoho_s_shape() -> None:
     assert (by_field.customer.tax_id, by_field.customer.tax_id_source) == (
         "12345678903", "contact.custom_field:cf_oib")
     assert map_invoice(invoice, contact=dict(contact, tax_reg_no="")).customer.tax_id is None
+
+
+def test_preview_reads_a_top_level_contact_and_the_stored_option_keys(tmp_path: Path) -> None:
+    _, invoice = unwrap(fixture("invoice_plain"))
+    document = {"invoice": dict(invoice, customer_custom_field_hash={},
+                                customer_custom_fields=[]),
+                "contact": dict(fixture("contact")["contact"], tax_reg_no="")}  # fmt: skip
+    path = tmp_path / "invoice.json"
+    path.write_text(json.dumps(document))
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"buyer_tax_field": "cf_oib",
+                                    "payment_modes": {"Bank Transfer": "cash"}}))  # fmt: skip
+    result = CliRunner().invoke(
+        preview, ["zoho-invoice", str(path), "--settings", str(settings)]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)["record"]
+    assert (record["buyer_tax_id"], record["buyer_tax_id_source"]) == (
+        "12345678903", "contact.custom_field:cf_oib")
+
+
+def test_preview_refuses_read_options_an_integration_could_not_store(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"buyer_tax_field": "OIB"}))
+    result = CliRunner().invoke(
+        preview,
+        ["zoho-invoice", str(FIXTURES / "invoice_plain.json"), "--settings", str(settings)],
+    )
+    assert result.exit_code == 2 and "buyer_tax_field" in result.output, result.output
