@@ -50,6 +50,7 @@ from runtime.metrics import CONSUMER_LAG
 log = logging.getLogger("fiscobridge.faust")
 
 STALL_EXIT_CODE = 70  # EX_SOFTWARE: the worker's supervisor starts it again
+FLUSH_BEFORE_EXIT_SECONDS = 10.0
 
 
 class _SizedFetches(AIOKafkaConsumerThread):
@@ -322,7 +323,20 @@ class FaustWorker:
         for tp, (committed, done) in consumer.held_commits(inputs).items():
             watched[("commit", tp)] = (committed - 1, done)
         if self.stall.stalled(watched, time.monotonic()):
+            await self.flush_before_exit()
             _exit_stalled(self.stall.limit)
+
+    async def flush_before_exit(self, timeout: float = FLUSH_BEFORE_EXIT_SECONDS) -> bool:
+        """Send what the producer holds (table writes of outputs already acked) before the
+        process exits: a write lost with it would make the next delivery of that invoice
+        sign it again. False if the broker did not take it all within `timeout`."""
+        try:
+            await asyncio.wait_for(self.app.producer.flush(), timeout)
+        except Exception as error:  # exiting anyway; the restart reads from the commit
+            log.warning("pending writes not flushed before the exit",
+                        extra={"error": repr(error)})
+            return False
+        return True
 
 
 def _exit_stalled(limit: float) -> NoReturn:

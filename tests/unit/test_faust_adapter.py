@@ -314,3 +314,25 @@ def test_the_fiscalizer_uses_no_private_name_of_faust() -> None:
                 private += [f"{path.name}: {alias.name}" for alias in node.names
                             if alias.name.startswith("faust.")]
     assert private == []
+
+
+def test_a_stalled_worker_flushes_its_pending_writes_before_it_exits(
+    app: faust.App, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Table writes of outputs already acked wait in the producer; exiting without
+    sending them would make the next delivery of those invoices sign them again."""
+    policy = WatchPolicy("offsets-test", frozenset({TOPIC}), rewind_after=5, stall_seconds=60)
+    worker = FaustWorker(app, policy, fetch_min_bytes=1, fetch_max_wait_ms=50)
+    flushed: list[str] = []
+
+    async def flush() -> None:
+        flushed.append("flushed")
+
+    monkeypatch.setattr(app.producer, "flush", flush)
+    assert asyncio.run(worker.flush_before_exit()) and flushed == ["flushed"]
+
+    async def never() -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(app.producer, "flush", never)
+    assert not asyncio.run(worker.flush_before_exit(timeout=0.05))
