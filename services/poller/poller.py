@@ -202,6 +202,7 @@ class Poller:
                         "rejected": report.rejected,
                         "api_calls": report.api_calls,
                         "watermark": report.watermark.isoformat() if report.watermark else None,
+                        "stretch": report.stretch,
                         **({"error": report.error} if report.error else {}),
                     },
                 )
