@@ -8,6 +8,9 @@ Rules, so that replays, duplicates and late deliveries all converge on one state
   from the reporter's crash window and must not replace it). Among the others the
   latest `occurred_at` wins, and on a tie a final state beats `retrying`. An event that
   does not outrank the current one only updates attempt count and first/last seen.
+- `journal_daily` counts the journal's rows per integration, day of issue (Croatian time)
+  and state: each batch moves the rows it changed from their old day and state to their
+  new ones, as the database holds them after the batch's writes.
 - License usage counts an invoice once, in the license month of its fiscalization
   (`runtime/licensing.license_month`: the month in Europe/Zagreb, not at UTC midnight).
 - Integration status: created -> pending, connected/reconnected -> active,
@@ -33,7 +36,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any, cast
@@ -64,6 +67,7 @@ from runtime.licensing import license_month
 from runtime.store.models import (
     Integration,
     IntegrationStatus,
+    JournalDaily,
     JournalEntry,
     JournalEvent,
     LicenseUsage,
@@ -424,6 +428,11 @@ def _project_statuses(
         connection.execute(sql.take_state, taken)
     if seen:
         connection.execute(sql.see, seen)
+    if inserts or taken or seen:
+        before = {(r.integration_uid, r.source_invoice_id): (r.issued_at, r.state)
+                  for r in stored}
+        _count_days(connection, sql, before, [
+            k for k, e in entries.items() if not e.stored or e.took_state or e.seen_changed])
     connection.execute(sql.insert_history, history)
     if signatures:
         connection.execute(_INSERT_STEP, [signatures[k] for k in sorted(signatures)])
@@ -519,6 +528,39 @@ def _edit_after_fiscalization(fiscalized: _Facts | None, event: InvoiceStatus) -
         + ". The fiscalized record keeps the original; a fiscalized invoice cannot be "
         "changed: issue a credit note cancelling it and a new invoice instead."
     )
+
+
+def _count_days(
+    connection: Connection, sql: _Sql, before: dict[tuple[str, str], tuple[datetime, str]],
+    changed: list[tuple[str, str]],
+) -> None:
+    """Move the changed rows in `journal_daily` from their old (day, state) to the new,
+    read back after the writes: the SQL that sets a row's moment of issue decides it."""
+    after = connection.execute(sql.days, {
+        "uids": sorted({uid for uid, _ in changed}),
+        "sources": sorted({source for _, source in changed}),
+    })
+    wanted = set(changed)
+    delta: Counter[tuple[str, date, str]] = Counter()
+    for row in after:
+        key = (row.integration_uid, row.source_invoice_id)
+        if key not in wanted:
+            continue
+        old = before.get(key)
+        if old is not None:
+            delta[(key[0], _day(old[0]), old[1])] -= 1
+        delta[(key[0], _day(row.issued_at), row.state)] += 1
+    counts = [
+        {"integration_uid": uid, "day": day, "state": state, "invoices": n}
+        for (uid, day, state), n in sorted(delta.items())
+        if n
+    ]
+    if counts:
+        connection.execute(_COUNT_DAYS, counts)
+
+
+def _day(issued_at: datetime) -> date:
+    return issued_at.astimezone(_ZAGREB).date()
 
 
 def _fold_status(
@@ -689,7 +731,7 @@ def received_id(uid: str, source_id: str) -> str:
 async def drop(session: AsyncSession) -> None:
     """Forget everything the events put in the store (before replaying them). The
     "received" steps stay: `invoices.received` is not replayed, so nothing restores them."""
-    for model in (JournalEntry, LicenseUsage, ProcessedEvent):
+    for model in (JournalEntry, JournalDaily, LicenseUsage, ProcessedEvent):
         await session.execute(delete(model))
     await session.execute(delete(JournalEvent).where(JournalEvent.state != HISTORY_RECEIVED))
     await session.execute(
@@ -745,6 +787,7 @@ class _Sql:
     take_state: Update
     see: Update
     insert_history: Insert
+    days: Select[Any]
     count_usage: TextClause
     integrations: Select[Any]
     update_integrations: Update
@@ -800,6 +843,15 @@ _COUNT_USAGE = text(
 )
 
 
+_DAILY = cast(Table, JournalDaily.__table__)
+_COUNT_DAYS = text(
+    "INSERT INTO journal_daily (integration_uid, day, state, invoices) "
+    "VALUES (:integration_uid, :day, :state, :invoices) "
+    "ON CONFLICT (integration_uid, day, state) "
+    "DO UPDATE SET invoices = journal_daily.invoices + excluded.invoices"
+).bindparams(bindparam("day", type_=_DAILY.c.day.type))
+
+
 def _param(table: Table, column: str) -> Any:
     return bindparam(f"b_{column}", type_=table.c[column].type)
 
@@ -841,6 +893,7 @@ def _build(dialect: str) -> _Sql:
             j.c.invoice_number,
             j.c.customer,
             j.c.total_cents,
+            j.c.issued_at,
         )
         .where(
             j.c.integration_uid.in_(bindparam("uids", expanding=True)),
@@ -859,6 +912,10 @@ def _build(dialect: str) -> _Sql:
             issued_at=issued_fallback,
         ),
         insert_history=_HISTORY.insert(),
+        days=select(j.c.integration_uid, j.c.source_invoice_id, j.c.issued_at, j.c.state).where(
+            j.c.integration_uid.in_(bindparam("uids", expanding=True)),
+            j.c.source_invoice_id.in_(bindparam("sources", expanding=True)),
+        ),
         count_usage=_COUNT_USAGE,
         integrations=select(
             i.c.uid,
