@@ -130,3 +130,24 @@ async def test_without_the_contacts_scope_invoices_map_without_the_contact(
     assert cache.calls == 1  # asked once, not once per invoice or poll
     await changed_invoices(books, None, contacts=cache)
     assert cache.calls == 1
+
+
+async def test_a_contact_refused_for_the_day_keeps_its_invoice_for_the_next_sync(
+    zoho_sandbox: ZohoSandboxHandle,
+) -> None:
+    zoho = zoho_sandbox
+    connection = await zoho.connect(limits={"per_minute": 100_000, "daily": 3})
+    await zoho.put_contact(connection.organization_id, CUSTOMER, tax_reg_no="12345678903")
+    await zoho.create_invoice(connection.organization_id)
+    await zoho.reset_usage(connection.organization_id)
+    cache = ContactCache()
+    books = connection.client(zoho.http, RateLimiter(per_minute=100_000))
+    # two lists and the detail fit the day's three calls; the contact does not
+    result = await changed_invoices(books, None, contacts=cache)
+    assert not result.complete and result.invoices == []
+    assert result.new_watermark is None  # the invoice is read again, not lost
+    await zoho.set_limits(connection.organization_id, daily=4)  # the next day
+    await zoho.reset_usage(connection.organization_id)
+    books = connection.client(zoho.http, RateLimiter(per_minute=100_000))
+    again = await changed_invoices(books, None, contacts=cache)
+    assert again.complete and [i.customer.tax_id for i in again.invoices] == ["12345678903"]
