@@ -24,11 +24,12 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from schemas.errors import CodedError
-from schemas.events import FiscalNumber, InvoiceStatus
+from schemas.events import FiscalNumber, InvoiceStatus, SubmissionKind
 from schemas.invoice import Invoice
 
-__all__ = ["Answer", "Authority", "Channel", "CredentialsError", "Deadline", "InvoiceRejected",
-           "Numbering", "Request", "Submission", "SubmissionKind", "Verdict"]
+__all__ = ["Answer", "Authority", "Change", "ChangeTooLate", "Channel", "CredentialsError",
+           "Deadline", "InvoiceRejected", "Numbering", "Request", "Submission", "SubmissionKind",
+           "Verdict"]
 
 
 class InvoiceRejected(CodedError, ValueError):
@@ -50,12 +51,6 @@ class CredentialsError(CodedError, ValueError):
     code = "credentials_error"
 
 
-class SubmissionKind(StrEnum):
-    """What a submission asks of the authority; each kind has its own request and answer."""
-
-    INVOICE = "invoice"  # CIS `racuni`; V-SDC POST /api/v3/invoices
-
-
 @dataclass(frozen=True)
 class Numbering:
     """The sequence FiscoBridge draws an invoice's fiscal number from (per premises, or
@@ -75,6 +70,25 @@ class Submission:
     message_id: str  # CIS IdPoruke; V-SDC RequestId
     protection_code: str  # CIS ZKI; V-SDC "" (the server signs)
     document: bytes  # CIS the signed RacunZahtjev; V-SDC the JSON invoice
+
+
+@dataclass(frozen=True)
+class Change:
+    """A signed change of a fiscalized invoice's payment method and/or buyer, and the data
+    it sets (`data`, opaque to the pipeline, e.g. CIS "K|12345678903"): kept with the
+    invoice, so that the same data arriving again is not sent a second time."""
+
+    submission: Submission
+    data: str
+
+
+@dataclass(frozen=True)
+class ChangeTooLate:
+    """The data changed, but the authority no longer takes a change (CIS: after the day
+    of issue); `reason` tells the bookkeeper what to do instead."""
+
+    reason: str
+    code: str = "change_too_late"
 
 
 @dataclass(frozen=True)
@@ -128,12 +142,16 @@ class Channel(Protocol):
     """The reporter's side of an authority, configured with its endpoint and trust.
 
     - `request`: hr-cis wraps the signed RacunZahtjev in a SOAP envelope (POST,
-      SOAPAction `racuni`); V-SDC posts the JSON to /api/v3/invoices with the PAC header
-      (the transport presents the integration's client certificate).
+      SOAPAction `racuni`), a CHANGE's PromijeniPodatkeRacunaZahtjev likewise (SOAPAction
+      `promijeniPodatkeRacuna`); V-SDC posts the JSON to /api/v3/invoices with the PAC
+      header (the transport presents the integration's client certificate), and has no
+      CHANGE.
     - `read`: hr-cis verifies the RacunOdgovor's signature against the configured CIS
-      signer and classifies its error codes (s006 transient, the others rejected);
-      V-SDC reads the JSON receipt (HTTP 200) or the modelState error codes (HTTP 400),
-      TLS having authenticated the server.
+      signer and classifies its error codes (s006 transient, the others rejected); for a
+      CHANGE the PromijeniPodatkeRacunaOdgovor: p005 accepted (no receipt id: the
+      invoice keeps its JIR), s011/s012/s013 rejected; V-SDC reads the JSON receipt
+      (HTTP 200) or the modelState error codes (HTTP 400), TLS having authenticated the
+      server.
     """
 
     endpoint: str
@@ -164,6 +182,14 @@ class Authority(Protocol):
     - `channel`: the reporter's side (`Channel`), given its endpoint and trust.
     - `late_deadline`: hr-cis two working days after issue for a subsequent delivery;
       V-SDC none documented (a deadline that never passes).
+    - `prepare_change`: whether a fiscalized invoice that arrives again changed in what
+      the authority lets one change afterwards, judged against `fiscalized` (the signed
+      document the authority accepted, as the outcome carried it) and `changed` (the
+      `Change.data` last sent for it, None if none). hr-cis: the payment method
+      (NacinPlac) and buyer OIB, by `promijeniPodatkeRacuna`, only on the day of issue
+      in Croatian time (a `Change`, signed), after it `ChangeTooLate` (a credit note and a
+      new invoice instead); None when neither changed. V-SDC: no such message (a receipt
+      is corrected by a refund and a new sale), so always None.
     """
 
     name: str
@@ -183,6 +209,14 @@ class Authority(Protocol):
     ) -> Submission:
         """Raises InvoiceRejected (the invoice's fault) or CredentialsError (the
         credentials are not usable now)."""
+        ...
+
+    def prepare_change(
+        self, fiscalized: str, changed: str | None, invoice: Invoice, settings: Any,
+        credentials: Any, *, now: datetime,
+    ) -> Change | ChangeTooLate | None:
+        """Raises InvoiceRejected (the invoice's new data cannot be sent, e.g. an invalid
+        buyer OIB) or CredentialsError."""
         ...
 
     def receipt_fields(self, status: InvoiceStatus) -> dict[str, str]: ...

@@ -104,7 +104,22 @@ class FiscalNumber(Contract):
         return f"{self.number}/{self.premises}/{self.device}"
 
 
+class SubmissionKind(StrEnum):
+    """What a signed submission asks of the tax authority; each kind has its own request
+    and answer."""
+
+    INVOICE = "invoice"  # fiscalize the invoice (CIS `racuni`; V-SDC POST /api/v3/invoices)
+    # Change the payment method and/or buyer of a fiscalized invoice, the same day
+    # (CIS `promijeniPodatkeRacuna`); the invoice stays fiscalized under its receipt.
+    CHANGE = "change"
+
+
 class InvoiceSigned(Event):
+    kind: SubmissionKind = Field(
+        default=SubmissionKind.INVOICE,
+        description="what the signed document asks: fiscalize the invoice, or change the"
+        " payment method/buyer of the fiscalized invoice",
+    )
     invoice: Invoice = Field(description="kept so that a retry can re-sign without the source")
     profile: str = Field(description="tax-authority profile, e.g. 'hr-cis'")
     message_id: str = Field(description="the authority message id (CIS IdPoruke)")
@@ -122,6 +137,9 @@ class InvoiceSigned(Event):
 
 
 class InvoiceRetry(Event):
+    kind: SubmissionKind = Field(
+        default=SubmissionKind.INVOICE, description="the kind of the submission that failed"
+    )
     invoice: Invoice
     profile: str
     protection_code: str

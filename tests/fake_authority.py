@@ -112,6 +112,13 @@ class FakeVsdcAuthority:
                     "payment": [{"amount": str(invoice.total), "paymentType": "Cash"}]}
         return Submission(kind, uuid.uuid4().hex, "", json.dumps(document).encode())
 
+    def prepare_change(
+        self, fiscalized: str, changed: str | None, invoice: Invoice, settings: VsdcSettings,
+        credentials: bytes, *, now: datetime,
+    ) -> None:
+        # V-SDC has no change of a receipt: a refund and a new sale correct it.
+        return None
+
     def receipt_fields(self, status: InvoiceStatus) -> dict[str, str]:
         receipt = json.loads(status.signed_answer or "{}")
         values = {"fiscal_number": receipt["invoiceNumber"]} if receipt else {}

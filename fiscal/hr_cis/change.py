@@ -40,6 +40,7 @@ class AsSent:
     payment_code: str
     buyer_oib: str | None
     issued_at: datetime  # DatVrijeme, Croatian time
+    protection_code: str = ""  # ZastKod, the invoice's ZKI
 
     @classmethod
     def of(cls, signed_request: bytes) -> AsSent:
@@ -62,6 +63,7 @@ class AsSent:
             payment_code=racun.findtext(_tag("NacinPlac")) or "",
             buyer_oib=racun.findtext(_tag("OibPrimateljaRacuna")) or None,
             issued_at=issued,
+            protection_code=racun.findtext(_tag("ZastKod")) or "",
         )
 
 

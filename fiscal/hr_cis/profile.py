@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from fiscal.hr_cis import formats
 from fiscal.hr_cis.certificate import FiscalCertificate
+from fiscal.hr_cis.change import AsSent, DataChange, build_change
 from fiscal.hr_cis.document import RacunFields, TaxRowText, build_request
 from fiscal.hr_cis.record import Row, fiscal_record, out_of_scope
 from fiscal.hr_cis.rejection import InvoiceRejected
@@ -144,5 +145,29 @@ class HrCisProfile:
         return SignedInvoice(
             message_id=message_id,
             protection_code=code,
+            document=self._signer(certificate).sign(root),
+        )
+
+    def sign_change(
+        self,
+        sent: AsSent,
+        change: DataChange,
+        settings: FiscalSettings,
+        certificate: FiscalCertificate,
+        *,
+        now: datetime,
+    ) -> SignedInvoice:
+        """The signed PromijeniPodatkeRacunaZahtjev that sets `change` on the invoice
+        fiscalized as `sent` (its `protection_code` is the invoice's ZKI, unchanged).
+
+        A CertificateError when the certificate is not valid now or not the business's.
+        """
+        sent_at = _aware(now)
+        certificate.check(expected_oib=settings.oib, now=sent_at)
+        message_id = str(uuid.uuid4())
+        root = build_change(sent, change, message_id=message_id, sent_at=sent_at)
+        return SignedInvoice(
+            message_id=message_id,
+            protection_code=sent.protection_code,
             document=self._signer(certificate).sign(root),
         )

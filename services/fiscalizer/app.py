@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 import faust
 from prometheus_client import Counter, Histogram
 
-from fiscal.authority import CredentialsError, InvoiceRejected
+from fiscal.authority import Change, CredentialsError, InvoiceRejected
 from runtime.faust_adapter import FaustWorker, WatchPolicy
 from runtime.kafka.dlq import DeadLetters
 from runtime.licensing import license_month
@@ -44,6 +44,7 @@ from schemas.events import (
     InvoiceSigned,
     InvoiceState,
     InvoiceStatus,
+    SubmissionKind,
 )
 from schemas.invoice import Invoice
 from schemas.topics import (
@@ -63,12 +64,16 @@ from services.fiscalizer.directory import (
 from services.fiscalizer.pending import Batch, Pending
 from services.fiscalizer.retention import SweepResult, sweep
 from services.fiscalizer.rules import (
+    CheckChange,
     Entry,
     Phase,
     Report,
+    ResignChange,
     Sign,
     Skip,
     Storno,
+    change_resent,
+    change_sent,
     on_received,
     on_retry,
     on_status,
@@ -369,6 +374,9 @@ class Fiscalizer:
         if isinstance(decision, Report):
             PROCESSED.labels("received", decision.state.value).inc()
             return [self._status(uid, invoice, decision)]
+        if isinstance(decision, CheckChange):
+            assert integration is not None
+            return self._check_change(batch, integration, invoice, decision, now)
         assert integration is not None and isinstance(decision, Sign)
         if decision.issued_at is None:
             # Issued when FiscoBridge first saw it out of draft (hr-fiscal-record).
@@ -386,7 +394,7 @@ class Fiscalizer:
             if isinstance(decision, Skip):
                 PROCESSED.labels("retry", decision.reason).inc()
                 return []
-            assert isinstance(decision, Sign)
+            assert isinstance(decision, Sign | ResignChange)
             integration = await self.directory.get(uid)
             if integration is None:
                 raise IntegrationUnusable(f"integration {uid} no longer exists in the store")
@@ -399,6 +407,9 @@ class Fiscalizer:
                 if self._stopping.is_set():
                     PROCESSED.labels("retry", "handed_back").inc()
                     return [Output(INVOICES_RETRY.name, retry.key, value)]
+            if isinstance(decision, ResignChange):
+                return self._resign_change(batch, integration, retry.invoice, decision,
+                                           datetime.now(UTC))
             return self._sign(batch, integration, retry.invoice, decision, datetime.now(UTC))
 
     async def _on_status(self, value: bytes, batch: Batch) -> list[Output]:
@@ -409,6 +420,92 @@ class Fiscalizer:
             self._set_entry(batch, uid, source_id, updated)
             PROCESSED.labels("status", updated.phase.value).inc()
         return []
+
+    # -- changes of fiscalized invoices -------------------------------------------
+
+    def _prepare_change(
+        self, integration: IntegrationView, invoice: Invoice, entry: Entry, base: str | None,
+        now: datetime,
+    ) -> Change | Report | None:
+        """The authority's answer to whether `invoice` changes its fiscalized record from
+        the data in force (`base`; None: as fiscalized): a signed change, a report (too
+        late, or the new data cannot be sent), or None (nothing changed)."""
+        assert entry.fiscalized is not None
+        authority = integration.authority
+        try:
+            result = authority.prepare_change(
+                entry.fiscalized, base, invoice, integration.fiscal_settings,
+                integration.credentials(), now=now)
+        except InvoiceRejected as exc:
+            return Report(InvoiceState.REJECTED, exc.code,
+                          f"The change of fiscalized invoice {invoice.number} cannot be sent: "
+                          f"{exc} The invoice stays fiscalized as issued.")
+        except CredentialsError as exc:
+            return Report(InvoiceState.BLOCKED, exc.code,
+                          f"The change of fiscalized invoice {invoice.number} cannot be signed: "
+                          f"{exc} The invoice stays fiscalized as issued.")
+        if result is None or isinstance(result, Change):
+            return result
+        return Report(InvoiceState.REJECTED, result.code, result.reason)
+
+    def _check_change(
+        self, batch: Batch, integration: IntegrationView, invoice: Invoice, check: CheckChange,
+        now: datetime,
+    ) -> list[Output]:
+        uid, entry = integration.uid, check.entry
+        started = time.perf_counter()
+        prepared = self._prepare_change(integration, invoice, entry, entry.changed, now)
+        SIGN_SECONDS.observe(time.perf_counter() - started)
+        if prepared is None:
+            PROCESSED.labels("received", InvoiceState.DUPLICATE.value).inc()
+            return [self._status(uid, invoice, check.duplicate)]
+        if isinstance(prepared, Report):
+            PROCESSED.labels("received", "change_" + prepared.state.value).inc()
+            return [self._status(uid, invoice, prepared)]
+        self._set_entry(batch, uid, invoice.source_id, change_sent(entry, prepared.data))
+        PROCESSED.labels("received", "change_signed").inc()
+        return [self._change_output(uid, integration, invoice, entry, prepared, 1, now)]
+
+    def _resign_change(
+        self, batch: Batch, integration: IntegrationView, invoice: Invoice,
+        resign: ResignChange, now: datetime,
+    ) -> list[Output]:
+        uid, entry = integration.uid, resign.entry
+        prepared = self._prepare_change(integration, invoice, entry, entry.change_base, now)
+        if isinstance(prepared, Change) and prepared.data != entry.changed:
+            prepared = None  # a later change of the invoice went out meanwhile
+        if prepared is None:
+            PROCESSED.labels("retry", "stale_retry").inc()
+            return []
+        if isinstance(prepared, Report):
+            PROCESSED.labels("retry", "change_" + prepared.state.value).inc()
+            return [self._status(uid, invoice, prepared)]
+        self._set_entry(batch, uid, invoice.source_id, change_resent(entry, resign.attempt))
+        PROCESSED.labels("retry", "change_signed").inc()
+        return [self._change_output(uid, integration, invoice, entry, prepared, resign.attempt,
+                                    resign.first_attempt_at)]
+
+    def _change_output(
+        self, uid: str, integration: IntegrationView, invoice: Invoice, entry: Entry,
+        change: Change, attempt: int, first_attempt_at: datetime,
+    ) -> Output:
+        signed = change.submission
+        event = InvoiceSigned(
+            kind=SubmissionKind.CHANGE,
+            integration_uid=uid,
+            # As fiscalized: the moment of issue the record states.
+            invoice=invoice.model_copy(update={"first_seen_issued_at": entry.issued_at})
+            if entry.issued_at else invoice,
+            profile=integration.authority.name,
+            message_id=signed.message_id,
+            protection_code=signed.protection_code,
+            document=signed.document.decode(),
+            attempt=attempt,
+            first_attempt_at=first_attempt_at,
+            fiscal_number=entry.number,
+        )
+        log.info("change signed", extra={"attempt": attempt, "invoice_id": invoice.source_id})
+        return Output(INVOICES_SIGNED.name, event.key, event.to_json())
 
     # -- outputs ------------------------------------------------------------------
 

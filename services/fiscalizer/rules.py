@@ -7,12 +7,18 @@ one that is due gets signed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 from enum import StrEnum
 from typing import Any, Literal
 
-from schemas.events import FiscalNumber, InvoiceRetry, InvoiceState, InvoiceStatus
+from schemas.events import (
+    FiscalNumber,
+    InvoiceRetry,
+    InvoiceState,
+    InvoiceStatus,
+    SubmissionKind,
+)
 from schemas.invoice import CreditedInvoice, DocumentKind, Invoice, SourceStatus
 
 
@@ -41,10 +47,20 @@ class Entry:
     # signature of the invoice (retry, late delivery, replay) carries the same two.
     number: FiscalNumber | None = None
     issued_at: datetime | None = None
+    # Of a fiscalized invoice: the signed document the authority accepted (what a later
+    # change of payment method or buyer is judged against and repeats; None for entries
+    # fiscalized before changes were supported: they are never changed), the data of the
+    # last change sent (the authority's `Change.data`; the same data again is a
+    # duplicate), the data in force before that change (what its retry is judged
+    # against; None: as fiscalized) and that change's attempt (0: none sent).
+    fiscalized: str | None = None
+    changed: str | None = None
+    change_base: str | None = None
+    change_attempt: int = 0
 
     def to_json(self) -> dict[str, Any]:
         # Spelled out: dataclasses.asdict deep-copies each field, 14x the cost per write.
-        return {
+        data = {
             "phase": self.phase,
             "version": self.version,
             "attempt": self.attempt,
@@ -53,6 +69,13 @@ class Entry:
             "number": self.number.model_dump() if self.number else None,
             "issued_at": self.issued_at.isoformat() if self.issued_at else None,
         }
+        if self.fiscalized is not None:
+            data["fiscalized"] = self.fiscalized
+        if self.change_attempt:
+            data["changed"] = self.changed
+            data["change_base"] = self.change_base
+            data["change_attempt"] = self.change_attempt
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Entry:
@@ -64,6 +87,10 @@ class Entry:
             receipt_id=data.get("receipt_id"),
             number=FiscalNumber(**data["number"]) if data.get("number") else None,
             issued_at=datetime.fromisoformat(data["issued_at"]) if data.get("issued_at") else None,
+            fiscalized=data.get("fiscalized"),
+            changed=data.get("changed"),
+            change_base=data.get("change_base"),
+            change_attempt=int(data.get("change_attempt") or 0),
         )
 
 
@@ -134,7 +161,26 @@ class Skip:
     reason: Literal["not_due", "stale_retry", "already_fiscalized", "awaiting_resend"]
 
 
-Decision = Sign | Report | Skip | Storno
+@dataclass(frozen=True)
+class CheckChange:
+    """A fiscalized invoice arrived again: ask its authority whether the payment method or
+    buyer changed (a change to send, or too late for one); `duplicate` when not."""
+
+    entry: Entry
+    duplicate: Report
+
+
+@dataclass(frozen=True)
+class ResignChange:
+    """A change whose submission failed transiently: sign it again (a new message id),
+    if it is still the invoice's latest change (`data`)."""
+
+    entry: Entry
+    attempt: int
+    first_attempt_at: datetime
+
+
+Decision = Sign | Report | Skip | Storno | CheckChange | ResignChange
 
 STORNO_SUFFIX = ":storno"
 
@@ -200,7 +246,13 @@ def on_received(
                 "; it was edited afterwards, and a fiscalized invoice cannot be changed: "
                 "issue a cancelling invoice and a new one instead"
             )
-        return Report(InvoiceState.DUPLICATE, "already_" + entry.phase.value, message + ".")
+        duplicate = Report(InvoiceState.DUPLICATE, "already_" + entry.phase.value, message + ".")
+        if entry.phase is Phase.FISCALIZED and entry.fiscalized is not None \
+                and integration_status == "active" \
+                and not invoice.source_id.endswith(STORNO_SUFFIX):
+            # A storno's data are derived from its invoice: nothing of it changes by itself.
+            return CheckChange(entry, duplicate)
+        return duplicate
     if integration_status is None:
         return Report(
             InvoiceState.BLOCKED, "unknown_integration",
@@ -249,6 +301,12 @@ def on_retry(retry: InvoiceRetry, entry: Entry | None) -> Decision:
     """A scheduled retry, or an operator's resend (`retry.resend`). Either is based on
     one attempt; once a later attempt exists it is stale, so a replayed or doubled
     request signs nothing, and a fiscalized invoice is never signed again."""
+    if retry.kind is SubmissionKind.CHANGE:
+        # A change of a fiscalized invoice; stale once a later attempt or change went out.
+        if entry is None or entry.phase is not Phase.FISCALIZED or not entry.change_attempt \
+                or retry.attempt < entry.change_attempt or retry.resend:
+            return Skip("stale_retry")
+        return ResignChange(entry, retry.attempt + 1, retry.first_attempt_at)
     if entry is None and retry.resend:
         # Entries of unfiscalized invoices are kept for good; one that is gone was
         # fiscalized and expired (retention.py): never signed again.
@@ -286,6 +344,18 @@ def on_status(status: InvoiceStatus, entry: Entry | None) -> Entry | None:
         InvoiceState.FAILED: Phase.FAILED,
     }.get(status.state)
     if phase is None or entry.phase is Phase.FISCALIZED or status.attempt < entry.attempt:
+        # Outcomes of changes (an entry already fiscalized) leave it as it is: a refused
+        # change is not sent again for the same data.
         return None
     return Entry(phase, entry.version, entry.attempt, entry.first_attempt_at, status.receipt_id,
-                 entry.number, entry.issued_at)
+                 entry.number, entry.issued_at,
+                 fiscalized=status.signed_request if phase is Phase.FISCALIZED else None)
+
+
+def change_sent(entry: Entry, data: str) -> Entry:
+    """The entry once a change setting `data` went out (its first attempt)."""
+    return replace(entry, changed=data, change_base=entry.changed, change_attempt=1)
+
+
+def change_resent(entry: Entry, attempt: int) -> Entry:
+    return replace(entry, change_attempt=attempt)

@@ -9,7 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from fiscal.authority import Answer, Deadline, Verdict
-from schemas.events import InvoiceRetry, InvoiceSigned, InvoiceState, InvoiceStatus
+from schemas.events import (
+    InvoiceRetry,
+    InvoiceSigned,
+    InvoiceState,
+    InvoiceStatus,
+    SubmissionKind,
+)
 from services.reporter.backoff import Backoff
 
 
@@ -24,10 +30,16 @@ def first_late(signed: InvoiceSigned, now: datetime, deadline: Deadline) -> bool
     return deadline.late(issued_at(signed), now) and not signed.late
 
 
+# The reason of an accepted change: the invoice stays fiscalized under its receipt.
+CHANGED = "changed"
+
+
 def decide(
     signed: InvoiceSigned, result: Answer, now: datetime, backoff: Backoff,
     deadline: Deadline,
 ) -> tuple[InvoiceStatus, InvoiceRetry | None]:
+    if signed.kind is SubmissionKind.CHANGE:
+        return decide_change(signed, result, now, backoff)
     # Past the legal deadline for a subsequent delivery: every outcome says so, the
     # fiscalized one included (it was delivered late).
     late = deadline.late(issued_at(signed), now)
@@ -102,4 +114,74 @@ def decide(
         InvoiceState.RETRYING, result.code,
         f"Attempt {signed.attempt} failed ({result.message}); retrying after "
         f"{not_before.isoformat(timespec='seconds')} as a subsequent delivery." + lateness,
+    ), retry
+
+
+def decide_change(
+    signed: InvoiceSigned, result: Answer, now: datetime, backoff: Backoff,
+) -> tuple[InvoiceStatus, InvoiceRetry | None]:
+    """The outcome of a change of a fiscalized invoice's payment method or buyer.
+
+    The invoice stays fiscalized whatever the answer: an accepted change is `fiscalized`
+    with reason "changed" and no receipt id (the invoice keeps the one it has, and a
+    write-back is not due again); a refused one is `rejected` with the authority's code
+    and what to do instead. The store keeps the earliest fiscalized state of an invoice
+    (runtime/store/projection.py), so either one shows in its history only.
+    """
+    number = signed.fiscal_number.text if signed.fiscal_number else None
+
+    def status(state: InvoiceState, code: str, message: str, **kw: object) -> InvoiceStatus:
+        return InvoiceStatus(
+            integration_uid=signed.integration_uid, invoice=signed.ref, state=state,
+            reason_code=code, message=message, protection_code=signed.protection_code,
+            message_id=signed.message_id, attempt=signed.attempt,
+            signed_request=signed.document, occurred_at=now, fiscal_number=number, **kw,
+        )
+
+    answer_text = (
+        result.document.decode("utf-8", "replace") if result.document is not None else None
+    )
+    subject = f"The change of fiscalized invoice {signed.invoice.number}"
+    if result.verdict is Verdict.ACCEPTED:
+        return status(
+            InvoiceState.FISCALIZED, CHANGED,
+            f"{result.message} The invoice stays fiscalized with its fiscal number and JIR.",
+            signed_answer=answer_text,
+        ), None
+    if result.verdict is Verdict.REJECTED:
+        return status(
+            InvoiceState.REJECTED, result.code,
+            f"{subject} was refused by the tax authority ({result.message}); the invoice "
+            f"stays fiscalized as issued. {result.action}",
+            signed_answer=answer_text,
+        ), None
+    if result.verdict is Verdict.UNVERIFIED:
+        return status(
+            InvoiceState.FAILED, result.code,
+            f"{subject}: the tax authority's answer could not be verified ({result.message}),"
+            f" so the change may or may not have been made; the invoice stays fiscalized. "
+            f"{result.action}, then check the invoice's payment method and buyer with the "
+            "tax administration.",
+            signed_answer=answer_text,
+        ), None
+    not_before = now + backoff.delay(signed.attempt)
+    retry = InvoiceRetry(
+        kind=SubmissionKind.CHANGE,
+        integration_uid=signed.integration_uid,
+        invoice=signed.invoice,
+        profile=signed.profile,
+        protection_code=signed.protection_code,
+        attempt=signed.attempt,
+        first_attempt_at=signed.first_attempt_at,
+        not_before=not_before,
+        reason_code=result.code,
+        message=result.message,
+        occurred_at=now,
+        fiscal_number=signed.fiscal_number,
+    )
+    return status(
+        InvoiceState.RETRYING, result.code,
+        f"{subject}: attempt {signed.attempt} failed ({result.message}); sent again after "
+        f"{not_before.isoformat(timespec='seconds')} while the tax authority still takes it "
+        "(until midnight of the day of issue). The invoice stays fiscalized.",
     ), retry

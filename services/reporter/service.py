@@ -32,7 +32,7 @@ from runtime.kafka.stream import StreamConsumer
 from runtime.logging import log_context
 from runtime.ops import OpsServer
 from runtime.settings import KafkaSettings
-from schemas.events import InvoiceSigned, InvoiceState
+from schemas.events import InvoiceSigned, InvoiceState, SubmissionKind
 from schemas.topics import INVOICES_RETRY, INVOICES_SIGNED, INVOICES_STATUS
 from services.reporter.backoff import Backoff
 from services.reporter.outcome import decide, first_late
@@ -159,7 +159,10 @@ class Reporter:
     async def _handle(self, seen: Recent | None, signed: InvoiceSigned) -> None:
         with log_context(integration_uid=signed.integration_uid, event_id=signed.event_id):
             invoice = invoice_key(signed.integration_uid, signed.invoice.source_id)
-            if seen is not None and (signed.message_id in seen or invoice in seen):
+            # A change is of a fiscalized invoice: only its own message id says it was sent.
+            fiscalized = invoice in seen if seen is not None and \
+                signed.kind is SubmissionKind.INVOICE else False
+            if seen is not None and (signed.message_id in seen or fiscalized):
                 PROCESSED.labels("already_reported").inc()
                 log.info("outcome already published; not submitting again")
                 return
@@ -177,7 +180,9 @@ class Reporter:
                 if status.state is InvoiceState.FISCALIZED:
                     seen.add(invoice)
             PROCESSED.labels(status.state.value).inc()
-            if first_late(signed, now, deadline):  # alert InvoicesLate
+            # A change's lateness is not the invoice's (its deadline is the day of issue).
+            if signed.kind is SubmissionKind.INVOICE and first_late(signed, now, deadline):
+                # alert InvoicesLate
                 metrics.INTEGRATION_INVOICES.count(signed.integration_uid, "late")
             if status.state is not InvoiceState.FISCALIZED:  # alert CisErrorRate
                 metrics.CIS_ERRORS.labels(status.reason_code).inc()

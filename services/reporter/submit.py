@@ -14,7 +14,7 @@ import httpx
 from prometheus_client import Histogram
 
 from fiscal.authorities import UnknownAuthority
-from fiscal.authority import Answer, Channel, Submission, SubmissionKind
+from fiscal.authority import Answer, Channel, Submission
 from schemas.events import InvoiceSigned
 
 CIS_SECONDS = Histogram(
@@ -25,7 +25,7 @@ CIS_SECONDS = Histogram(
 
 
 def submission_of(signed: InvoiceSigned) -> Submission:
-    return Submission(SubmissionKind.INVOICE, signed.message_id, signed.protection_code,
+    return Submission(signed.kind, signed.message_id, signed.protection_code,
                       signed.document.encode())
 
 

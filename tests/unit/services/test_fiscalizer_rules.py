@@ -10,7 +10,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from schemas.events import FiscalNumber, InvoiceRef, InvoiceRetry, InvoiceState, InvoiceStatus
+from schemas.events import (
+    FiscalNumber,
+    InvoiceRef,
+    InvoiceRetry,
+    InvoiceState,
+    InvoiceStatus,
+    SubmissionKind,
+)
 from schemas.invoice import (
     Customer,
     DocumentKind,
@@ -20,13 +27,18 @@ from schemas.invoice import (
     TaxLine,
 )
 from services.fiscalizer.rules import (
+    STORNO_SUFFIX,
+    CheckChange,
     Entry,
     Phase,
     Report,
+    ResignChange,
     Sign,
     Skip,
     Storno,
     Trigger,
+    change_resent,
+    change_sent,
     on_received,
     on_retry,
     on_status,
@@ -239,8 +251,102 @@ def test_status_never_moves_backwards_or_follows_stale_attempts() -> None:
 def test_entry_round_trips_through_the_table() -> None:
     e = Entry(Phase.FISCALIZED, "v", 2, NOW, "jir")
     assert Entry.from_json(json.loads(json.dumps(e.to_json()))) == e
+    full = Entry(Phase.FISCALIZED, "v", 2, NOW, "jir", fiscalized="<RacunZahtjev/>",
+                 changed="K|", change_base=None, change_attempt=1)
+    assert Entry.from_json(json.loads(json.dumps(full.to_json()))) == full
     # to_json lists the fields by hand: one added to Entry must be added there too.
-    assert set(e.to_json()) == {f.name for f in dataclasses.fields(Entry)}
+    assert set(full.to_json()) == {f.name for f in dataclasses.fields(Entry)}
+    # The change fields are written only once there is something in them.
+    assert "fiscalized" not in e.to_json() and "changed" not in e.to_json()
+
+
+def test_an_entry_written_before_changes_existed_reads_as_never_changed() -> None:
+    old = {"phase": "fiscalized", "version": "v", "attempt": 1,
+           "first_attempt_at": NOW.isoformat(), "receipt_id": "jir", "number": None,
+           "issued_at": None}
+    e = Entry.from_json(old)
+    assert (e.fiscalized, e.changed, e.change_base, e.change_attempt) == (None, None, None, 0)
+    # Nothing to judge a change against: a duplicate, as before.
+    decision = decide(invoice(), e)
+    assert isinstance(decision, Report) and decision.state is InvoiceState.DUPLICATE
+
+
+# --- changes of payment method and buyer (promijeniPodatkeRacuna) ------------------
+
+
+def fiscalized(**kw: object) -> Entry:
+    return dataclasses.replace(entry(Phase.FISCALIZED), receipt_id="jir",
+                               fiscalized="<RacunZahtjev/>", **kw)  # type: ignore[arg-type]
+
+
+def test_the_fiscalized_document_is_kept_with_the_fiscalized_entry() -> None:
+    outcome = status(InvoiceState.FISCALIZED).model_copy(
+        update={"signed_request": "<RacunZahtjev>as accepted</RacunZahtjev>"})
+    done = on_status(outcome, entry(Phase.SIGNED))
+    assert done is not None and done.fiscalized == "<RacunZahtjev>as accepted</RacunZahtjev>"
+    refused = status(InvoiceState.REJECTED).model_copy(update={"signed_request": "<x/>"})
+    assert on_status(refused, entry(Phase.SIGNED)).fiscalized is None  # type: ignore[union-attr]
+
+
+def test_a_fiscalized_invoice_arriving_again_is_checked_for_a_change() -> None:
+    decision = decide(invoice(), fiscalized())
+    assert isinstance(decision, CheckChange)
+    # Nothing changed: the duplicate it would have been.
+    assert decision.duplicate.state is InvoiceState.DUPLICATE
+    assert decision.duplicate.reason_code == "already_fiscalized"
+    assert decision.entry == fiscalized()
+
+
+@pytest.mark.parametrize("why", ["signed", "inactive", "storno", "void", "draft"])
+def test_no_change_is_checked_where_none_can_be_sent(why: str) -> None:
+    inv, e, kw = invoice(), fiscalized(), {}
+    if why == "signed":
+        e = dataclasses.replace(e, phase=Phase.SIGNED)  # not fiscalized yet
+    elif why == "inactive":
+        kw = {"integration_status": "inactive"}
+    elif why == "storno":
+        inv = inv.model_copy(update={"source_id": "42" + STORNO_SUFFIX})
+    elif why == "void":
+        inv = invoice(SourceStatus.VOID)
+    else:
+        inv = invoice(SourceStatus.DRAFT)
+    assert not isinstance(decide(inv, e, **kw), CheckChange)
+
+
+def test_a_change_sent_is_remembered_with_what_was_in_force_before_it() -> None:
+    first = change_sent(fiscalized(), "K|")
+    assert (first.changed, first.change_base, first.change_attempt) == ("K|", None, 1)
+    second = change_sent(change_resent(first, 3), "G|69435151530")
+    assert (second.changed, second.change_base, second.change_attempt) == \
+        ("G|69435151530", "K|", 1)
+    # The rest of the entry (phase, receipt, number, document) is untouched.
+    assert (second.phase, second.receipt_id, second.fiscalized) == \
+        (Phase.FISCALIZED, "jir", "<RacunZahtjev/>")
+
+
+def test_outcomes_of_a_change_leave_the_fiscalized_entry_alone() -> None:
+    sent = change_sent(fiscalized(), "K|")
+    for state in (InvoiceState.FISCALIZED, InvoiceState.REJECTED, InvoiceState.FAILED):
+        assert on_status(status(state), sent) is None
+
+
+def change_retry(attempt: int, *, resend: bool = False) -> InvoiceRetry:
+    return retry(attempt).model_copy(update={"kind": SubmissionKind.CHANGE, "resend": resend})
+
+
+def test_a_change_that_failed_transiently_is_signed_again() -> None:
+    sent = change_sent(fiscalized(), "K|")
+    assert on_retry(change_retry(1), sent) == ResignChange(sent, 2, NOW)
+
+
+def test_a_stale_or_orphaned_change_retry_signs_nothing() -> None:
+    sent = change_resent(change_sent(fiscalized(), "K|"), 2)
+    assert on_retry(change_retry(1), sent) == Skip("stale_retry")  # attempt 2 went out
+    assert on_retry(change_retry(1), fiscalized()) == Skip("stale_retry")  # no change sent
+    assert on_retry(change_retry(1), None) == Skip("stale_retry")
+    assert on_retry(change_retry(2, resend=True), sent) == Skip("stale_retry")
+    # An invoice retry of a fiscalized invoice is still never signed again.
+    assert on_retry(retry(1), sent) == Skip("already_fiscalized")
 
 
 ZAGREB = ZoneInfo("Europe/Zagreb")

@@ -9,13 +9,14 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from fiscal.authority import Answer, Verdict
-from fiscal.hr_cis.authority import classify_answer
+from fiscal.hr_cis.authority import classify_answer, classify_change_answer
 from fiscal.hr_cis.late import LateDeadline
-from fiscal.hr_cis.soap import CisAnswer
-from schemas.events import InvoiceSigned, InvoiceState
+from fiscal.hr_cis.soap import ChangeAnswer, CisAnswer
+from schemas.events import InvoiceSigned, InvoiceState, SubmissionKind
 from services.reporter.backoff import Backoff
 from services.reporter.outcome import decide, first_late
-from tests.factories import make_invoice
+from services.writeback.stage import due as writeback_due
+from tests.factories import fiscal_number, make_invoice
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 BACKOFF = Backoff(base=timedelta(seconds=1), cap=timedelta(seconds=60))
@@ -39,6 +40,12 @@ def answer(jir: str | None = None, *errors: tuple[str, str]) -> Answer:
 
 
 Transient = Answer.transient
+CHANGE_REQUEST = (
+    b'<tns:PromijeniPodatkeRacunaZahtjev xmlns:tns="http://www.apis-it.hr/fin/2012/types/f73">'
+    b"<tns:Racun><tns:NacinPlac>G</tns:NacinPlac><tns:PromijenjeniNacinPlac>K"
+    b"</tns:PromijenjeniNacinPlac><tns:PromijenjeniOibPrimateljaRacuna/></tns:Racun>"
+    b"</tns:PromijeniPodatkeRacunaZahtjev>"
+)
 
 
 def test_a_jir_is_fiscalized_with_both_documents_kept() -> None:
@@ -138,3 +145,59 @@ def test_backoff_grows_exponentially_is_capped_and_jittered() -> None:
         full = min(60.0, 2 ** (n - 1))
         assert full / 2 <= delay <= full
     assert len({round(d, 3) for d in delays}) == len(delays)
+
+
+# --- changes of a fiscalized invoice (promijeniPodatkeRacuna) -----------------------
+
+
+def change(attempt: int = 1) -> InvoiceSigned:
+    return signed(attempt).model_copy(update={
+        "kind": SubmissionKind.CHANGE, "document": "<PromijeniPodatkeRacunaZahtjev/>",
+        "fiscal_number": fiscal_number(7)})
+
+
+def test_an_accepted_change_keeps_the_invoice_fiscalized_without_a_new_receipt() -> None:
+    accepted = Answer(Verdict.ACCEPTED, "p005", "Changed at the tax authority: payment method"
+                      " G (cash) to K (card) (p005).", document=b"<Odgovor/>")
+    status, retry = decide(change(), accepted, NOW, BACKOFF, DEADLINE)
+    assert retry is None and status.state is InvoiceState.FISCALIZED
+    assert status.reason_code == "changed" and "G (cash) to K (card)" in status.message
+    # No receipt id: the invoice keeps its JIR, and the write-back is not due again.
+    assert status.receipt_id is None and not writeback_due(status)
+    assert status.fiscal_number == "7/POSL1/12" and status.signed_answer == "<Odgovor/>"
+    assert status.signed_request == "<PromijeniPodatkeRacunaZahtjev/>"
+
+
+@pytest.mark.parametrize("code", ["s011", "s012", "s013"])
+def test_a_refused_change_says_the_invoice_stays_fiscalized_and_what_to_do(code: str) -> None:
+    refused = classify_change_answer(
+        ChangeAnswer(message_id="m", code=None, message=None, errors=((code, "greska"),),
+                     document=b"<Odgovor/>"),
+        CHANGE_REQUEST)
+    status, retry = decide(change(), refused, NOW, BACKOFF, DEADLINE)
+    assert retry is None and status.state is InvoiceState.REJECTED
+    assert status.reason_code == code and "stays fiscalized" in status.message
+    assert "payment method G (cash) to K (card)" in status.message
+    if code == "s011":
+        assert "storno" in status.message and "new invoice" in status.message
+
+
+def test_a_change_that_failed_transiently_is_retried_as_a_change() -> None:
+    status, retry = decide(change(2), Transient("timeout", "no answer"), NOW, BACKOFF, DEADLINE)
+    assert status.state is InvoiceState.RETRYING and "stays fiscalized" in status.message
+    assert retry is not None and retry.kind is SubmissionKind.CHANGE and retry.attempt == 2
+    assert retry.not_before > NOW and retry.fiscal_number == fiscal_number(7)
+
+
+def test_an_unverified_answer_to_a_change_is_failed_not_retried() -> None:
+    unverified = Answer(Verdict.UNVERIFIED, "answer_unverified", "bad signature",
+                        action="Check the configured CIS certificate")
+    status, retry = decide(change(), unverified, NOW, BACKOFF, DEADLINE)
+    assert retry is None and status.state is InvoiceState.FAILED
+    assert "may or may not have been made" in status.message
+
+
+def test_an_invoice_kind_is_decided_as_before() -> None:
+    status, retry = decide(signed(), Transient("timeout", "no answer"), NOW, BACKOFF, DEADLINE)
+    assert retry is not None and retry.kind is SubmissionKind.INVOICE
+    assert "subsequent delivery" in status.message

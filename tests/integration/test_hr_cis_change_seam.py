@@ -1,0 +1,158 @@
+"""promijeniPodatkeRacuna through the authority seam, against the CIS sandbox: hr-cis
+judges and signs the change (`prepare_change`), its channel sends it with the change's
+SOAPAction and reads PromijeniPodatkeRacunaOdgovor; the sandbox's ledger is the witness."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from fiscal.authority import Answer, Change, ChangeTooLate, Submission, SubmissionKind, Verdict
+from fiscal.hr_cis.authority import HrCisAuthority, HrCisChannel
+from fiscal.hr_cis.certificate import FiscalCertificate
+from fiscal.hr_cis.formats import ZAGREB
+from fiscal.hr_cis.profile import HrCisProfile
+from fiscal.hr_cis.settings import FiscalSettings
+from fiscal.hr_cis.soap import PROMIJENI_PODATKE_ACTION, RACUNI_ACTION, AnswerVerifier, CisSigner
+from schemas.invoice import Customer, Invoice, Payment, PaymentMethod
+from tests.factories import fiscal_number, make_invoice
+from tests.fixtures.cis import CisSandboxHandle
+
+BUYER_OIB = "98765432198"
+_sources = itertools.count(490000000000000000)
+_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def cis(clean_cis_sandbox: CisSandboxHandle) -> CisSandboxHandle:
+    return clean_cis_sandbox
+
+
+@pytest.fixture(scope="module")
+def channel(cis_sandbox: CisSandboxHandle) -> HrCisChannel:
+    verifier = AnswerVerifier(CisSigner.pinned(cis_sandbox.service_certificate))
+    return HrCisAuthority().channel(cis_sandbox.url, verifier)
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def authority() -> HrCisAuthority:
+    return HrCisAuthority(HrCisProfile())
+
+
+def paid(mode: str, method: PaymentMethod, *, buyer: str | None = None,
+         issued_at: datetime | None = None, source_id: str | None = None) -> Invoice:
+    invoice = make_invoice(source_id=source_id or str(next(_sources)),
+                           issued_at=issued_at or datetime.now(UTC))
+    customer = invoice.customer if buyer is None else Customer(
+        name="Firma d.o.o.", tax_id=f"HR{buyer}", country="HR")
+    return invoice.model_copy(update={
+        "customer": customer,
+        "payments": (Payment(mode=mode, method=method, amount=invoice.total),),
+    })
+
+
+def card(invoice: Invoice, buyer: str | None = BUYER_OIB) -> Invoice:
+    return paid("creditcard", PaymentMethod.CARD, buyer=buyer, issued_at=invoice.issued_at,
+                source_id=invoice.source_id)
+
+
+def send(http: httpx.Client, channel: HrCisChannel, submission: Submission) -> Answer:
+    request = channel.request(submission)
+    response = http.post(channel.endpoint + request.path, content=request.body,
+                         headers=dict(request.headers))
+    return channel.read(submission, response.status_code, response.content)
+
+
+def fiscalize(
+    http: httpx.Client, channel: HrCisChannel, authority: HrCisAuthority, invoice: Invoice,
+    settings: FiscalSettings, certificate: FiscalCertificate,
+) -> str:
+    year = invoice.issued_at.astimezone(ZAGREB).year
+    submission = authority.prepare(invoice, settings, certificate,
+                                   number=fiscal_number(next(_numbers), year=year),
+                                   subsequent_delivery=False, now=datetime.now(UTC))
+    assert dict(channel.request(submission).headers)["SOAPAction"] == RACUNI_ACTION
+    answer = send(http, channel, submission)
+    assert answer.verdict is Verdict.ACCEPTED, answer
+    return submission.document.decode()
+
+
+def test_a_same_day_change_is_signed_sent_and_taken_then_not_sent_again(
+    cis: CisSandboxHandle, http: httpx.Client, channel: HrCisChannel,
+    authority: HrCisAuthority, fiscal_settings: FiscalSettings,
+    demo_certificate: FiscalCertificate,
+) -> None:
+    cash = paid("cash", PaymentMethod.CASH)
+    document = fiscalize(http, channel, authority, cash, fiscal_settings, demo_certificate)
+    now = datetime.now(UTC)
+    # The same invoice, as fiscalized: nothing to change.
+    assert authority.prepare_change(document, None, cash, fiscal_settings, demo_certificate,
+                                    now=now) is None
+
+    change = authority.prepare_change(document, None, card(cash), fiscal_settings,
+                                      demo_certificate, now=now)
+    assert isinstance(change, Change) and change.data == f"K|{BUYER_OIB}"
+    submission = change.submission
+    assert submission.kind is SubmissionKind.CHANGE
+    request = channel.request(submission)
+    assert dict(request.headers)["SOAPAction"] == PROMIJENI_PODATKE_ACTION
+    answer = send(http, channel, submission)
+    assert (answer.verdict, answer.code, answer.receipt_id) == (Verdict.ACCEPTED, "p005", None)
+    assert "payment method G (cash) to K (card)" in answer.message
+    assert f"buyer OIB none to {BUYER_OIB}" in answer.message
+    (entry,) = cis.ledger()
+    assert [(c["payment"], c["buyer_oib"]) for c in entry["changes"]] == [("K", BUYER_OIB)]
+
+    # The same data again, judged against the change in force: nothing to send.
+    assert authority.prepare_change(document, change.data, card(cash), fiscal_settings,
+                                    demo_certificate, now=now) is None
+    # Back to cash without a buyer: a new change, built from the invoice as fiscalized.
+    back = authority.prepare_change(document, change.data, cash, fiscal_settings,
+                                    demo_certificate, now=now)
+    assert isinstance(back, Change) and back.data == "G|"
+    assert send(http, channel, back.submission).verdict is Verdict.ACCEPTED
+    (entry,) = cis.ledger()
+    assert [(c["payment"], c["buyer_oib"]) for c in entry["changes"]] == \
+        [("K", BUYER_OIB), ("G", None)]
+
+
+def test_an_invoice_issued_yesterday_is_too_late_and_nothing_is_signed(
+    cis: CisSandboxHandle, http: httpx.Client, channel: HrCisChannel,
+    authority: HrCisAuthority, fiscal_settings: FiscalSettings,
+    demo_certificate: FiscalCertificate,
+) -> None:
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    cash = paid("cash", PaymentMethod.CASH, issued_at=yesterday)
+    document = fiscalize(http, channel, authority, cash, fiscal_settings, demo_certificate)
+    late = authority.prepare_change(document, None, card(cash, buyer=None), fiscal_settings,
+                                    demo_certificate, now=datetime.now(UTC))
+    assert isinstance(late, ChangeTooLate) and late.code == "change_too_late"
+    assert "G to K" in late.reason and "credit note" in late.reason
+    assert "changes" not in cis.ledger()[0]
+
+
+def test_a_change_of_an_invoice_cis_never_fiscalized_is_refused_s012(
+    cis: CisSandboxHandle, http: httpx.Client, channel: HrCisChannel,
+    authority: HrCisAuthority, fiscal_settings: FiscalSettings,
+    demo_certificate: FiscalCertificate,
+) -> None:
+    cash = paid("cash", PaymentMethod.CASH)
+    never_sent = authority.prepare(cash, fiscal_settings, demo_certificate,
+                                   number=fiscal_number(999), subsequent_delivery=False,
+                                   now=datetime.now(UTC)).document.decode()
+    change = authority.prepare_change(never_sent, None, card(cash), fiscal_settings,
+                                      demo_certificate, now=datetime.now(UTC))
+    assert isinstance(change, Change)
+    answer = send(http, channel, change.submission)
+    assert (answer.verdict, answer.code) == (Verdict.REJECTED, "s012")
+    assert "JIR" in answer.action and cis.ledger() == []
