@@ -205,6 +205,12 @@ async def test_invoices_created_in_zoho_are_fiscalized_through_the_poller(
         await zp.zoho.edit_invoice(grant.organization_id, first, status="paid")
         await until(lambda: [d for d in duplicates(watcher.outcomes.all, made.uid)
                              if d.invoice.source_id == first], timeout=30)
+        # The customer changed after fiscalization: the portal's history says so.
+        second = created[1]["invoice_id"]
+        await zp.zoho.edit_invoice(grant.organization_id, second, customer_name="Kupac novi")
+        await until(lambda: [d for d in duplicates(watcher.outcomes.all, made.uid)
+                             if d.invoice.source_id == second
+                             and d.invoice.customer == "Kupac novi"], timeout=30)
         await asyncio.sleep(2)  # let any second fiscalization show itself
     finally:
         await watcher.stop()
@@ -238,6 +244,25 @@ async def test_invoices_created_in_zoho_are_fiscalized_through_the_poller(
                                   and s.state is InvoiceState.FISCALIZED])
     outcome = await store.writebacks.get(made.uid, first)
     assert outcome is not None and outcome.state == "written_back"
+    # The portal's history of the paid invoice: received, signed, fiscalized, then its
+    # later deliveries; neither the payment nor the write-back's own edits change what the
+    # fiscal record states, so none is an edit after fiscalization.
+    for _ in range(100):
+        steps = [h.state.value for h in await store.journal.history(made.uid, first)]
+        if "received" in steps and "duplicate" in steps:
+            break
+        await asyncio.sleep(0.1)
+    assert steps[0] == "received", steps
+    assert steps.index("signed") < steps.index("fiscalized") < steps.index("duplicate"), steps
+    assert "edited" not in steps, steps
+    for _ in range(100):
+        history = await store.journal.history(made.uid, second)
+        if any(h.state.value == "edited" for h in history):
+            break
+        await asyncio.sleep(0.1)
+    # Every later delivery of the changed invoice (a write-back's edit too) says so.
+    edits = [h.message for h in history if h.state.value == "edited"]
+    assert edits and all("customer Kupac 1 -> Kupac novi" in m for m in edits), edits
 
 
 async def test_with_webhooks_on_the_pollers_repeats_are_no_ops(
