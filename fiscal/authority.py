@@ -17,7 +17,7 @@ Each method below says how the two authorities fill it:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from enum import StrEnum
@@ -213,10 +213,11 @@ class Authority(Protocol):
 
     def prepare_change(
         self, fiscalized: str, changed: str | None, invoice: Invoice, settings: Any,
-        credentials: Any, *, now: datetime,
+        credentials: Callable[[], Any], *, now: datetime,
     ) -> Change | ChangeTooLate | None:
-        """Raises InvoiceRejected (the invoice's new data cannot be sent, e.g. an invalid
-        buyer OIB) or CredentialsError."""
+        """`credentials` is called only to sign a change: an invoice that did not change
+        is a duplicate whatever its certificate. Raises InvoiceRejected (the new data
+        cannot be sent, e.g. an invalid buyer OIB) or CredentialsError."""
         ...
 
     def receipt_fields(self, status: InvoiceStatus) -> dict[str, str]: ...

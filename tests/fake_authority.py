@@ -15,7 +15,7 @@ import itertools
 import json
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -114,7 +114,7 @@ class FakeVsdcAuthority:
 
     def prepare_change(
         self, fiscalized: str, changed: str | None, invoice: Invoice, settings: VsdcSettings,
-        credentials: bytes, *, now: datetime,
+        credentials: Callable[[], bytes], *, now: datetime,
     ) -> None:
         # V-SDC has no change of a receipt: a refund and a new sale correct it.
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
@@ -200,7 +200,7 @@ class HrCisAuthority:
 
     def prepare_change(
         self, fiscalized: str, changed: str | None, invoice: Invoice, settings: FiscalSettings,
-        credentials: FiscalCertificate, *, now: datetime,
+        credentials: Callable[[], FiscalCertificate], *, now: datetime,
     ) -> Change | ChangeTooLate | None:
         sent = AsSent.of(fiscalized.encode())
         code = payment_code(invoice, settings)
@@ -216,7 +216,8 @@ class HrCisAuthority:
             return None
         if isinstance(decided, TooLate):
             return ChangeTooLate(decided.reason)
-        signed = self.profile.sign_change(sent, decided.change, settings, credentials, now=now)
+        signed = self.profile.sign_change(sent, decided.change, settings, credentials(),
+                                          now=now)
         return Change(
             Submission(SubmissionKind.CHANGE, signed.message_id, signed.protection_code,
                        signed.document),

@@ -435,7 +435,7 @@ class Fiscalizer:
         try:
             result = authority.prepare_change(
                 entry.fiscalized, base, invoice, integration.fiscal_settings,
-                integration.credentials(), now=now)
+                integration.credentials, now=now)
         except InvoiceRejected as exc:
             return Report(InvoiceState.REJECTED, exc.code,
                           f"The change of fiscalized invoice {invoice.number} cannot be sent: "

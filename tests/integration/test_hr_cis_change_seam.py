@@ -13,7 +13,7 @@ import pytest
 
 from fiscal.authority import Answer, Change, ChangeTooLate, Submission, SubmissionKind, Verdict
 from fiscal.hr_cis.authority import HrCisAuthority, HrCisChannel
-from fiscal.hr_cis.certificate import FiscalCertificate
+from fiscal.hr_cis.certificate import CertificateExpired, FiscalCertificate
 from fiscal.hr_cis.formats import ZAGREB
 from fiscal.hr_cis.profile import HrCisProfile
 from fiscal.hr_cis.settings import FiscalSettings
@@ -61,6 +61,10 @@ def paid(mode: str, method: PaymentMethod, *, buyer: str | None = None,
     })
 
 
+def unusable() -> FiscalCertificate:
+    raise CertificateExpired("the certificate expired")
+
+
 def card(invoice: Invoice, buyer: str | None = BUYER_OIB) -> Invoice:
     return paid("creditcard", PaymentMethod.CARD, buyer=buyer, issued_at=invoice.issued_at,
                 source_id=invoice.source_id)
@@ -95,12 +99,13 @@ def test_a_same_day_change_is_signed_sent_and_taken_then_not_sent_again(
     cash = paid("cash", PaymentMethod.CASH)
     document = fiscalize(http, channel, authority, cash, fiscal_settings, demo_certificate)
     now = datetime.now(UTC)
-    # The same invoice, as fiscalized: nothing to change.
-    assert authority.prepare_change(document, None, cash, fiscal_settings, demo_certificate,
+    # The same invoice, as fiscalized: nothing to change, and nothing signed (the
+    # certificate is not even loaded: an expired one makes no difference to a duplicate).
+    assert authority.prepare_change(document, None, cash, fiscal_settings, unusable,
                                     now=now) is None
 
     change = authority.prepare_change(document, None, card(cash), fiscal_settings,
-                                      demo_certificate, now=now)
+                                      lambda: demo_certificate, now=now)
     assert isinstance(change, Change) and change.data == f"K|{BUYER_OIB}"
     submission = change.submission
     assert submission.kind is SubmissionKind.CHANGE
@@ -115,10 +120,10 @@ def test_a_same_day_change_is_signed_sent_and_taken_then_not_sent_again(
 
     # The same data again, judged against the change in force: nothing to send.
     assert authority.prepare_change(document, change.data, card(cash), fiscal_settings,
-                                    demo_certificate, now=now) is None
+                                    unusable, now=now) is None
     # Back to cash without a buyer: a new change, built from the invoice as fiscalized.
     back = authority.prepare_change(document, change.data, cash, fiscal_settings,
-                                    demo_certificate, now=now)
+                                    lambda: demo_certificate, now=now)
     assert isinstance(back, Change) and back.data == "G|"
     assert send(http, channel, back.submission).verdict is Verdict.ACCEPTED
     (entry,) = cis.ledger()
@@ -135,7 +140,7 @@ def test_an_invoice_issued_yesterday_is_too_late_and_nothing_is_signed(
     cash = paid("cash", PaymentMethod.CASH, issued_at=yesterday)
     document = fiscalize(http, channel, authority, cash, fiscal_settings, demo_certificate)
     late = authority.prepare_change(document, None, card(cash, buyer=None), fiscal_settings,
-                                    demo_certificate, now=datetime.now(UTC))
+                                    lambda: demo_certificate, now=datetime.now(UTC))
     assert isinstance(late, ChangeTooLate) and late.code == "change_too_late"
     assert "G to K" in late.reason and "credit note" in late.reason
     assert "changes" not in cis.ledger()[0]
@@ -151,7 +156,7 @@ def test_a_change_of_an_invoice_cis_never_fiscalized_is_refused_s012(
                                    number=fiscal_number(999), subsequent_delivery=False,
                                    now=datetime.now(UTC)).document.decode()
     change = authority.prepare_change(never_sent, None, card(cash), fiscal_settings,
-                                      demo_certificate, now=datetime.now(UTC))
+                                      lambda: demo_certificate, now=datetime.now(UTC))
     assert isinstance(change, Change)
     answer = send(http, channel, change.submission)
     assert (answer.verdict, answer.code) == (Verdict.REJECTED, "s012")
