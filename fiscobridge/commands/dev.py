@@ -77,23 +77,13 @@ def children(ports: Ports, log_dir: Path, zoho_secret: str, workers: int = 1) ->
     portal_url = f"http://127.0.0.1:{ports.portal}"
     accounts = [f"http://127.0.0.1:{ports.zoho}", f"http://127.0.0.1:{ports.zoho + 2}"]
     zoho = {
-        # The portal and the poller talk to the Zoho sandbox as to Zoho itself.
-        "FISCOBRIDGE_PORTAL_ZOHO_CLIENT_ID": ZOHO_CLIENT_ID,
-        "FISCOBRIDGE_PORTAL_ZOHO_CLIENT_SECRET": zoho_secret,
-        "FISCOBRIDGE_PORTAL_ZOHO_ACCOUNTS_URL": accounts[0],
-        "FISCOBRIDGE_PORTAL_ZOHO_ACCOUNTS_SERVERS": json.dumps(accounts),
+        # Every service that talks to Zoho (portal, poller, ingest, write-back) talks to
+        # the Zoho sandbox as to Zoho itself, with the one OAuth client.
+        "FISCOBRIDGE_ZOHO_CLIENT_ID": ZOHO_CLIENT_ID,
+        "FISCOBRIDGE_ZOHO_CLIENT_SECRET": zoho_secret,
+        "FISCOBRIDGE_ZOHO_ACCOUNTS_URL": accounts[0],
+        "FISCOBRIDGE_ZOHO_ACCOUNTS_SERVERS": json.dumps(accounts),
         "FISCOBRIDGE_PORTAL_WEBHOOK_BASE_URL": f"http://127.0.0.1:{ports.ingest}",
-        "FISCOBRIDGE_POLLER_ZOHO_CLIENT_ID": ZOHO_CLIENT_ID,
-        "FISCOBRIDGE_POLLER_ZOHO_CLIENT_SECRET": zoho_secret,
-        "FISCOBRIDGE_POLLER_ZOHO_ACCOUNTS_SERVERS": json.dumps(accounts),
-        # Ingest reads a webhook's buyer contact when the invoice carries no tax number.
-        "FISCOBRIDGE_INGEST_ZOHO_CLIENT_ID": ZOHO_CLIENT_ID,
-        "FISCOBRIDGE_INGEST_ZOHO_CLIENT_SECRET": zoho_secret,
-        "FISCOBRIDGE_INGEST_ZOHO_ACCOUNTS_SERVERS": json.dumps(accounts),
-        # The write-back stage writes the fiscal data onto the sandbox's invoices.
-        "FISCOBRIDGE_WRITEBACK_ZOHO_CLIENT_ID": ZOHO_CLIENT_ID,
-        "FISCOBRIDGE_WRITEBACK_ZOHO_CLIENT_SECRET": zoho_secret,
-        "FISCOBRIDGE_WRITEBACK_ZOHO_ACCOUNTS_SERVERS": json.dumps(accounts),
         # The portal's mail (password reset links) goes to the local mail catcher.
         "FISCOBRIDGE_PORTAL_SMTP_URL": f"smtp://127.0.0.1:{ports.mail}",
     }

@@ -68,17 +68,17 @@ class Sessions:
         self._http = http
         self._settings = settings
         self._clock = clock
-        secret = settings.zoho_client_secret.get_secret_value()
+        secret = settings.zoho.client_secret.get_secret_value()
         self._oauth = (
             ZohoOAuth(
                 http,
-                settings.zoho_client_id,
+                settings.zoho.client_id,
                 secret,
                 redirect_uri="",  # only refreshes happen here; they carry no redirect
-                accounts_servers=settings.zoho_accounts_servers or None,
+                accounts_servers=settings.zoho.accounts_servers or None,
                 clock=clock,
             )
-            if settings.zoho_client_id and secret
+            if settings.zoho.client_id and secret
             else None
         )
         self._sessions: dict[str, Session] = {}

@@ -1,23 +1,16 @@
 from __future__ import annotations
 
-import json
 from datetime import timedelta
-from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtime.licensing import DEFAULTS, TIERS, Tier
+from runtime.settings import ZohoClientSettings
 
 
 def _interval(tier: Tier) -> float:
     return DEFAULTS[tier].poll_interval.total_seconds()
-
-
-def _zoho(name: str) -> AliasChoices:
-    # The OAuth client is the portal's as much as the poller's: one FISCOBRIDGE_ZOHO_*
-    # variable configures both, a FISCOBRIDGE_POLLER_ZOHO_* one overrides it here.
-    return AliasChoices(f"FISCOBRIDGE_POLLER_ZOHO_{name}", f"FISCOBRIDGE_ZOHO_{name}")
 
 
 class PollerSettings(BaseSettings):
@@ -45,16 +38,9 @@ class PollerSettings(BaseSettings):
         default=20.0, ge=0, description="on SIGTERM, how long a poll still fetching may finish"
     )
 
-    zoho_client_id: str = Field(default="", validation_alias=_zoho("CLIENT_ID"))
-    zoho_client_secret: SecretStr = Field(
-        default=SecretStr(""), validation_alias=_zoho("CLIENT_SECRET")
-    )
-    zoho_accounts_servers: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        validation_alias=_zoho("ACCOUNTS_SERVERS"),
-        description="accounts servers the client secret may be sent to (JSON list or "
-        "comma-separated); "
-        "empty: Zoho's own data centres (set it to the sandbox's in dev and tests)",
+    zoho: ZohoClientSettings = Field(
+        default_factory=ZohoClientSettings,
+        description="the Zoho OAuth client (FISCOBRIDGE_ZOHO_*)",
     )
     zoho_per_minute: int = Field(default=100, ge=1, description="Zoho: 100 calls a minute")
     zoho_window_seconds: float = Field(default=60.0, gt=0)
@@ -87,16 +73,6 @@ class PollerSettings(BaseSettings):
 
     ops_host: str = "127.0.0.1"
     ops_port: int = 0
-
-    @field_validator("zoho_accounts_servers", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        """A JSON list (as the portal's setting takes) or comma-separated URLs."""
-        if isinstance(value, str):
-            if value.strip().startswith("["):
-                return json.loads(value)
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
     def interval(self, tier: str) -> timedelta:
         """How often an integration of `tier` is polled (an unknown tier: the slowest)."""

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtime.settings import ZohoClientSettings
 from services.portal.projector import GROUP_ID
 
 
@@ -71,15 +72,9 @@ class PortalSettings(BaseSettings):
         description="after a rotation the previous webhook secret is accepted this long",
     )
 
-    zoho_client_id: str = ""
-    zoho_client_secret: SecretStr | None = None
-    zoho_accounts_url: str = Field(
-        default="https://accounts.zoho.com",
-        description="where the consent starts; Zoho sends each user on to their data centre",
-    )
-    zoho_accounts_servers: list[str] = Field(
-        default_factory=list,
-        description="accounts servers a code may be exchanged at; empty: Zoho's data centres",
+    zoho: ZohoClientSettings = Field(
+        default_factory=ZohoClientSettings,
+        description="the Zoho OAuth client (FISCOBRIDGE_ZOHO_*)",
     )
     zoho_timeout_seconds: float = 15.0
 
@@ -113,7 +108,7 @@ class PortalSettings(BaseSettings):
 
     @property
     def zoho_configured(self) -> bool:
-        return bool(self.zoho_client_id and self.zoho_client_secret)
+        return self.zoho.configured
 
     def webhook_url(self, uid: str) -> str:
         base = (self.webhook_base_url or self.base_url).rstrip("/")

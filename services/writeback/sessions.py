@@ -54,11 +54,11 @@ class ZohoSessions:
         self._http = http
         self._settings = settings
         self._clock = clock
-        secret = settings.zoho_client_secret.get_secret_value()
+        secret = settings.zoho.client_secret.get_secret_value()
         self._oauth = (
-            ZohoOAuth(http, settings.zoho_client_id, secret, redirect_uri="",
-                      accounts_servers=settings.zoho_accounts_servers or None, clock=clock)
-            if settings.zoho_client_id and secret else None
+            ZohoOAuth(http, settings.zoho.client_id, secret, redirect_uri="",
+                      accounts_servers=settings.zoho.accounts_servers or None, clock=clock)
+            if settings.zoho.client_id and secret else None
         )
         self._sessions: dict[str, _Session] = {}
         self._limiters: dict[str, RateLimiter] = {}

@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from aiokafka import TopicPartition
+from pydantic import SecretStr
 
 from connectors.zoho.oauth import DEFAULT_SCOPES, TokenSet
 from runtime.kafka.clients import consumer as make_consumer
 from runtime.kafka.clients import partitions_of
-from runtime.settings import KafkaSettings
+from runtime.settings import KafkaSettings, ZohoClientSettings
 from runtime.store.store import Store
 from schemas.events import Event, InvoiceReceived
 from services.poller.settings import PollerSettings
@@ -97,9 +98,10 @@ def poller_settings(
     client-side rate limit and the daily call budget are off (tests that want them set
     them, with the sandbox's)."""
     fields: dict[str, Any] = {
-        "zoho_client_id": client["client_id"],
-        "zoho_client_secret": client["client_secret"],
-        "zoho_accounts_servers": zoho.accounts_servers,
+        "zoho": ZohoClientSettings(
+            client_id=client["client_id"], client_secret=SecretStr(client["client_secret"]),
+            accounts_servers=zoho.accounts_servers,
+        ),
         **{f"interval_{tier}_seconds": 0.001 for tier in ("trial", "starter", "growth", "scale")},
         "tick_seconds": 0.05,
         "lease_ttl_seconds": 30,

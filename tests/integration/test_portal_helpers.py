@@ -27,7 +27,7 @@ from connectors.zoho.oauth import DEFAULT_SCOPES, authorization_url
 from runtime.health import store_ok
 from runtime.kafka import clients
 from runtime.ops import QuietServer
-from runtime.settings import KafkaSettings
+from runtime.settings import KafkaSettings, ZohoClientSettings
 from runtime.store import Store
 from runtime.store.rebuild import publish_and_apply
 from sandbox.cis.ca import TestCA
@@ -245,10 +245,12 @@ async def make_portal_fixture(
             "public_base_url": base,
             "webhook_base_url": WEBHOOK_BASE,
             "session_secret": SecretStr("test-session-secret-" + "x" * 20),
-            "zoho_client_id": client["client_id"],
-            "zoho_client_secret": SecretStr(client["client_secret"]),
-            "zoho_accounts_url": zoho.urls["com"]["accounts"],
-            "zoho_accounts_servers": zoho.accounts_servers,
+            "zoho": ZohoClientSettings(
+                client_id=client["client_id"],
+                client_secret=SecretStr(client["client_secret"]),
+                accounts_url=zoho.urls["com"]["accounts"],
+                accounts_servers=zoho.accounts_servers,
+            ),
             "fiscal_ca_bundle": bundle,
             **overrides,
         })

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import TopicPartition
+from pydantic import SecretStr
 
 from fiscal.hr_cis.certificate import FiscalCertificate
 from fiscal.hr_cis.settings import FiscalSettings
@@ -21,7 +22,7 @@ from runtime.kafka.clients import consumer as make_consumer
 from runtime.kafka.clients import partitions_of
 from runtime.kafka.clients import producer as make_producer
 from runtime.kafka.dlq import ERROR_TYPE
-from runtime.settings import KafkaSettings
+from runtime.settings import KafkaSettings, ZohoClientSettings
 from runtime.store import Store
 from runtime.store.rebuild import publish_and_apply
 from runtime.writeback_mapping import set_mapping
@@ -97,8 +98,11 @@ async def test_fiscalized_invoices_get_their_fiscal_fields_in_zoho(
     mapped, org = await integration()
     unmapped, other_org = await integration()
     settings = WriteBackSettings(
-        zoho_client_id=client["client_id"], zoho_client_secret=client["client_secret"],
-        zoho_accounts_servers=list(zoho_sandbox.accounts_servers), group_id=f"wb-{mapped}",
+        zoho=ZohoClientSettings(
+            client_id=client["client_id"], client_secret=SecretStr(client["client_secret"]),
+            accounts_servers=list(zoho_sandbox.accounts_servers),
+        ),
+        group_id=f"wb-{mapped}",
         retry_base_seconds=0.05, retry_cap_seconds=0.2, commit_interval_seconds=0.1,
     )
     status_topic = await make_topic(partitions=3)
@@ -244,8 +248,11 @@ async def test_write_backs_waiting_for_a_mapping_are_written_once_it_is_set(
     await store_connection(store, uid, grant)
     await store.apply([IntegrationEvent(integration_uid=uid, kind=IntegrationEventKind.CONNECTED)])
     settings = WriteBackSettings(
-        zoho_client_id=client["client_id"], zoho_client_secret=client["client_secret"],
-        zoho_accounts_servers=list(zoho_sandbox.accounts_servers), group_id=f"wb-{uid}",
+        zoho=ZohoClientSettings(
+            client_id=client["client_id"], client_secret=SecretStr(client["client_secret"]),
+            accounts_servers=list(zoho_sandbox.accounts_servers),
+        ),
+        group_id=f"wb-{uid}",
         retry_base_seconds=0.05, retry_cap_seconds=0.2, commit_interval_seconds=0.1,
     )
     status_topic, events_topic, writeback_topic = [

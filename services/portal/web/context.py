@@ -124,13 +124,13 @@ class Portal:
         self.session_signer = Signer(secret, "session")
         self.state_signer = Signer(secret, "oauth-state")
         self.oauth: ZohoOAuth | None = None
-        if settings.zoho_client_secret is not None and settings.zoho_client_id:
+        if settings.zoho.configured:
             self.oauth = ZohoOAuth(
                 http,
-                settings.zoho_client_id,
-                settings.zoho_client_secret.get_secret_value(),
+                settings.zoho.client_id,
+                settings.zoho.client_secret.get_secret_value(),
                 settings.redirect_uri,
-                accounts_servers=settings.zoho_accounts_servers or None,
+                accounts_servers=settings.zoho.accounts_servers or None,
             )
 
     async def owned_integration(self, request: Request, uid: str) -> IntegrationRecord:

@@ -62,8 +62,8 @@ def start_flow(request: Request, portal: Portal, uid: str) -> RedirectResponse:
     state = portal.state_signer.sign({"n": nonce, "i": uid, "s": session.sid}, now=portal.clock())
     settings = portal.settings
     url = authorization_url(
-        settings.zoho_client_id, settings.redirect_uri, DEFAULT_SCOPES, state,
-        settings.zoho_accounts_url,
+        settings.zoho.client_id, settings.redirect_uri, DEFAULT_SCOPES, state,
+        settings.zoho.accounts_url,
     )
     log.info("sent to Zoho for consent", extra={"integration_uid": uid})
     return RedirectResponse(url, status_code=303)
@@ -199,7 +199,7 @@ async def callback(request: Request) -> Response:
     oauth = _oauth(portal)
     # `accounts-server` names the user's data centre; without it (a client not enabled
     # for several data centres) the grant lives where the consent started.
-    accounts_server = query.get("accounts-server") or portal.settings.zoho_accounts_url
+    accounts_server = query.get("accounts-server") or portal.settings.zoho.accounts_url
     tokens = await _exchange(oauth, code, accounts_server, uid)
     try:
         organizations = await grants.organizations(oauth, portal.http, tokens, accounts_server)

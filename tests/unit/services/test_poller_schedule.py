@@ -69,22 +69,22 @@ def test_intervals_and_zoho_client_come_from_the_environment(
     monkeypatch.setenv("FISCOBRIDGE_ZOHO_CLIENT_ID", "1000.SHARED")
     monkeypatch.setenv("FISCOBRIDGE_ZOHO_CLIENT_SECRET", "s3cret")
     monkeypatch.setenv(
-        "FISCOBRIDGE_POLLER_ZOHO_ACCOUNTS_SERVERS", "http://127.0.0.1:8450, http://127.0.0.1:8452"
+        "FISCOBRIDGE_ZOHO_ACCOUNTS_SERVERS", "http://127.0.0.1:8450, http://127.0.0.1:8452"
     )
     settings = PollerSettings(_env_file=None)
     assert settings.interval("scale") == timedelta(seconds=2.5)
-    assert settings.zoho_client_id == "1000.SHARED"
-    assert settings.zoho_client_secret.get_secret_value() == "s3cret"
+    assert settings.zoho.client_id == "1000.SHARED"
+    assert settings.zoho.client_secret.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(settings)
-    assert settings.zoho_accounts_servers == ["http://127.0.0.1:8450", "http://127.0.0.1:8452"]
+    assert settings.zoho.accounts_servers == ["http://127.0.0.1:8450", "http://127.0.0.1:8452"]
     monkeypatch.setenv(
-        "FISCOBRIDGE_POLLER_ZOHO_ACCOUNTS_SERVERS", '["http://127.0.0.1:8450", "http://x:1"]'
+        "FISCOBRIDGE_ZOHO_ACCOUNTS_SERVERS", '["http://127.0.0.1:8450", "http://x:1"]'
     )
-    servers = PollerSettings(_env_file=None).zoho_accounts_servers
+    servers = PollerSettings(_env_file=None).zoho.accounts_servers
     assert servers == ["http://127.0.0.1:8450", "http://x:1"]
-    # The poller's own variable wins over the shared one.
+    # The shared variable wins over the poller's old name (read only when it is unset).
     monkeypatch.setenv("FISCOBRIDGE_POLLER_ZOHO_CLIENT_ID", "1000.POLLER")
-    assert PollerSettings(_env_file=None).zoho_client_id == "1000.POLLER"
+    assert PollerSettings(_env_file=None).zoho.client_id == "1000.SHARED"
 
 
 def test_only_active_integrations_connected_to_zoho_are_polled() -> None:

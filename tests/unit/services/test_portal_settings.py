@@ -24,11 +24,13 @@ def test_urls_derive_from_the_public_base() -> None:
 
 
 def test_accounts_servers_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FISCOBRIDGE_ZOHO_ACCOUNTS_SERVERS", raising=False)
+    # The portal's old name is still read (with a warning) while the shared one is unset.
     monkeypatch.setenv("FISCOBRIDGE_PORTAL_ZOHO_ACCOUNTS_SERVERS",
                        '["http://127.0.0.1:8470", "http://127.0.0.1:8472"]')
     monkeypatch.setenv("FISCOBRIDGE_PORTAL_SESSION_SECRET", "s" * 32)
     settings = PortalSettings()
-    assert settings.zoho_accounts_servers == ["http://127.0.0.1:8470", "http://127.0.0.1:8472"]
+    assert settings.zoho.accounts_servers == ["http://127.0.0.1:8470", "http://127.0.0.1:8472"]
     assert "s" * 32 not in repr(settings)
 
 
