@@ -10,11 +10,22 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_origin
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator, model_validator
+from dotenv import dotenv_values
+from pydantic import (
+    AliasChoices,
+    AliasPath,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _log = logging.getLogger("fiscobridge.settings")
@@ -34,6 +45,114 @@ def cache_dir() -> Path:
     path = Path(explicit) if explicit else Path(platformdirs.user_cache_dir("fiscobridge"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_NUMBER = r"\d+(?:\.\d*)?|\.\d+"
+_SECONDS = re.compile(rf"[+-]?(?:{_NUMBER})")
+_WITH_UNITS = re.compile(rf"[+-]?(?:(?:{_NUMBER})(?:ms|s|m|h|d))+")
+_PART = re.compile(rf"({_NUMBER})(ms|s|m|h|d)")
+
+
+def _duration(value: Any) -> Any:
+    """A duration as written in a variable: seconds ("90", "0.5"), with units ("90s",
+    "5m", "1h30m", "250ms", "1d") or ISO 8601 ("PT1M30S", left to pydantic)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    if _SECONDS.fullmatch(text):
+        return float(text)
+    if _WITH_UNITS.fullmatch(text):
+        seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(text))
+        return -seconds if text.startswith("-") else seconds
+    if text.startswith(("p", "-p", "+p")) or ":" in text:
+        return value
+    raise ValueError(
+        f"{value!r} is no duration: give seconds (90), a number with units (90s, 5m, "
+        "1h30m, 250ms, 1d) or ISO 8601 (PT1M30S)"
+    )
+
+
+# The type of every duration setting: a number is seconds, as are the old `*_SECONDS`
+# variables (DurationSettings); code converts at its edge (`.total_seconds()`).
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+def _is_duration(annotation: Any) -> bool:
+    """timedelta, or an optional one."""
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if annotation is timedelta:
+        return True
+    options = get_args(annotation)
+    return type(None) in options and any(_is_duration(option) for option in options)
+
+
+class DurationSettings(BaseSettings):
+    """Settings whose `Duration` fields are also read from the variable they had when they
+    were plain seconds, `<VARIABLE>_SECONDS` (and the keyword `<field>_seconds`), while
+    the new variable is unset, with a warning naming it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_seconds(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        given = {str(key).lower() for key in data}
+        sources: dict[str, str | None] | None = None
+        for name, field in cls.model_fields.items():
+            if not _is_duration(field.annotation):
+                continue
+            variables = _variables(cls, name, field.validation_alias)
+            if given & {name, *(variable.lower() for variable in variables)}:
+                continue
+            # The key the field is validated from: its name, or its first alias.
+            key = name if field.validation_alias is None else _first(field.validation_alias)
+            if f"{name}_seconds" in data:
+                _log.warning("%s(%s_seconds=...) is read as %s=...; rename it",
+                             cls.__name__, name, name)
+                data[key] = data.pop(f"{name}_seconds")
+                continue
+            if sources is None:
+                sources = _environment(cls)
+            for variable in variables:
+                value = sources.get(f"{variable}_SECONDS".lower())
+                if value not in (None, ""):
+                    _log.warning(
+                        "%s_SECONDS is read for %s (seconds, or a duration such as 90s, "
+                        "5m, PT1M30S); rename it", variable, variable,
+                    )
+                    data[key] = value
+                    break
+        return data
+
+
+def _variables(cls: type[BaseSettings], name: str, alias: Any) -> list[str]:
+    """The environment variables a field is read from, upper case."""
+    if isinstance(alias, str):
+        return [alias.upper()]
+    if isinstance(alias, AliasChoices):
+        return [c.upper() for c in alias.choices if isinstance(c, str) and c.isupper()]
+    if isinstance(alias, AliasPath):
+        return []
+    return [f"{cls.model_config.get('env_prefix', '')}{name}".upper()]
+
+
+def _first(alias: Any) -> str:
+    choice = alias.choices[0] if isinstance(alias, AliasChoices) else alias
+    return choice if isinstance(choice, str) else str(choice.path[0])
+
+
+def _environment(cls: type[BaseSettings]) -> dict[str, str | None]:
+    """The process environment over the settings' .env file, names lower case."""
+    found: dict[str, str | None] = {}
+    env_file = cls.model_config.get("env_file")
+    files = [env_file] if isinstance(env_file, str | Path) else list(env_file or ())
+    for path in files:
+        if Path(path).is_file():
+            found.update({k.lower(): v for k, v in dotenv_values(path).items()})
+    found.update({k.lower(): v for k, v in os.environ.items()})
+    return found
 
 
 class KafkaSettings(BaseSettings):

@@ -38,7 +38,8 @@ def _settings_classes() -> list[type[BaseSettings]]:
     found: list[type[BaseSettings]] = []
     for path in sorted(ROOT.glob("*/**/*.py")):
         rel = path.relative_to(ROOT)
-        if rel.parts[0] in ("tests", ".venv", "bench") or "BaseSettings)" not in path.read_text():
+        if rel.parts[0] in ("tests", ".venv", "bench") or not re.search(
+                r"(Base|Duration)Settings\)", path.read_text()):
             continue
         module = importlib.import_module(".".join(rel.with_suffix("").parts))
         found += [v for v in vars(module).values()
