@@ -1,8 +1,9 @@
 """Scale-out: a second fiscalizer and a second reporter join mid-stream and share the
 partitions (one consumer group each); then one of each pair is stopped with SIGTERM and
 the other killed with SIGKILL while invoices keep flowing. Every invoice is signed once
-and fiscalized once; CIS sees an invoice twice only for a reporter killed with answers
-in hand that were not yet on the broker, at most its in-flight window."""
+and fiscalized; CIS sees an invoice twice (and answers it twice) only for a reporter
+killed with answers in hand that were not yet on the broker, at most its in-flight
+window."""
 
 from __future__ import annotations
 
@@ -114,7 +115,9 @@ async def _scale_out(pipeline: Pipeline, invoices: int, rate: float) -> None:
 
     fiscalized = Counter((s.integration_uid, s.invoice.source_id) for s in report.statuses
                          if s.integration_uid in uids and s.state is InvoiceState.FISCALIZED)
-    assert set(fiscalized.values()) == {1}, fiscalized.most_common(3)
+    # A second "fiscalized" only for an invoice the killed reporter had in flight: it was
+    # reported again (a ledger duplicate, counted below), and CIS answered it again.
+    fiscalized_again = sum(n - 1 for n in fiscalized.values())
     signed = await _signed_since(pipeline, since_ms, uids)
     first = Counter((s.integration_uid, s.invoice.source_id) for s in signed if s.attempt == 1)
     assert first.keys() == expected
@@ -129,11 +132,13 @@ async def _scale_out(pipeline: Pipeline, invoices: int, rate: float) -> None:
     duplicates = len(keys) - len(set(keys))
     print(f"\nscale-out, {invoices} invoices at {rate:.0f}/s: 2 fiscalizers + 2 reporters, "
           f"one of each SIGTERMed and one SIGKILLed: {len(set(keys))} invoices at CIS, "
-          f"{duplicates} reported twice, {retried} retried; {report.lines()[2]}\n  "
+          f"{duplicates} reported twice ({fiscalized_again} answered twice), {retried} "
+          f"retried; {report.lines()[2]}\n  "
           + "; ".join(phases))
     assert len(set(keys)) == invoices
     # One reporter was SIGKILLed: at most its in-flight window can be submitted again.
     assert duplicates <= REPORTER_CONCURRENCY
+    assert fiscalized_again <= duplicates, fiscalized.most_common(3)
     for oib in {m.oib for m in made}:  # fiscal numbers 1..n per business, none skipped
         numbers = {int(str(e["br_ozn_rac"])) for e in ledger if e["oib"] == oib}
         assert numbers == set(range(1, len(numbers) + 1)), oib
