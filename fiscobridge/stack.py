@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import secrets
 import signal
 import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -63,6 +66,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports_in_a_row(n: int, tries: int = 50) -> int:
+    """The first of `n` consecutive free ports (the Zoho sandbox listens on four)."""
+    for _ in range(tries):
+        first = free_port()
+        if first + n > 65536:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(first, first + n):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return first
+    raise RuntimeError(f"no {n} consecutive free ports found in {tries} tries")
+
+
+# The stack's own OAuth client in its Zoho sandbox (with `zoho=True`).
+ZOHO_CLIENT_ID = "1000.FISCOBRIDGESTACK"
+ZOHO_REDIRECT_URI = "http://127.0.0.1/oauth/zoho/callback"
+
+
 @dataclass
 class LocalStack:
     home: Path
@@ -71,6 +96,10 @@ class LocalStack:
     database_url: str = ""
     cis_latency_ms: int = 0
     cis_jitter_ms: int = 0
+    # Also run the Zoho Books sandbox (`zoho`, four ports from ports["zoho"]) and give every
+    # service that talks to Zoho (ingest, write-back) its OAuth client, as `dev` does.
+    zoho: bool = False
+    zoho_client_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     services: tuple[str, ...] = PIPELINE
     extra_env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
@@ -87,6 +116,36 @@ class LocalStack:
         return f"http://127.0.0.1:{self.ports['cis']}"
 
     @property
+    def zoho_urls(self) -> dict[str, dict[str, str]]:
+        """Per data centre (com, eu) its accounts and API origins and its location, as
+        sandbox.zoho.server.ZohoSandbox.urls gives them."""
+        first = self.ports["zoho"]
+        return {dc: {"accounts": f"http://127.0.0.1:{first + 2 * i}",
+                     "api": f"http://127.0.0.1:{first + 2 * i + 1}", "location": location}
+                for i, (dc, location) in enumerate((("com", "us"), ("eu", "eu")))}
+
+    @property
+    def zoho_admin_url(self) -> str:
+        return f"{self.zoho_urls['com']['accounts']}/_sandbox"
+
+    @property
+    def zoho_client(self) -> dict[str, Any]:
+        """The OAuth client registered in the stack's Zoho sandbox."""
+        return {"client_id": ZOHO_CLIENT_ID, "client_secret": self.zoho_client_secret,
+                "redirect_uris": [ZOHO_REDIRECT_URI]}
+
+    def _zoho_env(self) -> dict[str, str]:
+        if not self.zoho:
+            return {}
+        return {
+            "FISCOBRIDGE_ZOHO_CLIENT_ID": ZOHO_CLIENT_ID,
+            "FISCOBRIDGE_ZOHO_CLIENT_SECRET": self.zoho_client_secret,
+            "FISCOBRIDGE_ZOHO_ACCOUNTS_URL": self.zoho_urls["com"]["accounts"],
+            "FISCOBRIDGE_ZOHO_ACCOUNTS_SERVERS": json.dumps(
+                [urls["accounts"] for urls in self.zoho_urls.values()]),
+        }
+
+    @property
     def env(self) -> dict[str, str]:
         return {
             "FISCOBRIDGE_HOME": str(self.home),
@@ -100,6 +159,7 @@ class LocalStack:
             "FISCOBRIDGE_REPORTER_CIS_SANDBOX": "true",
             "PYTHONUNBUFFERED": "1",
             "FISCOBRIDGE_FISCALIZER_STALL_SECONDS": "20",
+            **self._zoho_env(),
             **self.extra_env,
         }
 
@@ -112,6 +172,11 @@ class LocalStack:
                     "--ca-dir", str(self.home / "sandbox-ca"),
                     "--latency-ms", str(self.cis_latency_ms),
                     "--jitter-ms", str(self.cis_jitter_ms)]
+            env: dict[str, str] = {}
+        elif name == "zoho":
+            argv = [*exe, "sandbox", "zoho", "--port", str(self.ports["zoho"]),
+                    "--client-id", ZOHO_CLIENT_ID, "--client-secret", self.zoho_client_secret,
+                    "--redirect-uri", ZOHO_REDIRECT_URI]
             env = {}
         else:
             service = service_of(name)  # fiscalizer-2: a second fiscalizer in the group
@@ -122,9 +187,14 @@ class LocalStack:
     async def start(self) -> None:
         for name in ("cis", *self.services):
             self.ports.setdefault(name, free_port())
+        if self.zoho:
+            self.ports.setdefault("zoho", free_ports_in_a_row(4))
         try:
             await self.start_service("cis")
             await self._wait_http(f"{self.cis_base_url}/_sandbox/faults")
+            if self.zoho:
+                await self.start_service("zoho")
+                await self._wait_http(f"{self.zoho_admin_url}/health", name="zoho")
             for name in self.services:
                 await self.start_service(name)
             for name in self.services:

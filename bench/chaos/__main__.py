@@ -6,7 +6,7 @@ unreachable for 5 minutes, then answers s006 to 30 % of requests for a minute.
                           [--s006-seconds 60] [--integrations 3]
 
 Starts its own broker (on a fixed port, so the services find it again after its
-restart), topics, SQLite store, CIS sandbox and pipeline; prints the report of
+restart), topics, SQLite store, CIS and Zoho Books sandboxes and pipeline; prints the report of
 bench/chaos/run.py. tests/e2e/test_chaos.py runs the same at a small scale in CI.
 """
 
@@ -19,8 +19,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
+
 from bench.chaos.run import Plan, Report, run_chaos
-from fiscobridge.provision import DemoIntegration, demo_integration
+from bench.chaos.zoho import ZohoIntegration, connected_integration, sandbox_handle
 from fiscobridge.stack import LocalStack, free_port
 from runtime.kafka.admin import ensure_topics
 from runtime.kafka.local import LocalKafka
@@ -34,16 +36,22 @@ STACK_ENV = {
     "FISCOBRIDGE_REPORTER_RETRY_BASE_SECONDS": "0.5",
     "FISCOBRIDGE_REPORTER_RETRY_CAP_SECONDS": "5",
     "FISCOBRIDGE_REPORTER_TIMEOUT_SECONDS": "3",
+    # The write-back's own Zoho rate limit (per organization) as high as the sandbox's:
+    # every fiscalized invoice is written back within the run.
+    "FISCOBRIDGE_WRITEBACK_ZOHO_PER_MINUTE": "1000000",
+    "FISCOBRIDGE_WRITEBACK_ZOHO_MAX_IN_FLIGHT": "8",
 }
 
 
 @asynccontextmanager
 async def chaos_stack(
     home: Path, broker: LocalKafka, integrations: int,
-) -> AsyncIterator[tuple[LocalStack, KafkaSettings, list[DemoIntegration],
+) -> AsyncIterator[tuple[LocalStack, KafkaSettings, list[ZohoIntegration],
                          Callable[[float], Awaitable[None]]]]:
-    """A pipeline on `broker` (already started, on a fixed port) and its integrations,
-    with a function that restarts the broker after the given seconds down."""
+    """A pipeline on `broker` (already started, on a fixed port), with the Zoho Books
+    sandbox, and its integrations (each connected to an organization of the sandbox, with
+    a write-back mapping), with a function that restarts the broker after the given
+    seconds down."""
     kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
     report = await ensure_topics(kafka, registry(kafka.partitions))
     assert report.ok, report.summary()
@@ -52,7 +60,7 @@ async def chaos_stack(
                        vault=Vault(parse_keys(key)))
     await store.migrate()
     stack = LocalStack(home=home, kafka_bootstrap=broker.bootstrap, master_key=key,
-                       cis_latency_ms=20, extra_env=dict(STACK_ENV))
+                       cis_latency_ms=20, zoho=True, extra_env=dict(STACK_ENV))
     await stack.start()
 
     async def restart_broker(down: float) -> None:
@@ -61,8 +69,11 @@ async def chaos_stack(
         await asyncio.to_thread(broker.start)
 
     try:
-        made = [await demo_integration(store, kafka, home / "sandbox-ca")
-                for _ in range(integrations)]
+        async with httpx.AsyncClient(timeout=30) as http:
+            zoho = sandbox_handle(stack, http)
+            made = [await connected_integration(zoho, stack.zoho_client, store, kafka,
+                                                home / "sandbox-ca")
+                    for _ in range(integrations)]
         yield stack, kafka, made, restart_broker
     finally:
         await stack.stop()

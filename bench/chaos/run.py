@@ -8,7 +8,13 @@ counts, from the records and the CIS sandbox's ledger: received, fiscalized, los
 final outcome; must be 0), signed twice (more than one first-attempt signature; must
 be 0), reported twice (ledger entries of one invoice; bounded by the killed reporter's
 in-flight window), late (reported as a subsequent delivery, NakDost) and written back
-(no Zoho write-back stage runs in this stack: not counted).
+(fiscalized invoices whose fiscal number, ZKI, JIR and QR URL the Zoho sandbox shows in
+their custom fields; waited for with the plan's timeout), with the write-back calls the
+sandbox counted (as many as written back: none repeated).
+
+The invoices are real invoices of the integrations' Zoho sandbox organizations (created
+in bulk before the clock starts); each webhook and poll copy carries the invoice as the
+sandbox renders it.
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import signal
 import time
 from collections import Counter
@@ -25,14 +30,20 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from bench.chaos.zoho import (
+    ZohoIntegration,
+    sandbox_handle,
+    wait_written_back,
+    webhooks_of_new_invoices,
+    write_back_calls,
+)
 from connectors.zoho.webhook import parse_webhook
-from fiscobridge.provision import DemoIntegration
 from fiscobridge.stack import LocalStack
 from runtime.kafka.clients import consumer as make_consumer
 from runtime.kafka.clients import partitions_of
 from runtime.kafka.clients import producer as make_producer
 from runtime.settings import KafkaSettings
-from sandbox.load import StatusWatcher, Webhook, post_webhook, zoho_invoice
+from sandbox.load import StatusWatcher, Webhook, post_webhook
 from sandbox.poster import WebhookPoster
 from schemas.events import Channel, InvoiceReceived, InvoiceSigned, InvoiceState
 from schemas.topics import INVOICES_RECEIVED, INVOICES_SIGNED
@@ -68,6 +79,9 @@ class Report:
     signed_twice_detail: list[str] = field(default_factory=list)
     reported_twice: int = 0
     late: int = 0
+    written_back: int = 0
+    write_back_calls: int = 0
+    not_written_back: list[str] = field(default_factory=list)
     seconds: float = 0.0
     events: list[str] = field(default_factory=list)
 
@@ -85,7 +99,8 @@ class Report:
             + (f" ({'; '.join(self.signed_twice_detail[:5])})" if self.signed_twice else ""),
             f"reported twice     {self.reported_twice}",
             f"late (NakDost)     {self.late}",
-            "written back       not counted (no Zoho write-back stage in this stack)",
+            f"written back       {self.written_back} ({self.write_back_calls} write-back calls)"
+            + (f"; not: {'; '.join(self.not_written_back)}" if self.not_written_back else ""),
             f"took               {self.seconds:.1f} s",
             "faults: " + "; ".join(self.events),
         ]
@@ -167,17 +182,15 @@ async def _signed_first_attempts(kafka: KafkaSettings, since_ms: int, uids: set[
 async def run_chaos(
     stack: LocalStack,
     kafka: KafkaSettings,
-    integrations: list[DemoIntegration],
+    integrations: list[ZohoIntegration],
     restart_broker: Callable[[float], Awaitable[None]],
     plan: Plan,
 ) -> Report:
     """Drive `plan.invoices` through `stack` while the faults happen; the report."""
     report = Report(plan)
-    run = random.randrange(1, 10**11)
-    webhooks = []
-    for n in range(plan.invoices):
-        made = integrations[n % len(integrations)]
-        webhooks.append(Webhook.of(made.uid, made.webhook_secret, zoho_invoice(n + 1, run=run)))
+    async with httpx.AsyncClient(timeout=30) as http:
+        webhooks = await webhooks_of_new_invoices(sandbox_handle(stack, http), integrations,
+                                                  plan.invoices)
     since_ms = int(time.time() * 1000) - 1000
     watcher = StatusWatcher(kafka)
     await watcher.start(since_ms=since_ms)
@@ -247,13 +260,20 @@ async def run_chaos(
                        for k in wanted if k in watcher.outcomes.final)
     report.fiscalized = outcomes.pop(InvoiceState.FISCALIZED.value, 0)
     report.other_outcomes = dict(outcomes)
-    signed = await _signed_first_attempts(kafka, since_ms, {m.uid for m in integrations})
+    signed = await _signed_first_attempts(kafka, since_ms, {z.made.uid for z in integrations})
     twice = {k: v for k, v in signed.items() if len(v) > 1}
     report.signed_twice = len(twice)
     report.signed_twice_detail = [f"{k[1]}: {', '.join(v)}" for k, v in twice.items()]
     async with httpx.AsyncClient(timeout=30) as http:
         ledger = (await http.get(f"{stack.cis_base_url}/_sandbox/ledger")).json()
-    oibs = {m.oib for m in integrations}
+        zoho = sandbox_handle(stack, http)
+        report.written_back, report.not_written_back = await wait_written_back(
+            zoho, {z.made.uid: z.grant.organization_id for z in integrations},
+            [watcher.outcomes.final[k][0] for k in wanted if k in watcher.outcomes.final
+             and watcher.outcomes.final[k][0].state is InvoiceState.FISCALIZED],
+            plan.timeout)
+        report.write_back_calls = await write_back_calls(zoho)
+    oibs = {z.made.oib for z in integrations}
     mine = [e for e in ledger if e["oib"] in oibs]
     keys = [(e["oib"], e["br_ozn_rac"]) for e in mine]
     report.reported_twice = len(keys) - len(set(keys))

@@ -1,7 +1,8 @@
 """The fault suite at CI scale (bench/chaos at full scale): invoices flow, webhooks and
 polls mixed, while the broker restarts, each service is SIGKILLed once, CIS refuses
 connections for a while and then answers s006 to 30 % of requests. Nothing is lost,
-nothing signed twice; what CIS saw twice stays within the killed reporter's window."""
+nothing signed twice; what CIS saw twice stays within the killed reporter's window; every
+fiscalized invoice shows its fiscal fields in the Zoho sandbox, each written once."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ async def _chaos(broker: LocalKafka, home: Path, plan: Plan) -> None:
     # One reporter SIGKILL: at most its submissions in flight are sent again.
     assert report.reported_twice <= ReporterSettings().concurrency
     assert report.late > 0, "the outage and s006 must have delayed some invoices"
+    assert report.written_back == report.fiscalized, report.not_written_back
+    # The sandbox counts the custom-field updates it took: one per invoice, none repeated.
+    assert report.write_back_calls == report.written_back
 
 
 async def test_faults_lose_nothing_and_sign_nothing_twice(
