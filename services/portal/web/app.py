@@ -21,6 +21,7 @@ from services.portal.web import (
     integrations,
     invoices,
     plans,
+    read_options,
     writeback,
     zoho_connect,
 )
@@ -62,7 +63,7 @@ def create_app(portal: Portal) -> FastAPI:
     # POST /integrations.
     for router in (create.router, auth.router, account.router, certificates.router,
                    dashboard.router, integrations.router, invoices.router, plans.router,
-                   writeback.router, zoho_connect.router):
+                   read_options.router, writeback.router, zoho_connect.router):
         app.include_router(router)
     if portal.ready is not None:
         app.router.routes.extend(routes(portal.ready))
