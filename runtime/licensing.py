@@ -3,7 +3,7 @@
 The tiers are the `Tier` enum (schemas/tiers.py); their default terms are the one table
 `DEFAULTS` below, which the fiscalizer's and the poller's settings take their defaults
 from. The limits are the fiscalizer's variables (FISCOBRIDGE_FISCALIZER_LIMIT_<TIER>), the
-poll intervals the poller's (FISCOBRIDGE_POLLER_INTERVAL_<TIER>_SECONDS): `TierSettings`
+poll intervals the poller's (FISCOBRIDGE_POLLER_INTERVAL_<TIER>): `TierSettings`
 reads the same variables, so the portal and the CLI show them without importing another
 service (tests/unit/test_licensing.py keeps the two views equal).
 """
@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from runtime.settings import Duration, DurationSettings
 from schemas.tiers import TIERS, Tier
 
 __all__ = ["DEFAULTS", "LABELS", "LICENSE_ZONE", "TIERS", "Plan", "Terms", "Tier",
@@ -62,15 +63,15 @@ def _limit(tier: Tier) -> int | None:
     return DEFAULTS[tier].monthly_limit
 
 
-def _interval(tier: Tier) -> float:
-    return DEFAULTS[tier].poll_interval.total_seconds()
+def _interval(tier: Tier) -> timedelta:
+    return DEFAULTS[tier].poll_interval
 
 
 def _connections(tier: Tier) -> int | None:
     return DEFAULTS[tier].connections
 
 
-class TierSettings(BaseSettings):
+class TierSettings(DurationSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     limit_trial: int | None = Field(
@@ -81,18 +82,18 @@ class TierSettings(BaseSettings):
         _limit(Tier.GROWTH), validation_alias=_env("FISCOBRIDGE_FISCALIZER_LIMIT_GROWTH"))
     limit_scale: int | None = Field(
         _limit(Tier.SCALE), validation_alias=_env("FISCOBRIDGE_FISCALIZER_LIMIT_SCALE"))
-    interval_trial_seconds: float = Field(
-        _interval(Tier.TRIAL), gt=0,
-        validation_alias=_env("FISCOBRIDGE_POLLER_INTERVAL_TRIAL_SECONDS"))
-    interval_starter_seconds: float = Field(
-        _interval(Tier.STARTER), gt=0,
-        validation_alias=_env("FISCOBRIDGE_POLLER_INTERVAL_STARTER_SECONDS"))
-    interval_growth_seconds: float = Field(
-        _interval(Tier.GROWTH), gt=0,
-        validation_alias=_env("FISCOBRIDGE_POLLER_INTERVAL_GROWTH_SECONDS"))
-    interval_scale_seconds: float = Field(
-        _interval(Tier.SCALE), gt=0,
-        validation_alias=_env("FISCOBRIDGE_POLLER_INTERVAL_SCALE_SECONDS"))
+    interval_trial: Duration = Field(
+        _interval(Tier.TRIAL), gt=timedelta(0),
+        validation_alias=_env("FISCOBRIDGE_POLLER_INTERVAL_TRIAL"))
+    interval_starter: Duration = Field(
+        _interval(Tier.STARTER), gt=timedelta(0),
+        validation_alias=_env("FISCOBRIDGE_POLLER_INTERVAL_STARTER"))
+    interval_growth: Duration = Field(
+        _interval(Tier.GROWTH), gt=timedelta(0),
+        validation_alias=_env("FISCOBRIDGE_POLLER_INTERVAL_GROWTH"))
+    interval_scale: Duration = Field(
+        _interval(Tier.SCALE), gt=timedelta(0),
+        validation_alias=_env("FISCOBRIDGE_POLLER_INTERVAL_SCALE"))
     connections_trial: int | None = Field(
         _connections(Tier.TRIAL), validation_alias=_env("FISCOBRIDGE_PORTAL_CONNECTIONS_TRIAL"))
     connections_starter: int | None = Field(
@@ -106,15 +107,11 @@ class TierSettings(BaseSettings):
     def terms(self, tier: str) -> Terms:
         """This deployment's terms for `tier` (ValueError for a name that is no tier)."""
         return {
-            Tier.TRIAL: Terms(self.limit_trial, timedelta(seconds=self.interval_trial_seconds),
-                              self.connections_trial),
-            Tier.STARTER: Terms(self.limit_starter,
-                                timedelta(seconds=self.interval_starter_seconds),
+            Tier.TRIAL: Terms(self.limit_trial, self.interval_trial, self.connections_trial),
+            Tier.STARTER: Terms(self.limit_starter, self.interval_starter,
                                 self.connections_starter),
-            Tier.GROWTH: Terms(self.limit_growth, timedelta(seconds=self.interval_growth_seconds),
-                               self.connections_growth),
-            Tier.SCALE: Terms(self.limit_scale, timedelta(seconds=self.interval_scale_seconds),
-                              self.connections_scale),
+            Tier.GROWTH: Terms(self.limit_growth, self.interval_growth, self.connections_growth),
+            Tier.SCALE: Terms(self.limit_scale, self.interval_scale, self.connections_scale),
         }[Tier(tier)]
 
     def monthly_limit(self, tier: str) -> int | None:

@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -34,7 +35,9 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from runtime.settings import Duration, DurationSettings
 
 if TYPE_CHECKING:
     from runtime.settings import KafkaSettings
@@ -43,13 +46,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("fiscobridge.metrics")
 
 
-class MetricsSettings(BaseSettings):
+class MetricsSettings(DurationSettings):
     model_config = SettingsConfigDict(
         env_prefix="FISCOBRIDGE_METRICS_", env_file=".env", extra="ignore"
     )
 
-    watch_seconds: float = Field(
-        default=15.0, gt=0, description="how often the portal reads the system-wide figures"
+    watch: Duration = Field(
+        default=timedelta(seconds=15), gt=timedelta(0),
+        description="how often the portal reads the system-wide figures",
     )
 
 
@@ -347,7 +351,7 @@ async def watch_system(
     from runtime.kafka.admin import admin_client
     from runtime.store.models import INVOICE_STATES, TIERS, IntegrationStatus
 
-    period = every if every is not None else MetricsSettings().watch_seconds
+    period = every if every is not None else MetricsSettings().watch.total_seconds()
     groups, dlq_topics = list(groups), list(dlq_topics)
 
     async def from_store() -> None:

@@ -24,7 +24,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 from aiokafka import AIOKafkaProducer
@@ -96,12 +96,12 @@ class Poller:
         self.events_topic = events_topic
         self.clock = clock
         self._owns_http = http is None
-        self.http = http or metrics.instrumented_http(settings.zoho_timeout_seconds)
+        self.http = http or metrics.instrumented_http(settings.zoho_timeout.total_seconds())
         self.sessions = Sessions(store, self.http, settings, clock=clock)
         self.schedule = Schedule(settings.interval)
         # Shared by every integration: keyed by organization and contact.
         self.contacts = ContactCache(
-            ttl=timedelta(seconds=settings.contact_cache_seconds), clock=clock
+            ttl=settings.contact_cache, clock=clock
         )
         self._slots = asyncio.Semaphore(settings.max_concurrent_polls)
         self._running: dict[str, asyncio.Task[PollReport]] = {}
@@ -124,7 +124,7 @@ class Poller:
                 except Exception:  # the store is down: keep the loop, try next tick
                     log.exception("scheduler tick failed")
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.tick_seconds)
+                    await asyncio.wait_for(stop.wait(), self.settings.tick.total_seconds())
         finally:
             await self.drain()
 
@@ -161,7 +161,9 @@ class Poller:
         publishing always finishes (its watermark must follow its acks). Then release."""
         running = dict(self._running)
         if running:
-            _, pending = await asyncio.wait(running.values(), timeout=self.settings.drain_seconds)
+            _, pending = await asyncio.wait(
+                running.values(), timeout=self.settings.drain.total_seconds()
+            )
             for uid, task in running.items():
                 if task in pending and uid not in self._publishing:
                     task.cancel()
@@ -301,7 +303,7 @@ class Poller:
         own = [i for i in result.invoices if start is not None and not i.originated_before(start)]
         try:
             await asyncio.wait_for(
-                self._publish(uid, own), self.settings.publish_timeout_seconds
+                self._publish(uid, own), self.settings.publish_timeout.total_seconds()
             )
         except Exception as error:  # no ack for every invoice: the watermark stays
             log.error(
@@ -379,7 +381,7 @@ class Poller:
 
     async def _renew(self, uid: str) -> None:
         """Keep the lease while a long poll (a big backlog at 100 calls a minute) runs."""
-        every = self.settings.lease_ttl_seconds / 3
+        every = self.settings.lease_ttl.total_seconds() / 3
         while True:
             await asyncio.sleep(every)
             try:

@@ -95,9 +95,10 @@ class Sessions:
             s = self._settings
             limiter = RateLimiter(
                 per_minute=s.zoho_per_minute,
-                window=s.zoho_window_seconds,
+                window=s.zoho_window.total_seconds(),
                 max_in_flight=s.zoho_max_in_flight,
-                throttle_backoff=s.zoho_throttle_backoff_seconds,
+                throttle_backoff=(None if s.zoho_throttle_backoff is None
+                                  else s.zoho_throttle_backoff.total_seconds()),
                 sleep=metrics.rate_limit_sleep,
                 budget=DailyBudget(share=s.zoho_poll_share),
             )

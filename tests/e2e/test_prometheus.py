@@ -108,7 +108,7 @@ async def stack(
             "FISCOBRIDGE_PORTAL_PROJECTOR_GROUP_ID": f"metrics-projector-{run}",
             "FISCOBRIDGE_REPORTER_RETRY_BASE_SECONDS": "0.2",
             "FISCOBRIDGE_REPORTER_RETRY_CAP_SECONDS": "1",
-            "FISCOBRIDGE_METRICS_WATCH_SECONDS": "1",
+            "FISCOBRIDGE_METRICS_WATCH": "1",
         },
     )
     await stack.start()

@@ -126,10 +126,10 @@ async def zoho_pipeline(
     env = {
         **stack.env,
         port_variable("poller"): str(stack.ports["poller"]),
-        "FISCOBRIDGE_POLLER_INTERVAL_SCALE_SECONDS": "1",
+        "FISCOBRIDGE_POLLER_INTERVAL_SCALE": "1",
         # Polls every second to keep the test short; budgets are tested in integration.
         "FISCOBRIDGE_POLLER_ZOHO_BUDGET": "false",
-        "FISCOBRIDGE_POLLER_TICK_SECONDS": "0.2",
+        "FISCOBRIDGE_POLLER_TICK": "0.2",
         **poller_env(zoho_sandbox, client),
     }
     poller = Child(

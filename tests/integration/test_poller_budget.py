@@ -19,7 +19,7 @@ async def test_a_free_plan_stretches_a_one_minute_tier_to_fit_half_its_cap(world
     # listing invoices and credit notes: 2,880 calls) unless stretched.
     uid, grant = await world.integration(tier="scale", organization={"plan": "free"})
     await world.zoho.create_invoice(grant.organization_id)
-    async with world.poller(zoho_budget=True, interval_scale_seconds=60) as poller:
+    async with world.poller(zoho_budget=True, interval_scale=60) as poller:
         report = only(await poller.run_once())
         assert report.published == 1
         budget = poller.sessions.limiter(grant.organization_id).budget
@@ -46,7 +46,7 @@ async def test_a_free_plan_stretches_a_one_minute_tier_to_fit_half_its_cap(world
 @SQLITE
 async def test_a_premium_plan_keeps_the_tier_interval(world: World) -> None:
     uid, _ = await world.integration(tier="scale", organization={"plan": "premium"})
-    async with world.poller(zoho_budget=True, interval_scale_seconds=60) as poller:
+    async with world.poller(zoho_budget=True, interval_scale=60) as poller:
         only(await poller.run_once())
         record = await world.store.integrations.get(uid)
         assert record is not None

@@ -58,8 +58,8 @@ async def test_run_poller_idles_ready_then_polls_and_drains_on_sigterm(
         "FISCOBRIDGE_MASTER_KEY": master_key,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
         "FISCOBRIDGE_POLLER_OPS_PORT": str(port),
-        "FISCOBRIDGE_POLLER_TICK_SECONDS": "0.2",
-        "FISCOBRIDGE_POLLER_INTERVAL_SCALE_SECONDS": "0.5",
+        "FISCOBRIDGE_POLLER_TICK": "0.2",
+        "FISCOBRIDGE_POLLER_INTERVAL_SCALE": "0.5",
         **poller_env(zoho_sandbox, client),
     }
     log_path = tmp_path / "poller.log"

@@ -293,8 +293,8 @@ async def test_a_dead_pollers_integrations_are_taken_over_when_its_lease_expires
 ) -> None:
     uid, grant = await world.integration(limits=FAST)
     await seed(world.zoho, grant, days_ago(1, 3))
-    async with world.poller(holder="dies", lease_ttl_seconds=1) as dead, world.poller(
-        holder="survives", lease_ttl_seconds=1
+    async with world.poller(holder="dies", lease_ttl=1) as dead, world.poller(
+        holder="survives", lease_ttl=1
     ) as survivor:
         assert only(await dead.run_once()).outcome is PollOutcome.OK
         # `dead` never polls or releases again (as if SIGKILLed).
@@ -356,7 +356,7 @@ async def test_hitting_the_per_minute_limit_backs_off_and_loses_no_invoice(
 
     started = time.monotonic()
     reports: list[PollReport] = []
-    async with world.poller(zoho_per_minute=100, zoho_window_seconds=1.0) as poller:
+    async with world.poller(zoho_per_minute=100, zoho_window=1.0) as poller:
         while not reports or reports[-1].outcome is not PollOutcome.OK:
             reports.append(only(await poller.run_once()))
             assert reports[-1].outcome in (PollOutcome.OK, PollOutcome.RATE_LIMITED)
@@ -391,7 +391,7 @@ async def test_the_watermark_stays_when_publishing_fails(
     start = await world.store.watermark.get(uid)
     try:
         async with world.poller(
-            producer=broken, received=topic, publish_timeout_seconds=3
+            producer=broken, received=topic, publish_timeout=3
         ) as poller:
             report = only(await poller.run_once())
             assert report.outcome is PollOutcome.PUBLISH_FAILED
@@ -498,7 +498,7 @@ async def test_sigterm_drains_and_releases_the_lease(world: World, drain_seconds
     await seed(world.zoho, grant, days_ago(1, 20))
     start = await world.store.watermark.get(uid)  # the start chosen for the backfill
     stop = asyncio.Event()
-    async with world.poller(drain_seconds=drain_seconds) as poller:
+    async with world.poller(drain=drain_seconds) as poller:
         running = asyncio.create_task(poller.run(stop))
         await wait_until(lambda: uid in poller.held)
         await asyncio.sleep(0.3)
@@ -534,7 +534,7 @@ async def test_cost_of_polling_1000_changed_invoices(world: World) -> None:
     await world.store.lease.release(uid, "setup")
     await world.zoho.reset_usage(grant.organization_id)
 
-    async with world.poller(zoho_per_minute=100, zoho_window_seconds=window) as poller:
+    async with world.poller(zoho_per_minute=100, zoho_window=window) as poller:
         started = time.monotonic()
         report = only(await poller.run_once())
         elapsed = time.monotonic() - started

@@ -35,12 +35,20 @@ def test_defaults_equal_the_fiscalizers_limits_and_the_pollers_intervals() -> No
 
 def test_the_services_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FISCOBRIDGE_FISCALIZER_LIMIT_STARTER", "700")
-    monkeypatch.setenv("FISCOBRIDGE_POLLER_INTERVAL_GROWTH_SECONDS", "120")
+    monkeypatch.setenv("FISCOBRIDGE_POLLER_INTERVAL_GROWTH", "120")
     tiers = TierSettings()
     assert tiers.monthly_limit("starter") == 700 == FiscalizerSettings().monthly_limit("starter")
     assert tiers.poll_interval("growth") == timedelta(minutes=2) == PollerSettings().interval(
         "growth")
     assert tiers.connections("trial") == 1
+
+
+def test_a_poll_intervals_old_seconds_variable_is_read_by_both_views(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FISCOBRIDGE_POLLER_INTERVAL_TRIAL_SECONDS", "90")
+    assert TierSettings().poll_interval("trial") == timedelta(seconds=90) == PollerSettings(
+    ).interval("trial")
 
 
 def test_one_tier_enum_names_every_tier() -> None:

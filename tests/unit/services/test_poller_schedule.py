@@ -65,7 +65,7 @@ def test_default_intervals_by_tier() -> None:
 def test_intervals_and_zoho_client_come_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("FISCOBRIDGE_POLLER_INTERVAL_SCALE_SECONDS", "2.5")
+    monkeypatch.setenv("FISCOBRIDGE_POLLER_INTERVAL_SCALE", "2.5")
     monkeypatch.setenv("FISCOBRIDGE_ZOHO_CLIENT_ID", "1000.SHARED")
     monkeypatch.setenv("FISCOBRIDGE_ZOHO_CLIENT_SECRET", "s3cret")
     monkeypatch.setenv(
