@@ -115,7 +115,7 @@ def create_app(
         last = recorded.get(uid)
         if webhook_seen is None:
             return
-        if last is not None and now - last < settings.webhook_seen_seconds:
+        if last is not None and now - last < settings.webhook_seen.total_seconds():
             return
         recorded[uid] = now
         task = asyncio.create_task(record_seen(uid))
@@ -188,7 +188,8 @@ def create_app(
             with log_context(event_id=event.event_id):
                 try:
                     await asyncio.wait_for(
-                        publish(event.key, event.to_json()), settings.publish_timeout_seconds
+                        publish(event.key, event.to_json()),
+                        settings.publish_timeout.total_seconds(),
                     )
                 except Exception as exc:
                     log.error("broker did not ack; answering 503", extra={"error": repr(exc)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 import uvicorn
@@ -54,7 +54,8 @@ async def main(stop: asyncio.Event) -> None:
     await store.verify_secrets()  # a wrong master key fails here, not on the first webhook
 
     directory = WebhookDirectory(
-        store_loader(store), settings.integration_cache_seconds, settings.unknown_cache_seconds
+        store_loader(store), settings.integration_cache.total_seconds(),
+        settings.unknown_cache.total_seconds(),
     )
     producer = make_producer(kafka, linger_ms=settings.publish_linger_ms)
     await producer.start()
@@ -65,12 +66,12 @@ async def main(stop: asyncio.Event) -> None:
     async def ready() -> dict[str, bool]:
         return {"kafka": await kafka_ok(producer), "store": await store_ok(store)}
 
-    http = httpx.AsyncClient(timeout=settings.zoho_timeout_seconds)
+    http = httpx.AsyncClient(timeout=settings.zoho_timeout.total_seconds())
     contacts = ZohoContacts(store, http, settings, ZohoClientSettings())
 
     async def webhook_seen(uid: str) -> None:
         await store.integrations.webhook_seen(
-            uid, datetime.now(UTC), every=timedelta(seconds=settings.webhook_seen_seconds)
+            uid, datetime.now(UTC), every=settings.webhook_seen
         )
 
     app = create_app(settings, directory, publish, ready, contacts=contacts,

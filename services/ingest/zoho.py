@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -56,9 +56,7 @@ class ZohoContacts:
             if zoho.configured
             else None
         )
-        self.cache = ContactCache(
-            ttl=timedelta(seconds=settings.contact_cache_seconds), clock=clock
-        )
+        self.cache = ContactCache(ttl=settings.contact_cache, clock=clock)
         self._clients: dict[str, tuple[str, str | None, ZohoBooksClient]] = {}
         self._limiters: dict[str, RateLimiter] = {}
         self._warned = False

@@ -57,7 +57,7 @@ async def ingest(broker: LocalKafka) -> AsyncIterator[Ingest]:
     async def ready() -> dict[str, bool]:
         return {"kafka": True}
 
-    settings = IngestSettings(publish_timeout_seconds=3)
+    settings = IngestSettings(publish_timeout=3)
     app = create_app(settings, WebhookDirectory(load, 30, 5), publish, ready)
     server = QuietServer(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
                                         lifespan="off"))

@@ -53,7 +53,7 @@ class Harness:
                 raise contacts
             return contacts
 
-        app = create_app(IngestSettings(_env_file=None, webhook_seen_seconds=60),
+        app = create_app(IngestSettings(_env_file=None, webhook_seen=60),
                          WebhookDirectory(load, 60, 60), publish, ready,
                          contacts=read_contact, webhook_seen=webhook_seen)  # fmt: skip
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://i")
