@@ -136,7 +136,7 @@ async def test_the_owner_sees_and_changes_how_invoices_are_read(
     assert record is not None and record.zoho_read_options == {}
 
 
-async def test_invalid_stored_options_are_named_and_replaced_by_a_save(
+async def test_invalid_stored_options_are_named_and_replaced_a_removed_one_is_not_edited(
     env: PortalUnderTest, demo_pfx: Pfx, demo_oib: str
 ) -> None:
     browser = env.browser()
@@ -153,3 +153,15 @@ async def test_invalid_stored_options_are_named_and_replaced_by_a_save(
     record = await env.store.integrations.get(uid)
     assert record is not None and record.zoho_read_options == {}
     assert 'id="options-invalid"' not in (await browser.get(form)).text
+
+    # A removed integration reads nothing: shown, not editable, a save refused.
+    removed = await browser.submit(f"/integrations/{uid}/remove", "remove",
+                                   f"/integrations/{uid}/remove")
+    assert removed.status_code == 303
+    page = (await browser.get(form)).text
+    assert "Save the read options" not in page and 'id="buyer_tax_field"' in page
+    refused = await browser.submit(form, "read-options", form,
+                                   {**DEFAULT_FORM, "buyer_tax_field": "cf_oib"})
+    assert refused.status_code == 409 and "nothing was changed" in refused.text
+    record = await env.store.integrations.get(uid)
+    assert record is not None and record.zoho_read_options == {}
