@@ -191,9 +191,10 @@ class LocalStack:
             self.ports.setdefault("zoho", free_ports_in_a_row(4))
         try:
             await self.start_service("cis")
-            await self._wait_http(f"{self.cis_base_url}/_sandbox/faults")
             if self.zoho:
                 await self.start_service("zoho")
+            await self._wait_http(f"{self.cis_base_url}/_sandbox/faults")
+            if self.zoho:
                 await self._wait_http(f"{self.zoho_admin_url}/health", name="zoho")
             for name in self.services:
                 await self.start_service(name)

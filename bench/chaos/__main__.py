@@ -6,8 +6,8 @@ unreachable for 5 minutes, then answers s006 to 30 % of requests for a minute.
                           [--s006-seconds 60] [--integrations 3]
 
 Starts its own broker (on a fixed port, so the services find it again after its
-restart), topics, SQLite store, CIS and Zoho Books sandboxes and pipeline; prints the report of
-bench/chaos/run.py. tests/e2e/test_chaos.py runs the same at a small scale in CI.
+restart), topics, SQLite store, CIS and Zoho Books sandboxes and pipeline; prints the
+report of bench/chaos/run.py. tests/e2e/test_chaos.py runs the same at a small scale in CI.
 """
 
 from __future__ import annotations
