@@ -2,7 +2,7 @@
 polls mixed, while the broker restarts, each service is SIGKILLed once, CIS refuses
 connections for a while and then answers s006 to 30 % of requests. Nothing is lost,
 nothing signed twice; what CIS saw twice stays within the killed reporter's window; every
-fiscalized invoice shows its fiscal fields in the Zoho sandbox, each written once."""
+fiscalized invoice shows its fiscal fields in the Zoho sandbox."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from bench.chaos.__main__ import chaos_stack
 from bench.chaos.run import Plan, run_chaos
 from runtime.kafka.local import LocalKafka
 from services.reporter.settings import ReporterSettings
+from services.writeback.settings import WriteBackSettings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -31,8 +32,12 @@ async def _chaos(broker: LocalKafka, home: Path, plan: Plan) -> None:
     assert report.reported_twice <= ReporterSettings().concurrency
     assert report.late > 0, "the outage and s006 must have delayed some invoices"
     assert report.written_back == report.fiscalized, report.not_written_back
-    # The sandbox counts the custom-field updates it took: one per invoice, none repeated.
-    assert report.write_back_calls == report.written_back
+    # The sandbox counts the custom-field updates it took: one per invoice, and again only
+    # for an invoice CIS answered twice (its second JIR) or a status the write-back read
+    # again after the broker restart (at most its uncommitted window): an update is
+    # idempotent, so a repeat costs a call, never a wrong field.
+    repeats = report.write_back_calls - report.written_back
+    assert 0 <= repeats <= report.reported_twice + WriteBackSettings().concurrency
 
 
 async def test_faults_lose_nothing_and_sign_nothing_twice(
