@@ -44,10 +44,10 @@ async def main(stop: asyncio.Event) -> None:
     await store.require_schema()
     await store.verify_secrets()  # a wrong master key fails here, not on a user's first page
     projector = Projector(store, kafka, group_id=settings.projector_group_id,
-                          linger=settings.projector_linger_seconds)
+                          linger=settings.projector_linger.total_seconds())
     producer = make_producer(kafka)
     await producer.start()
-    http = httpx.AsyncClient(timeout=settings.zoho_timeout_seconds)
+    http = httpx.AsyncClient(timeout=settings.zoho_timeout.total_seconds())
 
     async def publish(event: IntegrationEvent) -> object:
         return await publish_and_apply(producer, store, event)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from runtime.settings import ZohoClientSettings
+from runtime.settings import Duration, DurationSettings, ZohoClientSettings
 from services.portal.projector import GROUP_ID
 
+_MINUTE = timedelta(minutes=1)
 
-class PortalSettings(BaseSettings):
+
+class PortalSettings(DurationSettings):
     model_config = SettingsConfigDict(
         env_prefix="FISCOBRIDGE_PORTAL_", env_file=".env", extra="ignore", populate_by_name=True
     )
@@ -40,10 +43,12 @@ class PortalSettings(BaseSettings):
         description="signs session cookies and OAuth states; unset: a random one per process "
         "(sessions end on restart and are not shared between instances)",
     )
-    session_max_age_seconds: int = Field(default=12 * 3600, ge=60)
+    session_max_age: Duration = Field(
+        default=timedelta(hours=12), ge=_MINUTE, description="a sign-in lasts this long"
+    )
     # Sign-in throttling: this many refused sign-ins within the window lock the e-mail
     # address (any password) or the client address until the oldest falls out of it.
-    login_window_seconds: int = Field(default=15 * 60, ge=1)
+    login_window: Duration = Field(default=timedelta(minutes=15), ge=timedelta(seconds=1))
     login_failures_per_account: int = Field(default=5, ge=1)
     login_failures_per_ip: int = Field(default=20, ge=1)
     # Password reset by e-mail: where mail goes out, and how long a link works.
@@ -53,12 +58,15 @@ class PortalSettings(BaseSettings):
         "cannot send mail, and password reset says so",
     )
     mail_from: str = "FiscoBridge <no-reply@fiscobridge.invalid>"
-    reset_ttl_seconds: int = Field(default=3600, ge=60)
+    reset_ttl: Duration = Field(default=timedelta(hours=1), ge=_MINUTE)
     reset_mails_per_hour: int = Field(default=3, ge=1)
     # An e-mail change waits for the link mailed to the new address, this long at most;
     # its mails count against reset_mails_per_hour too (per user).
-    email_change_ttl_seconds: int = Field(default=24 * 3600, ge=60)
-    oauth_state_ttl_seconds: int = Field(default=600, ge=10)
+    email_change_ttl: Duration = Field(default=timedelta(hours=24), ge=_MINUTE)
+    oauth_state_ttl: Duration = Field(
+        default=timedelta(minutes=10), ge=timedelta(seconds=10),
+        description="how long a Zoho sign-in may take, from leaving for Zoho to coming back",
+    )
     max_upload_bytes: int = Field(default=256 * 1024, ge=1024)
     default_tier: str = "trial"
     fiscal_ca_bundle: Path | None = Field(
@@ -76,11 +84,13 @@ class PortalSettings(BaseSettings):
         default_factory=ZohoClientSettings,
         description="the Zoho OAuth client (FISCOBRIDGE_ZOHO_*)",
     )
-    zoho_timeout_seconds: float = 15.0
+    zoho_timeout: Duration = Field(
+        default=timedelta(seconds=15), gt=timedelta(0), description="one Zoho HTTP request"
+    )
 
     projector_group_id: str = GROUP_ID
-    projector_linger_seconds: float = Field(
-        default=0.2, ge=0,
+    projector_linger: Duration = Field(
+        default=timedelta(seconds=0.2), ge=timedelta(0),
         description="how long a fetched batch waits for more records before it is applied",
     )
 

@@ -281,7 +281,7 @@ async def test_reset_mails_are_limited_and_links_expire(
 
     link = re.search(r"https?://\S+/password/reset/\S+", sent[-1].body)
     assert link is not None
-    portal.clock.offset += portal.portal.settings.reset_ttl_seconds + 1
+    portal.clock.offset += portal.portal.settings.reset_ttl.total_seconds() + 1
     await page.goto(link.group(0))
     await expect(page.locator("main")).to_contain_text("it has expired")
 

@@ -94,7 +94,7 @@ async def test_a_session_cookie_cannot_be_forged(env: PortalUnderTest) -> None:
 async def test_sessions_expire(env: PortalUnderTest) -> None:
     browser = env.browser()
     await browser.signup("expiry@firma.example")
-    env.clock.offset = env.portal.settings.session_max_age_seconds + 1
+    env.clock.offset = env.portal.settings.session_max_age.total_seconds() + 1
     assert (await browser.get("/integrations")).status_code == 303
 
 
@@ -303,7 +303,7 @@ async def test_email_change_waits_for_the_link_mailed_to_the_new_address(
         # Expiry, and a password change cancels a waiting change.
         assert (await change("later@firma.example")).status_code == 303
         later = _link(next(m for m in catcher.mails if m.to == ["later@firma.example"]).body)
-        env.clock.offset += env.portal.settings.email_change_ttl_seconds + 1
+        env.clock.offset += env.portal.settings.email_change_ttl.total_seconds() + 1
         try:
             assert (await env.browser().get(later.removeprefix(env.url))).status_code == 400
         finally:

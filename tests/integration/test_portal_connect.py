@@ -226,7 +226,7 @@ async def test_an_old_state_is_refused(
     await browser.signup("slow@firma.example")
     uid, state = await browser.start_connect(demo_pfx, demo_oib)
     redirect = await env.zoho.authorize(env.client, user, state=state)
-    env.clock.offset = env.portal.settings.oauth_state_ttl_seconds + 1
+    env.clock.offset = env.portal.settings.oauth_state_ttl.total_seconds() + 1
     late = await browser.callback(redirect)
     assert late.status_code == 400 and "took too long" in late.text
     assert await env.store.tokens.get(uid) is None

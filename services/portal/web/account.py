@@ -119,7 +119,7 @@ async def change_email(request: Request) -> Response:
         return await _page(request, 429, email=f"E-mail not changed: {count} confirmation "
                            "links were sent in the last hour; use the newest one, or ask "
                            f"again in {wait} minute{'' if wait == 1 else 's'}.")
-    lifetime = timedelta(seconds=settings.email_change_ttl_seconds)
+    lifetime = settings.email_change_ttl
     try:
         token, old, new = await portal.store.accounts.request_email_change(
             user_id, email, now=now, lifetime=lifetime)

@@ -86,7 +86,7 @@ def create_app(portal: Portal) -> FastAPI:
     app.add_middleware(
         SessionMiddleware,
         signer=portal.session_signer,
-        max_age=portal.settings.session_max_age_seconds,
+        max_age=int(portal.settings.session_max_age.total_seconds()),
         secure=portal.settings.secure_cookies,
         clock=portal.clock,
         logins=portal.store.accounts,

@@ -50,7 +50,7 @@ async def start_session(request: Request, account: AccountRecord) -> None:
     now = now_of(portal)
     _, token = await portal.store.accounts.start_session(
         account.user_id, now=now,
-        lifetime=timedelta(seconds=portal.settings.session_max_age_seconds),
+        lifetime=portal.settings.session_max_age,
         ip=client_ip(request), user_agent=request.headers.get("user-agent"),
     )
     login = await portal.store.accounts.resolve_session(token, now=now)
@@ -67,7 +67,7 @@ def _email_key(email: str) -> str:
 async def _throttled(portal: Portal, email: str, ip: str, now: datetime) -> str | None:
     """Why this sign-in attempt is refused unseen, or None when it may be checked."""
     settings = portal.settings
-    window = timedelta(seconds=settings.login_window_seconds)
+    window = settings.login_window
     accounts = portal.store.accounts
     count, oldest = await accounts.recent_failures(ACCOUNT, _email_key(email), since=now - window)
     if count >= settings.login_failures_per_account and oldest is not None:
@@ -116,7 +116,7 @@ async def login(request: Request) -> Response:
         await portal.store.accounts.record_failure(IP, ip, now=now)
         # Failures older than a window count for nothing: they are dropped now and then.
         await portal.store.accounts.forget_failures_before(
-            (ACCOUNT, IP), now - timedelta(seconds=portal.settings.login_window_seconds))
+            (ACCOUNT, IP), now - portal.settings.login_window)
         # One message for an unknown e-mail and a wrong password: accounts are not probed.
         return render(request, "login.html", 400, email=email,
                       error="Wrong e-mail or password.")
@@ -199,7 +199,7 @@ async def forgot(request: Request) -> Response:
                       f"use the newest one, or ask again in {_minutes(oldest + hour - now)}.")
     await portal.store.accounts.forget_failures_before((RESET,), now - hour)
     await portal.store.accounts.record_failure(RESET, key, now=now)
-    lifetime = timedelta(seconds=settings.reset_ttl_seconds)
+    lifetime = settings.reset_ttl
     token = await portal.store.accounts.start_reset(email, now=now, lifetime=lifetime)
     if token is not None:
         link = f"{settings.base_url}/password/reset/{token}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import binascii
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -125,11 +126,12 @@ def _consume_state(request: Request, portal: Portal, state: str) -> str:
     session = session_of(request)
     try:
         payload = portal.state_signer.verify(
-            state, max_age=portal.settings.oauth_state_ttl_seconds, now=portal.clock()
+            state, max_age=portal.settings.oauth_state_ttl.total_seconds(), now=portal.clock()
         )
     except ExpiredToken:
+        minutes = portal.settings.oauth_state_ttl // timedelta(minutes=1)
         raise PageError(400, "The Zoho sign-in took too long",
-                        f"More than {portal.settings.oauth_state_ttl_seconds // 60} minutes "
+                        f"More than {minutes} minutes "
                         "passed between leaving for Zoho and coming back. Nothing was "
                         "changed; start the connection again.") from None
     except BadToken:
