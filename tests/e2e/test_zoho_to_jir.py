@@ -261,8 +261,8 @@ async def test_invoices_created_in_zoho_are_fiscalized_through_the_poller(
             break
         await asyncio.sleep(0.1)
     # Every later delivery of the changed invoice (a write-back's edit too) says so.
-    edits = [h.message for h in history if h.state.value == "edited"]
-    assert edits and all("customer Kupac 1 -> Kupac novi" in m for m in edits), edits
+    edited = [h.message for h in history if h.state.value == "edited"]
+    assert edited and all("customer Kupac 1 -> Kupac novi" in m for m in edited), edited
 
 
 async def test_with_webhooks_on_the_pollers_repeats_are_no_ops(

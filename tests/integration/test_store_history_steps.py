@@ -44,7 +44,7 @@ def _outcome(state: InvoiceState, at: datetime, *, attempt: int, message_id: str
     return InvoiceStatus(
         integration_uid=UID, occurred_at=at, invoice=ref or _ref(), state=state,
         attempt=attempt, message_id=message_id, signed_request=_request(message_id, sent_at),
-        fiscal_number="7/POSL1/1", **kw,  # type: ignore[arg-type]
+        fiscal_number="7/POSL1/1", **kw,
     )
 
 
