@@ -48,7 +48,7 @@ from sandbox.poster import WebhookPoster
 from schemas.events import Channel, InvoiceReceived, InvoiceSigned, InvoiceState
 from schemas.topics import INVOICES_RECEIVED, INVOICES_SIGNED
 
-KILLED = ("ingest", "fiscalizer", "reporter", "portal")
+KILLED = ("ingest", "fiscalizer", "reporter", "portal", "writeback")
 
 
 @dataclass(frozen=True)

@@ -48,5 +48,6 @@ async def test_faults_lose_nothing_and_sign_nothing_twice(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3900)
 async def test_faults_at_ten_thousand_invoices(broker: LocalKafka, tmp_path: Path) -> None:
     await _chaos(broker, tmp_path, Plan(timeout=3600))

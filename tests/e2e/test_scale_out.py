@@ -151,5 +151,6 @@ async def test_two_fiscalizers_and_reporters_share_and_survive_sigterm_and_sigki
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 async def test_scale_out_with_three_thousand_invoices(pipeline: Pipeline) -> None:
     await _scale_out(pipeline, 3000, rate=50)
