@@ -123,7 +123,7 @@ class WriteBack:
         self.consumer = make_consumer(self.kafka, group_id=self.settings.group_id,
                                       max_poll_records=self.settings.concurrency * 4)
         stream = StreamConsumer(self.consumer, self._steps,
-                                CommitPolicy(seconds=self.settings.commit_interval_seconds))
+                                CommitPolicy(seconds=self.settings.commit_interval.total_seconds()))
         async with contextlib.AsyncExitStack() as shutdown:
             await self.producer.start()
             shutdown.push_async_callback(self.producer.stop)
@@ -263,12 +263,12 @@ async def main(stop: asyncio.Event) -> None:
     try:
         await store.require_schema()
         async with httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.zoho_timeout_seconds)
+            timeout=httpx.Timeout(settings.zoho_timeout.total_seconds())
         ) as http:
             sessions = ZohoSessions(store, http, settings)
             stage = WriteBackStage(
                 store.integrations.get, sessions.client,
-                Backoff(settings.retry_base_seconds, settings.retry_cap_seconds),
+                Backoff(settings.retry_base.total_seconds(), settings.retry_cap.total_seconds()),
             )
             async def record(outcome: WriteBackStatus) -> None:
                 await store.writebacks.apply(

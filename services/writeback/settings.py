@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from runtime.settings import ZohoClientSettings
+from runtime.settings import Duration, DurationSettings, ZohoClientSettings
+
+_ZERO = timedelta(0)
 
 
-class WriteBackSettings(BaseSettings):
+class WriteBackSettings(DurationSettings):
     model_config = SettingsConfigDict(
         env_prefix="FISCOBRIDGE_WRITEBACK_", env_file=".env", extra="ignore",
         populate_by_name=True,
@@ -18,13 +22,22 @@ class WriteBackSettings(BaseSettings):
     )
     zoho_per_minute: int = Field(default=100, ge=1)
     zoho_max_in_flight: int = Field(default=2, ge=1)
-    zoho_timeout_seconds: float = Field(default=30.0, gt=0)
-    concurrency: int = Field(default=16, ge=1, description="write-backs in flight at once")
-    retry_base_seconds: float = Field(default=1.0, gt=0)
-    retry_cap_seconds: float = Field(
-        default=300.0, gt=0, description="longest wait between two tries of a transient failure"
+    zoho_timeout: Duration = Field(
+        default=timedelta(seconds=30), gt=_ZERO, description="one Zoho HTTP request"
     )
-    commit_interval_seconds: float = 0.5
+    concurrency: int = Field(default=16, ge=1, description="write-backs in flight at once")
+    retry_base: Duration = Field(
+        default=timedelta(seconds=1), gt=_ZERO,
+        description="first wait before a transient failure is tried again (doubling)",
+    )
+    retry_cap: Duration = Field(
+        default=timedelta(minutes=5), gt=_ZERO,
+        description="longest wait between two tries of a transient failure",
+    )
+    commit_interval: Duration = Field(
+        default=timedelta(seconds=0.5), gt=_ZERO,
+        description="processed offsets are committed at least this often",
+    )
     ops_host: str = "127.0.0.1"
     ops_port: int = 0
     group_id: str = "fiscobridge-writeback"

@@ -103,7 +103,7 @@ async def test_fiscalized_invoices_get_their_fiscal_fields_in_zoho(
             accounts_servers=list(zoho_sandbox.accounts_servers),
         ),
         group_id=f"wb-{mapped}",
-        retry_base_seconds=0.05, retry_cap_seconds=0.2, commit_interval_seconds=0.1,
+        retry_base=0.05, retry_cap=0.2, commit_interval=0.1,
     )
     status_topic = await make_topic(partitions=3)
     dlq = await make_topic(partitions=1)
@@ -159,7 +159,8 @@ async def test_fiscalized_invoices_get_their_fiscal_fields_in_zoho(
             await producer.stop()
 
         stage = WriteBackStage(store.integrations.get, sessions.client,
-                               Backoff(settings.retry_base_seconds, settings.retry_cap_seconds))
+                               Backoff(settings.retry_base.total_seconds(),
+                                       settings.retry_cap.total_seconds()))
         service = WriteBack(kafka_settings, settings, stage, status_topic=status_topic,
                             writeback_topic=writeback_topic)
         service.dead_letters._dlq[status_topic] = dlq  # the test's own dead-letter topic
@@ -253,7 +254,7 @@ async def test_write_backs_waiting_for_a_mapping_are_written_once_it_is_set(
             accounts_servers=list(zoho_sandbox.accounts_servers),
         ),
         group_id=f"wb-{uid}",
-        retry_base_seconds=0.05, retry_cap_seconds=0.2, commit_interval_seconds=0.1,
+        retry_base=0.05, retry_cap=0.2, commit_interval=0.1,
     )
     status_topic, events_topic, writeback_topic = [
         await make_topic(partitions=2) for _ in range(3)]
@@ -278,7 +279,8 @@ async def test_write_backs_waiting_for_a_mapping_are_written_once_it_is_set(
     async with httpx.AsyncClient() as http:
         sessions = ZohoSessions(store, http, settings)
         stage = WriteBackStage(store.integrations.get, sessions.client,
-                               Backoff(settings.retry_base_seconds, settings.retry_cap_seconds))
+                               Backoff(settings.retry_base.total_seconds(),
+                                       settings.retry_cap.total_seconds()))
         service = WriteBack(kafka_settings, settings, stage, status_topic=status_topic,
                             writeback_topic=writeback_topic, events_topic=events_topic,
                             waiting=store.writebacks.waiting, record=record)
