@@ -66,6 +66,7 @@ from services.fiscalizer.retention import SweepResult, sweep
 from services.fiscalizer.rules import (
     CheckChange,
     Entry,
+    Hold,
     Phase,
     Report,
     ResignChange,
@@ -74,11 +75,14 @@ from services.fiscalizer.rules import (
     Storno,
     change_resent,
     change_sent,
+    held_change,
+    newest_held,
     on_received,
     on_retry,
     on_status,
     sequence_key,
     sequence_of,
+    taken,
 )
 from services.fiscalizer.settings import FiscalizerSettings
 
@@ -365,6 +369,12 @@ class Fiscalizer:
             now=now,
             starts_at=integration.starts_at if integration else None,
         )
+        if isinstance(decision, Hold):
+            # Held in the entry, written with the batch like any entry: lost in a crash
+            # only with this delivery's offset, so the delivery is read again.
+            self._set_entry(batch, uid, invoice.source_id, decision.entry)
+            PROCESSED.labels("received", "held").inc()
+            decision = decision.then
         if isinstance(decision, Skip):
             PROCESSED.labels("received", decision.reason).inc()
             return []
@@ -376,7 +386,8 @@ class Fiscalizer:
             return [self._status(uid, invoice, decision)]
         if isinstance(decision, CheckChange):
             assert integration is not None
-            return self._check_change(batch, integration, invoice, decision, now)
+            return self._check_change(batch, integration, invoice, decision.entry,
+                                      decision.duplicate, now, "received")
         assert integration is not None and isinstance(decision, Sign)
         if decision.issued_at is None:
             # Issued when FiscoBridge first saw it out of draft (hr-fiscal-record).
@@ -416,10 +427,40 @@ class Fiscalizer:
         status = InvoiceStatus.from_json(value)
         uid, source_id = status.integration_uid, status.invoice.source_id
         updated = on_status(status, self._entry(batch, uid, source_id))
-        if updated is not None:
+        if updated is None:
+            return []
+        if updated.phase is not Phase.FISCALIZED or updated.newer is None:
             self._set_entry(batch, uid, source_id, updated)
             PROCESSED.labels("status", updated.phase.value).inc()
-        return []
+            return []
+        # Fiscalized while a newer delivery was held: judged for a change now. The entry
+        # is read again after the integration's lookup: a delivery held meanwhile (the
+        # received agent, in that await) is the one to judge, never overwritten.
+        integration = await self.directory.get(uid)
+        updated = on_status(status, self._entry(batch, uid, source_id))
+        if updated is None:
+            return []
+        PROCESSED.labels("status", updated.phase.value).inc()
+        # The fiscalized outcome is written whatever the held delivery turns out to be.
+        self._set_entry(batch, uid, source_id, taken(updated))
+        with log_context(integration_uid=uid):
+            try:
+                held = held_change(updated, integration_status=integration.status
+                                   if integration else None)
+                if held is None:
+                    return []
+                assert integration is not None
+                # As a delivery arriving now would be, except that no duplicate is
+                # reported: the delivery held already was (already_signed).
+                return self._check_change(batch, integration, held.invoice, held.entry,
+                                          None, datetime.now(UTC), "status")
+            except Exception:
+                # Never at the cost of the outcome (a dead letter would leave the invoice
+                # "being fiscalized" for good); a later delivery is judged again.
+                log.exception("cannot judge the delivery held for a change; dropped",
+                              extra={"invoice_id": source_id})
+                PROCESSED.labels("status", "held_unjudged").inc()
+                return []
 
     # -- changes of fiscalized invoices -------------------------------------------
 
@@ -449,21 +490,23 @@ class Fiscalizer:
         return Report(InvoiceState.REJECTED, result.code, result.reason)
 
     def _check_change(
-        self, batch: Batch, integration: IntegrationView, invoice: Invoice, check: CheckChange,
-        now: datetime,
+        self, batch: Batch, integration: IntegrationView, invoice: Invoice, entry: Entry,
+        duplicate: Report | None, now: datetime, source: str,
     ) -> list[Output]:
-        uid, entry = integration.uid, check.entry
+        """`invoice` judged for a change of fiscalized `entry`: a signed change (the entry
+        remembers its data), a report, or `duplicate` (None: nothing) when unchanged."""
+        uid = integration.uid
         started = time.perf_counter()
         prepared = self._prepare_change(integration, invoice, entry, entry.changed, now)
         SIGN_SECONDS.observe(time.perf_counter() - started)
         if prepared is None:
-            PROCESSED.labels("received", InvoiceState.DUPLICATE.value).inc()
-            return [self._status(uid, invoice, check.duplicate)]
+            PROCESSED.labels(source, InvoiceState.DUPLICATE.value).inc()
+            return [] if duplicate is None else [self._status(uid, invoice, duplicate)]
         if isinstance(prepared, Report):
-            PROCESSED.labels("received", "change_" + prepared.state.value).inc()
+            PROCESSED.labels(source, "change_" + prepared.state.value).inc()
             return [self._status(uid, invoice, prepared)]
         self._set_entry(batch, uid, invoice.source_id, change_sent(entry, prepared.data))
-        PROCESSED.labels("received", "change_signed").inc()
+        PROCESSED.labels(source, "change_signed").inc()
         return [self._change_output(uid, integration, invoice, entry, prepared, 1, now)]
 
     def _resign_change(
@@ -568,6 +611,9 @@ class Fiscalizer:
             return [self._status(uid, invoice, Report(InvoiceState.BLOCKED, exc.code, str(exc)))]
         finally:
             SIGN_SECONDS.observe(time.perf_counter() - started)
+        # A delivery held (a newer version than the one signed here, as a retry signs the
+        # invoice as first signed) stays held until the outcome.
+        newer = newest_held(self._entry(batch, uid, invoice.source_id), invoice)
         if sequence is not None:
             assert number is not None
             # Drawn only by a signature that goes out (no gaps), and durable before it
@@ -575,12 +621,12 @@ class Fiscalizer:
             batch.set(self.states, sequence, number.number, durable=True)
             batch.set(self.states, f"{uid}:{invoice.source_id}", Entry(
                 Phase.NUMBERED, invoice.version, sign.attempt, sign.first_attempt_at,
-                number=number, issued_at=issued_at).to_json(), durable=True)
+                number=number, issued_at=issued_at, newer=newer).to_json(), durable=True)
             self._highest[sequence] = number.number
         self._set_entry(
             batch, uid, invoice.source_id,
             Entry(Phase.SIGNED, invoice.version, sign.attempt, sign.first_attempt_at,
-                  number=number, issued_at=issued_at),
+                  number=number, issued_at=issued_at, newer=newer),
         )
         event = InvoiceSigned(
             integration_uid=uid,

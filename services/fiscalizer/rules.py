@@ -57,6 +57,11 @@ class Entry:
     changed: str | None = None
     change_base: str | None = None
     change_attempt: int = 0
+    # Of an invoice not fiscalized yet: the newest delivery of it that is newer than the
+    # one being fiscalized (its Invoice JSON), held until the outcome. Its payment method
+    # or buyer may have changed, and Zoho may never deliver it again: once the invoice is
+    # fiscalized, it is judged for a change as a later delivery would be (held_change).
+    newer: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         # Spelled out: dataclasses.asdict deep-copies each field, 14x the cost per write.
@@ -75,6 +80,8 @@ class Entry:
             data["changed"] = self.changed
             data["change_base"] = self.change_base
             data["change_attempt"] = self.change_attempt
+        if self.newer is not None:
+            data["newer"] = self.newer
         return data
 
     @classmethod
@@ -91,6 +98,7 @@ class Entry:
             changed=data.get("changed"),
             change_base=data.get("change_base"),
             change_attempt=int(data.get("change_attempt") or 0),
+            newer=data.get("newer"),
         )
 
 
@@ -180,7 +188,25 @@ class ResignChange:
     first_attempt_at: datetime
 
 
-Decision = Sign | Report | Skip | Storno | CheckChange | ResignChange
+@dataclass(frozen=True)
+class Hold:
+    """A newer delivery of an invoice not fiscalized yet: write `entry` (the delivery held
+    in it, Entry.newer), and otherwise it is what `then` says (a duplicate, a skip)."""
+
+    entry: Entry
+    then: Report | Skip
+
+
+@dataclass(frozen=True)
+class HeldChange:
+    """The invoice was fiscalized while a newer delivery of it was held: judge that
+    delivery (`invoice`) for a change now, against `entry` (fiscalized, nothing held)."""
+
+    entry: Entry
+    invoice: Invoice
+
+
+Decision = Sign | Report | Skip | Storno | CheckChange | ResignChange | Hold
 
 STORNO_SUFFIX = ":storno"
 
@@ -217,6 +243,31 @@ def storno_of(invoice: Invoice) -> Invoice:
     })
 
 
+def _held_at(held: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(held["last_modified_at"])
+
+
+def newest_held(entry: Entry | None, invoice: Invoice) -> dict[str, Any] | None:
+    """The delivery held in `entry` if it is newer than `invoice` (what is being signed
+    or delivered now), else None: a signature of the invoice as it is now, or of a later
+    version, leaves nothing newer to judge."""
+    if entry is None or entry.newer is None:
+        return None
+    return entry.newer if _held_at(entry.newer) > invoice.last_modified_at else None
+
+
+def _hold(entry: Entry, invoice: Invoice) -> Entry | None:
+    """`entry` holding `invoice`, if it is newer than both the version being fiscalized
+    and any delivery held already; None when there is nothing new to hold."""
+    if invoice.source_id.endswith(STORNO_SUFFIX):
+        return None  # a storno's data are derived from its invoice
+    if invoice.last_modified_at <= datetime.fromisoformat(entry.version):
+        return None
+    if entry.newer is not None and _held_at(entry.newer) >= invoice.last_modified_at:
+        return None  # this delivery again (webhook + poll), or an older one
+    return replace(entry, newer=invoice.model_dump(mode="json"))
+
+
 def on_received(
     invoice: Invoice,
     entry: Entry | None,
@@ -237,16 +288,26 @@ def on_received(
         # Failed: CIS's answer could not be verified, so the invoice may be fiscalized
         # already. Only an operator's resend, after checking, delivers it again; a later
         # webhook or poll must not report it a second time.
-        return Skip("awaiting_resend")
+        held = _hold(entry, invoice)
+        return Skip("awaiting_resend") if held is None else Hold(held, Skip("awaiting_resend"))
     if entry is not None and entry.phase in (Phase.SIGNED, Phase.FISCALIZED):
         what = "fiscalized" if entry.phase is Phase.FISCALIZED else "being fiscalized"
         message = f"Invoice {invoice.number} is already {what}"
-        if entry.version != invoice.version:
+        held = _hold(entry, invoice) if entry.phase is Phase.SIGNED else None
+        if held is not None:
+            message += (
+                "; it was edited afterwards: once it is fiscalized, a changed payment "
+                "method or buyer is sent to the tax authority (the same day only), any "
+                "other edit needs a cancelling invoice and a new one"
+            )
+        elif entry.version != invoice.version:
             message += (
                 "; it was edited afterwards, and a fiscalized invoice cannot be changed: "
                 "issue a cancelling invoice and a new one instead"
             )
         duplicate = Report(InvoiceState.DUPLICATE, "already_" + entry.phase.value, message + ".")
+        if held is not None:
+            return Hold(held, duplicate)
         if entry.phase is Phase.FISCALIZED and entry.fiscalized is not None \
                 and integration_status == "active" \
                 and not invoice.source_id.endswith(STORNO_SUFFIX):
@@ -347,9 +408,29 @@ def on_status(status: InvoiceStatus, entry: Entry | None) -> Entry | None:
         # Outcomes of changes (an entry already fiscalized) leave it as it is: a refused
         # change is not sent again for the same data.
         return None
+    # A delivery held stays with the entry (held_change takes it out of a fiscalized one).
     return Entry(phase, entry.version, entry.attempt, entry.first_attempt_at, status.receipt_id,
                  entry.number, entry.issued_at,
-                 fiscalized=status.signed_request if phase is Phase.FISCALIZED else None)
+                 fiscalized=status.signed_request if phase is Phase.FISCALIZED else None,
+                 newer=entry.newer)
+
+
+def held_change(entry: Entry, *, integration_status: str | None) -> HeldChange | None:
+    """A fiscalized entry (on_status) that holds a newer delivery: that delivery, to be
+    judged for a change as if it had arrived now (Authority.prepare_change: the same data
+    as fiscalized is no change, so nothing is sent). None: nothing held, or nothing can
+    be judged (no signed document kept, the integration not active: the held delivery is
+    dropped, as such a delivery would be a plain duplicate)."""
+    if entry.phase is not Phase.FISCALIZED or entry.newer is None:
+        return None
+    if entry.fiscalized is None or integration_status != "active":
+        return None
+    return HeldChange(replace(entry, newer=None), Invoice.model_validate(entry.newer))
+
+
+def taken(entry: Entry) -> Entry:
+    """`entry` with no delivery held."""
+    return replace(entry, newer=None) if entry.newer is not None else entry
 
 
 def change_sent(entry: Entry, data: str) -> Entry:

@@ -30,6 +30,8 @@ from services.fiscalizer.rules import (
     STORNO_SUFFIX,
     CheckChange,
     Entry,
+    HeldChange,
+    Hold,
     Phase,
     Report,
     ResignChange,
@@ -39,6 +41,8 @@ from services.fiscalizer.rules import (
     Trigger,
     change_resent,
     change_sent,
+    held_change,
+    newest_held,
     on_received,
     on_retry,
     on_status,
@@ -252,12 +256,14 @@ def test_entry_round_trips_through_the_table() -> None:
     e = Entry(Phase.FISCALIZED, "v", 2, NOW, "jir")
     assert Entry.from_json(json.loads(json.dumps(e.to_json()))) == e
     full = Entry(Phase.FISCALIZED, "v", 2, NOW, "jir", fiscalized="<RacunZahtjev/>",
-                 changed="K|", change_base=None, change_attempt=1)
+                 changed="K|", change_base=None, change_attempt=1,
+                 newer=invoice(minute=5).model_dump(mode="json"))
     assert Entry.from_json(json.loads(json.dumps(full.to_json()))) == full
     # to_json lists the fields by hand: one added to Entry must be added there too.
     assert set(full.to_json()) == {f.name for f in dataclasses.fields(Entry)}
     # The change fields are written only once there is something in them.
     assert "fiscalized" not in e.to_json() and "changed" not in e.to_json()
+    assert "newer" not in e.to_json()
 
 
 def test_an_entry_written_before_changes_existed_reads_as_never_changed() -> None:
@@ -266,6 +272,7 @@ def test_an_entry_written_before_changes_existed_reads_as_never_changed() -> Non
            "issued_at": None}
     e = Entry.from_json(old)
     assert (e.fiscalized, e.changed, e.change_base, e.change_attempt) == (None, None, None, 0)
+    assert e.newer is None  # and nothing held
     # Nothing to judge a change against: a duplicate, as before.
     decision = decide(invoice(), e)
     assert isinstance(decision, Report) and decision.state is InvoiceState.DUPLICATE
@@ -347,6 +354,106 @@ def test_a_stale_or_orphaned_change_retry_signs_nothing() -> None:
     assert on_retry(change_retry(2, resend=True), sent) == Skip("stale_retry")
     # An invoice retry of a fiscalized invoice is still never signed again.
     assert on_retry(retry(1), sent) == Skip("already_fiscalized")
+
+
+# A newer delivery while the invoice is still being fiscalized: held, judged at the outcome.
+
+
+def card(minute: int = 5) -> Invoice:
+    """The invoice edited in Zoho after it was signed: paid by card, for a business."""
+    return invoice(minute=minute).model_copy(update={
+        "customer": Customer(name="Firma d.o.o.", tax_id="HR98765432198", country="HR")})
+
+
+def held(phase: Phase = Phase.SIGNED, minute: int = 5) -> Entry:
+    decision = decide(card(minute), entry(phase))
+    assert isinstance(decision, Hold)
+    return decision.entry
+
+
+def test_a_newer_delivery_while_being_fiscalized_is_held_and_still_a_duplicate() -> None:
+    decision = decide(card(), entry(Phase.SIGNED))
+    assert isinstance(decision, Hold)
+    assert decision.then.state is InvoiceState.DUPLICATE  # type: ignore[union-attr]
+    assert decision.then.reason_code == "already_signed"  # type: ignore[union-attr]
+    assert "once it is fiscalized" in decision.then.message  # type: ignore[union-attr]
+    # The entry is the one being fiscalized, with the delivery held in it, table-safe.
+    assert decision.entry == dataclasses.replace(entry(Phase.SIGNED),
+                                                 newer=card().model_dump(mode="json"))
+    assert Entry.from_json(json.loads(json.dumps(decision.entry.to_json()))) == decision.entry
+
+
+def test_only_a_newer_version_is_held() -> None:
+    # The version being fiscalized again (webhook + poll), or the same held one again, or
+    # an older one than held: a plain duplicate, nothing to write.
+    assert isinstance(decide(invoice(), entry(Phase.SIGNED)), Report)
+    assert isinstance(decide(card(5), held(minute=5)), Report)
+    assert isinstance(decide(card(3), held(minute=5)), Report)
+    # A later one replaces it: the newest delivery is the one judged.
+    later = decide(card(9), held(minute=5))
+    assert isinstance(later, Hold) and later.entry.newer == card(9).model_dump(mode="json")
+
+
+def test_a_failed_invoice_holds_a_newer_delivery_for_after_its_resend() -> None:
+    decision = decide(card(), entry(Phase.FAILED, attempt=3))
+    assert decision == Hold(dataclasses.replace(entry(Phase.FAILED, attempt=3),
+                                                newer=card().model_dump(mode="json")),
+                            Skip("awaiting_resend"))
+
+
+def test_nothing_is_held_for_a_storno_nor_kept_once_the_newest_data_is_signed() -> None:
+    storno = card().model_copy(update={"source_id": "42" + STORNO_SUFFIX})
+    assert not isinstance(decide(storno, entry(Phase.SIGNED)), Hold)
+    # A retry signs the invoice as first signed: the newer delivery stays held ...
+    assert newest_held(held(), invoice()) == card().model_dump(mode="json")
+    # ... a signature of it (after a rejection, a numbered re-signature) or of a later
+    # version takes it out.
+    assert newest_held(held(), card()) is None and newest_held(held(), card(9)) is None
+    assert newest_held(entry(Phase.SIGNED), invoice()) is None and newest_held(None, card()) \
+        is None
+
+
+def fiscalized_outcome() -> InvoiceStatus:
+    return status(InvoiceState.FISCALIZED).model_copy(
+        update={"signed_request": "<RacunZahtjev>cash</RacunZahtjev>"})
+
+
+def test_the_fiscalized_outcome_hands_the_held_delivery_to_the_change_check() -> None:
+    done = on_status(fiscalized_outcome(), held())
+    assert done is not None and done.phase is Phase.FISCALIZED
+    check = held_change(done, integration_status="active")
+    # Judged against the invoice as fiscalized, no change sent yet; nothing held any more.
+    assert check == HeldChange(
+        Entry(Phase.FISCALIZED, invoice().version, 1, NOW, "jir",
+              fiscalized="<RacunZahtjev>cash</RacunZahtjev>"),
+        card())
+    # Once the change is sent, its data guard it: the outcome again (a replay) is no
+    # news, and the held delivery arriving again is judged against the change sent.
+    sent = change_sent(check.entry, "K|98765432198")
+    assert on_status(fiscalized_outcome(), sent) is None
+    again = decide(card(), sent)
+    assert isinstance(again, CheckChange) and again.entry.changed == "K|98765432198"
+
+
+def test_refused_and_failed_outcomes_keep_the_held_delivery() -> None:
+    for state in (InvoiceState.REJECTED, InvoiceState.FAILED):
+        after = on_status(status(state), held())
+        assert after is not None and after.newer == card().model_dump(mode="json")
+        assert held_change(after, integration_status="active") is None  # not fiscalized
+
+
+@pytest.mark.parametrize("why", ["nothing_held", "inactive", "no_document"])
+def test_no_held_change_where_none_can_be_judged(why: str) -> None:
+    done = on_status(fiscalized_outcome(), held())
+    assert done is not None
+    kw = {"integration_status": "active"}
+    if why == "nothing_held":
+        done = dataclasses.replace(done, newer=None)
+    elif why == "inactive":
+        kw = {"integration_status": "inactive"}
+    else:
+        done = dataclasses.replace(done, fiscalized=None)  # fiscalized before changes
+    assert held_change(done, **kw) is None
 
 
 ZAGREB = ZoneInfo("Europe/Zagreb")
