@@ -158,7 +158,7 @@ class LocalStack:
             "FISCOBRIDGE_REPORTER_CIS_TRUST": str(self.home / "sandbox-ca" / "fiskalcis.cert.pem"),
             "FISCOBRIDGE_REPORTER_CIS_SANDBOX": "true",
             "PYTHONUNBUFFERED": "1",
-            "FISCOBRIDGE_FISCALIZER_STALL_SECONDS": "20",
+            "FISCOBRIDGE_FISCALIZER_STALL": "20s",
             **self._zoho_env(),
             **self.extra_env,
         }

@@ -16,7 +16,7 @@ faust mends it (then the workaround can go):
 2. Records dropped between the fetcher and the agents when faust seeks after an
    assignment, tail of a partition included. Their commit waits for good;
    `FaustWorker.watch` reads such partitions again from the commit once it has been
-   held `rewind_after` seconds.
+   held `rewind_after`.
 3. A worker that stops handing records to its agents with no error (faust-streaming
    #175, #640). `FaustWorker.watch` exits the process with STALL_EXIT_CODE once records
    have waited `StallWatch.limit` seconds with none read, or a commit has been held that
@@ -37,6 +37,7 @@ import weakref
 from collections.abc import Collection, Hashable, Mapping, MutableMapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, ClassVar, NoReturn
 
 import aiokafka
@@ -212,8 +213,8 @@ class WatchPolicy:
 
     group: str  # the consumer group, as the lag gauge's label
     watched_topics: frozenset[str]  # inputs processed as they come (not waiting on purpose)
-    rewind_after: float  # seconds a commit may stand behind missing records
-    stall_seconds: float  # seconds without progress before the worker exits
+    rewind_after: timedelta  # how long a commit may stand behind missing records
+    stall: timedelta  # how long without progress before the worker exits
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,7 @@ class FaustWorker:
     ) -> None:
         self.app = app
         self.policy = policy
-        self.stall = StallWatch(policy.stall_seconds)
+        self.stall = StallWatch(policy.stall.total_seconds())
         app.transport.Consumer = ContiguousConsumer.fetching(  # type: ignore[misc]
             fetch_min_bytes, fetch_max_wait_ms
         )
@@ -313,7 +314,7 @@ class FaustWorker:
                 watched[tp] = (read, high)
         inputs = [tp for tp in assigned if tp.topic in policy.watched_topics]
         for tp, offset in consumer.due_rewinds(inputs, time.monotonic(),
-                                               policy.rewind_after).items():
+                                               policy.rewind_after.total_seconds()).items():
             log.warning(
                 "commit held behind records no agent got; reading again from there",
                 extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},

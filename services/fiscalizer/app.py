@@ -100,7 +100,7 @@ SIGN_SECONDS = Histogram(
 
 # A commit waits this long behind a missing record before its partition is read again
 # (commits normally move every broker_commit_interval).
-REWIND_SECONDS = 5.0
+REWIND_AFTER = timedelta(seconds=5)
 # Inputs whose records are processed as they come; retries wait for their time on
 # purpose, so their commits and reads may stand still.
 STALLABLE = (INVOICES_RECEIVED.name, INVOICES_RESEND.name, INVOICES_STATUS.name)
@@ -158,7 +158,7 @@ class Fiscalizer:
             stream_wait_empty=False,
             broker_commit_interval=1.0,
             # A killed worker's partitions are reassigned once its session expires.
-            broker_session_timeout=settings.session_timeout_seconds,
+            broker_session_timeout=settings.session_timeout.total_seconds(),
             # Each instance its own (settings.instance): table files are per process.
             datadir=str(settings.data_dir()),
             key_serializer="raw",
@@ -167,8 +167,7 @@ class Fiscalizer:
         # Before anything creates the consumer.
         self.worker = FaustWorker(
             self.app,
-            WatchPolicy(settings.app_id, frozenset(STALLABLE), REWIND_SECONDS,
-                        settings.stall_seconds),
+            WatchPolicy(settings.app_id, frozenset(STALLABLE), REWIND_AFTER, settings.stall),
             fetch_min_bytes=kafka.fetch_min_bytes, fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         )
         state_table, usage_table = FISCALIZER_TABLES
@@ -198,7 +197,7 @@ class Fiscalizer:
     # -- wiring -------------------------------------------------------------------
 
     def _register_agents(self) -> None:
-        batch, within = self.settings.batch_size, self.settings.batch_seconds
+        batch, within = self.settings.batch_size, self.settings.batch.total_seconds()
 
         @self.app.agent(self.received_topic, concurrency=1, name="received")
         async def received(stream: Any) -> None:
@@ -221,7 +220,7 @@ class Fiscalizer:
             async for events in stream.take_events(batch, within):
                 await self._batch(events, "status", self._on_status)
 
-        @self.app.timer(interval=self.settings.state_sweep_seconds)
+        @self.app.timer(interval=self.settings.state_sweep.total_seconds())
         async def expire() -> None:
             await self.expire_states()
 

@@ -47,7 +47,7 @@ def build() -> tuple[Fiscalizer, Store, FiscalizerSettings]:
             starts_at=record.starts_at,
         )
 
-    directory = IntegrationDirectory(load, settings.integration_cache_seconds)
+    directory = IntegrationDirectory(load, settings.integration_cache.total_seconds())
     return Fiscalizer(KafkaSettings(), settings, directory), store, settings
 
 

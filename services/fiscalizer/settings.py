@@ -1,17 +1,18 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from runtime.licensing import DEFAULTS, LICENSE_ZONE, TIERS, Tier
-from runtime.settings import home_dir
+from runtime.settings import Duration, DurationSettings, home_dir
 from schemas.topics import FISCALIZER_APP_ID
 
 
-class FiscalizerSettings(BaseSettings):
+class FiscalizerSettings(DurationSettings):
     model_config = SettingsConfigDict(
         env_prefix="FISCOBRIDGE_FISCALIZER_", env_file=".env", extra="ignore"
     )
@@ -24,14 +25,22 @@ class FiscalizerSettings(BaseSettings):
     limit_scale: int | None = Field(
         default=DEFAULTS[Tier.SCALE].monthly_limit, description="None: unlimited")
     batch_size: int = Field(default=200, ge=1)
-    batch_seconds: float = Field(default=0.05, gt=0)
-    integration_cache_seconds: float = 30.0
-    stall_seconds: float = Field(
-        default=120.0, ge=10.0,
+    batch: Duration = Field(
+        default=timedelta(seconds=0.05), gt=timedelta(0),
+        description="a batch is handled at batch_size records, or this long after it began",
+    )
+    integration_cache: Duration = Field(
+        default=timedelta(seconds=30), ge=timedelta(0),
+        description="how long an integration read from the store is reused",
+    )
+    stall: Duration = Field(
+        default=timedelta(minutes=2), ge=timedelta(seconds=10),
         description="exit (to be restarted) when records wait this long with none read",
     )
-    session_timeout_seconds: float = Field(
-        default=10.0, ge=6.0, description="faust's 60 s default stalls a restart for a minute"
+    session_timeout: Duration = Field(
+        default=timedelta(seconds=10), ge=timedelta(seconds=6),
+        description="a killed worker's partitions are reassigned after this (faust's 60 s "
+        "default would stall a restart for a minute)",
     )
     timezone: str = Field(default=LICENSE_ZONE.key, description="months for the license count")
     ops_host: str = "127.0.0.1"
@@ -53,8 +62,9 @@ class FiscalizerSettings(BaseSettings):
         "signature: as long as a duplicate delivery can still arrive (retention.py); "
         "licence counters and fiscal-number sequences are kept for good",
     )
-    state_sweep_seconds: float = Field(
-        default=3600.0, gt=0, description="how often expired entries are looked for"
+    state_sweep: Duration = Field(
+        default=timedelta(hours=1), gt=timedelta(0),
+        description="how often expired entries are looked for",
     )
 
     def data_dir(self) -> Path:

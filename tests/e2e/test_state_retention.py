@@ -77,7 +77,7 @@ async def test_fiscalized_entries_expire_and_sequences_stay(pipeline: Pipeline) 
     assert first.states == {"fiscalized": 20}, first.lines()
     since = await _ends(pipeline, changelog)
     settings = {"FISCOBRIDGE_FISCALIZER_STATE_RETENTION_DAYS": str(RETENTION_SECONDS / 86400),
-                "FISCOBRIDGE_FISCALIZER_STATE_SWEEP_SECONDS": "1"}
+                "FISCOBRIDGE_FISCALIZER_STATE_SWEEP": "1"}
     await _restart_fiscalizer(pipeline, **settings)
     try:
         entries = {f"{made.uid}:{s.invoice.source_id}" for s in first.statuses

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import timedelta
 
 import faust
 import pytest
@@ -240,7 +241,8 @@ def test_fetches_are_sized_as_configured(app: faust.App) -> None:
 
 
 def test_the_worker_installs_the_consumer_before_the_app_builds_one(app: faust.App) -> None:
-    policy = WatchPolicy("offsets-test", frozenset({TOPIC}), rewind_after=5, stall_seconds=60)
+    policy = WatchPolicy("offsets-test", frozenset({TOPIC}), rewind_after=timedelta(seconds=5),
+                         stall=timedelta(seconds=60))
     worker = FaustWorker(app, policy, fetch_min_bytes=65536, fetch_max_wait_ms=50)
     worker.hold_streams_at(800)
     assert isinstance(worker.consumer, ContiguousConsumer)
@@ -321,7 +323,8 @@ def test_a_stalled_worker_flushes_its_pending_writes_before_it_exits(
 ) -> None:
     """Table writes of outputs already acked wait in the producer; exiting without
     sending them would make the next delivery of those invoices sign them again."""
-    policy = WatchPolicy("offsets-test", frozenset({TOPIC}), rewind_after=5, stall_seconds=60)
+    policy = WatchPolicy("offsets-test", frozenset({TOPIC}), rewind_after=timedelta(seconds=5),
+                         stall=timedelta(seconds=60))
     worker = FaustWorker(app, policy, fetch_min_bytes=1, fetch_max_wait_ms=50)
     flushed: list[str] = []
 
