@@ -1,0 +1,234 @@
+"""The real Fiscalizer's decision path for Croatian invoices, run in-process (no broker:
+its outputs are read as they would be sent, its table writes staged as a batch stages
+them). What hr-fiscal-record.md asks of it:
+
+- a business with an OIB paying by transfer is an e-invoice: `skipped` with the reason
+  code `e_invoice`, nothing signed and no number drawn (W5);
+- BrOznRac runs from 1 per premises (OznSlijed P) or per premises and device (N) (N3);
+- a new calendar year in Zagreb time starts again at 1 (N4);
+- DatVrijeme is the moment FiscoBridge first saw the invoice out of draft (the event's
+  `occurred_at`), in Croatian time: never Zoho's `created_time`, never midnight of the
+  invoice's date (D1).
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from lxml import etree
+from pydantic import SecretStr
+
+from fiscal.hr_cis.authority import HrCisAuthority
+from fiscal.hr_cis.settings import FiscalSettings
+from fiscal.hr_cis.soap import F73_NS
+from runtime.settings import KafkaSettings
+from schemas.events import Channel, InvoiceReceived, InvoiceSigned, InvoiceState, InvoiceStatus
+from schemas.invoice import Customer, Invoice, Payment, PaymentMethod
+from schemas.topics import INVOICES_SIGNED, INVOICES_STATUS
+from services.fiscalizer.app import Fiscalizer
+from services.fiscalizer.directory import IntegrationDirectory, IntegrationView
+from services.fiscalizer.pending import Batch
+from services.fiscalizer.settings import FiscalizerSettings
+from tests.factories import ZAGREB, make_invoice
+from tests.fixtures.certs import Pfx
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+TNS = f"{{{F73_NS}}}"
+BUYER_OIB = "98765432198"
+_sources = itertools.count(470000000000000000)
+D_TOTAL = make_invoice().total
+
+
+class Integrations(dict[str, IntegrationView]):
+    async def load(self, uid: str) -> IntegrationView | None:
+        return self.get(uid)
+
+
+class Run:
+    """One fiscalizer and one batch: each decision is committed as `_process` commits an
+    event, so the next one sees its entry and the numbers it drew."""
+
+    def __init__(self, fiscalizer: Fiscalizer, integrations: Integrations, pfx: Pfx) -> None:
+        self.fiscalizer, self.integrations, self.pfx = fiscalizer, integrations, pfx
+        self.batch: Batch = fiscalizer._pending.batch()
+
+    def integration(self, uid: str, settings: FiscalSettings) -> str:
+        authority = HrCisAuthority()
+        self.integrations[uid] = IntegrationView(
+            uid=uid, status="active", tier="scale", authority=authority,
+            fiscal_settings=authority.validate_settings(settings.model_dump(mode="json")),
+            pfx=self.pfx.data, pfx_password=SecretStr(self.pfx.password),
+            starts_at=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+        return uid
+
+    async def received(self, uid: str, invoice: Invoice,
+                       seen: datetime | None = None) -> tuple[str, bytes]:
+        event = InvoiceReceived(integration_uid=uid, channel=Channel.WEBHOOK, invoice=invoice,
+                                **({"occurred_at": seen} if seen else {}))
+        outputs = await self.fiscalizer._on_received(event.to_json(), self.batch)
+        self.batch.commit_event(None)
+        assert len(outputs) == 1 and outputs[0].value is not None, outputs
+        return outputs[0].topic, outputs[0].value
+
+    async def signed(self, uid: str, invoice: Invoice,
+                     seen: datetime | None = None) -> InvoiceSigned:
+        topic, value = await self.received(uid, invoice, seen)
+        assert topic == INVOICES_SIGNED.name, InvoiceStatus.from_json(value).message
+        return InvoiceSigned.from_json(value)
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_pfx: Pfx) -> Run:
+    monkeypatch.setenv("FISCOBRIDGE_HOME", str(tmp_path))
+    integrations = Integrations()
+    settings = FiscalizerSettings(app_id=f"hr-{uuid.uuid4().hex[:8]}", store="memory://")
+    fiscalizer = Fiscalizer(KafkaSettings(), settings, IntegrationDirectory(integrations.load, 0))
+    # Not started, the consumer holds no partitions (faust raises instead of saying so):
+    # the numbers drawn come from the staged sequence counters alone.
+    monkeypatch.setattr(fiscalizer.app.consumer, "assignment", frozenset)
+    return Run(fiscalizer, integrations, demo_pfx)
+
+
+def invoice(**fields: object) -> Invoice:
+    return make_invoice(source_id=str(next(_sources)), **fields)
+
+
+def racun(signed: InvoiceSigned) -> etree._Element:
+    found = etree.fromstring(signed.document.encode()).find(f"{TNS}Racun")
+    assert found is not None
+    return found
+
+
+def number_of(signed: InvoiceSigned) -> tuple[str, str, str, str]:
+    """(OznSlijed, BrOznRac, OznPosPr, OznNapUr) as signed."""
+    doc = racun(signed)
+
+    def text(path: str) -> str:
+        return doc.findtext(path) or ""
+
+    return (text(f"{TNS}OznSlijed"), text(f"{TNS}BrRac/{TNS}BrOznRac"),
+            text(f"{TNS}BrRac/{TNS}OznPosPr"), text(f"{TNS}BrRac/{TNS}OznNapUr"))
+
+
+# --- W5: e-invoice ---------------------------------------------------------------------
+
+
+async def test_a_business_paying_by_transfer_is_skipped_as_an_e_invoice_and_draws_no_number(
+    run: Run, fiscal_settings: FiscalSettings,
+) -> None:
+    uid = run.integration("hr-shop", fiscal_settings)
+    transfer = invoice(
+        customer=Customer(name="Firma d.o.o.", tax_id=f"HR{BUYER_OIB}", country="HR"),
+        payments=(Payment(mode="banktransfer", method=PaymentMethod.BANK_TRANSFER,
+                          amount=D_TOTAL),),
+    )
+    topic, value = await run.received(uid, transfer)
+    assert topic == INVOICES_STATUS.name
+    status = InvoiceStatus.from_json(value)
+    assert (status.state, status.reason_code) == (InvoiceState.SKIPPED, "e_invoice")
+    assert "e-invoice" in status.message and BUYER_OIB in status.message
+    assert status.fiscal_number is None
+    # Nothing was drawn for it: the next invoice is number 1.
+    first = await run.signed(uid, invoice())
+    assert number_of(first)[1] == "1"
+
+
+# --- N3: per premises (P) and per device (N) -------------------------------------------
+
+
+async def test_numbers_run_per_premises_with_p_and_per_device_with_n(
+    run: Run, fiscal_settings: FiscalSettings,
+) -> None:
+    def at(premises: str, device: str, mark: str) -> FiscalSettings:
+        return fiscal_settings.model_copy(update={
+            "premises_code": premises, "device_code": device, "sequence_mark": mark})
+
+    registers = {
+        "p-a1": at("POSL1", "1", "P"), "p-a2": at("POSL1", "2", "P"),
+        "p-b1": at("POSL2", "1", "P"),
+        "n-c1": at("POSL3", "1", "N"), "n-c2": at("POSL3", "2", "N"),
+    }
+    # One integration whose register (premises, device, mark) changes between invoices.
+    drawn: list[tuple[str, tuple[str, str, str, str]]] = []
+    for name in ("p-a1", "p-a2", "p-b1", "p-a1", "n-c1", "n-c2", "n-c1", "p-b1", "n-c2",
+                 "n-c1"):
+        run.integration("shop", registers[name])
+        drawn.append((name, number_of(await run.signed("shop", invoice()))))
+
+    assert drawn == [
+        ("p-a1", ("P", "1", "POSL1", "1")),
+        ("p-a2", ("P", "2", "POSL1", "2")),  # P: devices of one premises share it
+        ("p-b1", ("P", "1", "POSL2", "1")),  # another premises starts at 1
+        ("p-a1", ("P", "3", "POSL1", "1")),
+        ("n-c1", ("N", "1", "POSL3", "1")),
+        ("n-c2", ("N", "1", "POSL3", "2")),  # N: each device its own sequence
+        ("n-c1", ("N", "2", "POSL3", "1")),
+        ("p-b1", ("P", "2", "POSL2", "1")),
+        ("n-c2", ("N", "2", "POSL3", "2")),
+        ("n-c1", ("N", "3", "POSL3", "1")),
+    ]
+
+
+async def test_two_integrations_never_share_a_sequence(
+    run: Run, fiscal_settings: FiscalSettings,
+) -> None:
+    run.integration("shop-a", fiscal_settings)
+    run.integration("shop-b", fiscal_settings)
+    numbers = [number_of(await run.signed(uid, invoice()))[1]
+               for uid in ("shop-a", "shop-b", "shop-a", "shop-b", "shop-b")]
+    assert numbers == ["1", "1", "2", "2", "3"]
+
+
+# --- N4: the year in Zagreb time ---------------------------------------------------------
+
+
+async def test_a_new_year_in_zagreb_starts_again_at_one(
+    run: Run, fiscal_settings: FiscalSettings,
+) -> None:
+    uid = run.integration("hr-shop", fiscal_settings)
+    last_second = datetime(2026, 12, 31, 23, 59, 59, tzinfo=ZAGREB)
+    new_year = datetime(2026, 12, 31, 23, 0, tzinfo=UTC)  # 1 Jan 2027 00:00:00 in Zagreb
+    assert new_year.astimezone(ZAGREB) == datetime(2027, 1, 1, tzinfo=ZAGREB)
+    old = [await run.signed(uid, invoice(), datetime(2026, 12, 31, 10, tzinfo=ZAGREB)),
+           await run.signed(uid, invoice(), last_second)]
+    new = [await run.signed(uid, invoice(), new_year),
+           await run.signed(uid, invoice(), datetime(2027, 1, 1, 9, tzinfo=ZAGREB))]
+
+    assert [s.fiscal_number.number for s in (*old, *new) if s.fiscal_number] == [1, 2, 1, 2]
+    assert [s.fiscal_number.year for s in (*old, *new) if s.fiscal_number] == \
+        [2026, 2026, 2027, 2027]
+    assert [racun(s).findtext(f"{TNS}DatVrijeme") for s in (old[1], new[0])] == \
+        ["31.12.2026T23:59:59", "01.01.2027T00:00:00"]
+    assert [number_of(s)[1] for s in (*old, *new)] == ["1", "2", "1", "2"]
+
+
+# --- D1: DatVrijeme ---------------------------------------------------------------------
+
+
+async def test_dat_vrijeme_is_when_fiscobridge_first_saw_it_out_of_draft(
+    run: Run, fiscal_settings: FiscalSettings,
+) -> None:
+    uid = run.integration("hr-shop", fiscal_settings)
+    # Zoho: created as a draft at 09:30:15 on the 25th (created_time, the invoice's date);
+    # it left draft, and FiscoBridge saw it, at 14:05:07 UTC, 15:05:07 in Zagreb.
+    draft_time = datetime(2026, 11, 25, 9, 30, 15, tzinfo=ZAGREB)
+    seen = datetime(2026, 11, 25, 14, 5, 7, tzinfo=UTC)
+    first = invoice(issued_at=draft_time, created_at=draft_time)
+    signed = await run.signed(uid, first, seen)
+    assert racun(signed).findtext(f"{TNS}DatVrijeme") == "25.11.2026T15:05:07"
+    assert signed.invoice.first_seen_issued_at == seen
+    # Dated another day in Zoho (the mapping's midnight of the date): the same rule.
+    dated = invoice(issued_at=datetime(2026, 11, 20, tzinfo=ZAGREB), created_at=draft_time)
+    signed = await run.signed(uid, dated, seen)
+    assert racun(signed).findtext(f"{TNS}DatVrijeme") == "25.11.2026T15:05:07"
+
+    # The same invoice delivered again later (a poll) is a duplicate: the moment stays.
+    topic, value = await run.received(uid, first, datetime(2026, 11, 25, 16, tzinfo=UTC))
+    assert topic == INVOICES_STATUS.name
+    assert InvoiceStatus.from_json(value).state is InvoiceState.DUPLICATE
