@@ -139,12 +139,21 @@ def test_colon_less_offset_parses_to_the_right_instant() -> None:
     )
 
 
-def test_issue_instant_is_created_time_when_on_the_invoice_date() -> None:
+# `Invoice.issued_at` is the document's own date as Zoho states it (`date`, with
+# `created_time` when that falls on it): the date printed on the invoice, what the portal
+# shows before FiscoBridge saw the invoice out of draft, and what decides whether it
+# predates the integration. It is not DatVrijeme: that is `first_seen_issued_at`, the
+# moment of the event that first brought the invoice out of draft (the fiscalizer sets
+# it from `occurred_at`; tests/integration/test_fiscalizer_hr_cis.py).
+
+
+def test_the_documents_date_is_its_created_time_when_on_the_invoice_date() -> None:
     invoice = map_invoice(zoho_invoice())
     assert invoice.issued_at == datetime(2025, 4, 9, 11, 25, 54, tzinfo=NEW_YORK_APRIL)
+    assert invoice.first_seen_issued_at is None  # the mapping never claims to have seen it
 
 
-def test_invoice_dated_another_day_is_issued_at_midnight_of_its_date() -> None:
+def test_a_document_dated_another_day_is_dated_midnight_of_its_date() -> None:
     invoice = map_invoice(zoho_invoice(date="2025-04-01"))
     assert invoice.issued_at == datetime(2025, 4, 1, 0, 0, tzinfo=NEW_YORK_APRIL)
 
