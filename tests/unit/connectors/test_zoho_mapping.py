@@ -141,10 +141,10 @@ def test_colon_less_offset_parses_to_the_right_instant() -> None:
 
 # `Invoice.issued_at` is the document's own date as Zoho states it (`date`, with
 # `created_time` when that falls on it): the date printed on the invoice, what the portal
-# shows before FiscoBridge saw the invoice out of draft, and what decides whether it
-# predates the integration. It is not DatVrijeme: that is `first_seen_issued_at`, the
-# moment of the event that first brought the invoice out of draft (the fiscalizer sets
-# it from `occurred_at`; tests/integration/test_fiscalizer_hr_cis.py).
+# shows before FiscoBridge saw the invoice out of draft. It is not DatVrijeme: that is
+# `first_seen_issued_at`, the moment of the event that first brought the invoice out of
+# draft (the fiscalizer sets it from `occurred_at`;
+# tests/integration/test_fiscalizer_hr_cis.py).
 
 
 def test_the_documents_date_is_its_created_time_when_on_the_invoice_date() -> None:
