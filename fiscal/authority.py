@@ -178,7 +178,11 @@ class Authority(Protocol):
     - `receipt_fields`: the values written back to the accounting system, by role
       (fiscal_number, zki, jir, qr_url): hr-cis builds the porezna.gov.hr QR URL from
       the JIR, moment of issue and total; V-SDC takes invoiceNumber and verificationUrl
-      from the signed answer.
+      from the signed answer. Also asked for a status without a receipt id (signed, not
+      yet accepted, retried): hr-cis renders what the customer may print meanwhile
+      (fiscal number, ZKI, the QR URL with `zki=` instead of `jir=`, no jir); V-SDC
+      returns nothing (the server numbers and signs: before its answer there is
+      nothing to print), and nothing is written.
     - `channel`: the reporter's side (`Channel`), given its endpoint and trust.
     - `late_deadline`: hr-cis two working days after issue for a subsequent delivery;
       V-SDC none documented (a deadline that never passes).

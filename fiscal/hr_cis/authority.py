@@ -225,6 +225,8 @@ class HrCisAuthority:
         )
 
     def receipt_fields(self, status: InvoiceStatus) -> dict[str, str]:
+        """Fiscal number, ZKI, JIR and QR URL as known: before the JIR (a signed invoice
+        still retried) no jir, and the QR carries `zki=` (hr-fiscal-record.md)."""
         values: dict[str, str] = {}
         if status.fiscal_number:
             values["fiscal_number"] = status.fiscal_number

@@ -2,8 +2,22 @@
 the outcome (written_back | waiting | failed) that the portal shows.
 
 Rules:
-- Only a `fiscalized` status with a JIR is written back; every other status is ignored
-  (no outcome): a write-back never blocks or repeats a fiscalization, it only follows it.
+- A `fiscalized` status with a JIR is written back (the final write: fiscal number, ZKI,
+  JIR, QR with `jir=`); a write-back never blocks or repeats a fiscalization, it only
+  follows it.
+- Before the JIR: an invoice signed but not yet fiscalized (a `retrying` status with its
+  ZKI and fiscal number, e.g. while CIS is unreachable and it waits for a subsequent
+  delivery) gets the fields its authority renders without a receipt (hr-cis: fiscal
+  number, ZKI and the QR with `zki=`; V-SDC: nothing), so the customer can print a valid
+  invoice meanwhile. Its outcome is `waiting` with reason ZKI_WRITTEN: `written_back`
+  means the final fields are on the document, and only the JIR's write says so.
+  This early write happens once per invoice and never after the final one: it is made
+  only while the invoice's latest recorded outcome (`written`, the store's) is none or
+  another `waiting` (not yet written); after ZKI_WRITTEN, `written_back` or `failed` a
+  status without a JIR changes nothing, however late or often it arrives. Without
+  `written` (no store to ask) there is no early write. A storno that goes as a comment
+  is written only with its JIR (the comment is added once). Every other status is
+  ignored (no outcome).
 - The values go into the invoice custom fields the integration maps
   (`integrations.writeback_fields`); with none mapped the outcome is waiting.
 - Writing the same values again is harmless (Zoho's PUT sets them), so a redelivered
@@ -44,6 +58,7 @@ from connectors.zoho.writeback import (
 )
 from fiscal.authorities import DEFAULT_AUTHORITY, Authorities, authority_of
 from runtime.store.integrations import IntegrationRecord
+from runtime.store.writeback import WriteBackOutcome
 from schemas.events import InvoiceState, InvoiceStatus, WriteBackState, WriteBackStatus
 from schemas.invoice import DocumentKind
 from services.writeback.sessions import NotConnected
@@ -61,9 +76,30 @@ class Stopping(Exception):
     uncommitted and is read again by the partition's next owner."""
 
 
+ZKI_WRITTEN = "written without the JIR (fiscal number, ZKI, QR with zki=); the JIR follows " \
+    "once the tax authority answers"
+
+
 def due(status: InvoiceStatus) -> bool:
     """Whether this status is one to write back (a fiscalized invoice with its JIR)."""
     return status.state is InvoiceState.FISCALIZED and bool(status.receipt_id)
+
+
+def before_receipt(status: InvoiceStatus) -> bool:
+    """Whether this status is of an invoice signed but not fiscalized yet: retried with
+    its ZKI and fiscal number, no receipt (the early write's, once)."""
+    return (status.state is InvoiceState.RETRYING and not status.receipt_id
+            and bool(status.protection_code) and bool(status.fiscal_number))
+
+
+def early_write_open(last: WriteBackOutcome | None) -> bool:
+    """Whether an early (pre-JIR) write may still be made after the invoice's latest
+    recorded outcome: nothing is written yet. After the early write (ZKI_WRITTEN), the
+    final one (written_back) or a refusal (failed) it must not be made: it would repeat
+    itself, take the JIR's place on the document or hide what the customer must fix."""
+    if last is None:
+        return True
+    return last.state == WriteBackState.WAITING.value and last.reason != ZKI_WRITTEN
 
 
 _AUTHORITIES = Authorities()
@@ -90,6 +126,7 @@ class Backoff:
 
 
 Publish = Callable[[WriteBackStatus], Awaitable[None]]
+Written = Callable[[str, str], Awaitable[WriteBackOutcome | None]]
 LoadIntegration = Callable[[str], Awaitable[IntegrationRecord | None]]
 ClientOf = Callable[[IntegrationRecord], Awaitable[ZohoBooksClient]]
 
@@ -98,8 +135,12 @@ class WriteBackStage:
     def __init__(
         self, load: LoadIntegration, client_of: ClientOf, backoff: Backoff,
         *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        written: Written | None = None,
     ) -> None:
+        """`written(integration_uid, source_id)`: the invoice's latest recorded outcome
+        (the store's `writebacks.get`); without it no early (pre-JIR) write is made."""
         self.load = load
+        self.written = written
         self.client_of = client_of
         self.backoff = backoff
         self.clock = clock
@@ -111,14 +152,17 @@ class WriteBackStage:
         self, status: InvoiceStatus, publish: Publish, stop: asyncio.Event
     ) -> WriteBackStatus | None:
         """Write one status back and publish its final outcome (None: not one to write)."""
-        if not due(status):
+        early = not due(status)
+        if early and (self.written is None or not before_receipt(status)):
             return None
         key = (status.integration_uid, status.invoice.source_id)
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
         try:
-            async with lock:
-                return await self._process(status, publish, stop)
+            async with lock:  # the early write's check and write, and the final one's, in turn
+                if early and not await self._early_write_open(status):
+                    return None
+                return await self._process(status, publish, stop, early=early)
         finally:
             lock, users = self._locks[key]
             if users == 1:
@@ -126,15 +170,30 @@ class WriteBackStage:
             else:
                 self._locks[key] = (lock, users - 1)
 
+    async def _early_write_open(self, status: InvoiceStatus) -> bool:
+        assert self.written is not None
+        try:
+            last = await self.written(status.integration_uid, status.invoice.source_id)
+        except (OSError, DBAPIError) as error:
+            # Not knowing what is on the document, writing could take the JIR's place:
+            # the invoice's next status (another try, or its JIR) writes it instead.
+            log.warning("early write-back skipped: the store is unavailable",
+                        extra={"error": repr(error)})
+            return False
+        return early_write_open(last)
+
     async def _process(
-        self, status: InvoiceStatus, publish: Publish, stop: asyncio.Event
-    ) -> WriteBackStatus:
+        self, status: InvoiceStatus, publish: Publish, stop: asyncio.Event, *,
+        early: bool = False,
+    ) -> WriteBackStatus | None:
         attempt = 0
         told_waiting = False
         looked_again = False
         while True:
             attempt += 1
-            outcome, failure = await self._try(status)
+            outcome, failure = await self._try(status, early=early)
+            if outcome is None and failure is None:
+                return None  # an early write with nothing to write
             if failure is None or failure.action is not Action.RETRY:
                 assert outcome is not None
                 await publish(outcome)
@@ -165,9 +224,16 @@ class WriteBackStage:
         return fields is not None and fields.maps(
             credit_note=status.invoice.kind is DocumentKind.CREDIT_NOTE)
 
-    async def _try(self, status: InvoiceStatus) -> tuple[WriteBackStatus | None, Failure | None]:
-        """One try: the outcome to publish, or the failure to retry (outcome None)."""
+    async def _try(
+        self, status: InvoiceStatus, *, early: bool = False
+    ) -> tuple[WriteBackStatus | None, Failure | None]:
+        """One try: the outcome to publish, or the failure to retry (outcome None); both
+        None when an early write has nothing to write."""
         ref = status.invoice
+        credit_note = ref.kind is DocumentKind.CREDIT_NOTE
+        as_comment = ref.source_id.endswith(STORNO_SUFFIX) and not credit_note
+        if early and as_comment:
+            return None, None
         try:
             record = await self.load(status.integration_uid)
         except (OSError, DBAPIError) as error:  # the store is down: wait for it, lose nothing
@@ -179,12 +245,13 @@ class WriteBackStage:
             return self._outcome(status, WriteBackState.WAITING,
                                  f"write-back is not available for {record.type}"), None
         values = values_of(status, authority_of(record.fiscal_settings))
+        if early and not values:
+            return None, None  # the authority prints nothing before its answer (V-SDC)
         try:
             client = await self.client_of(record)
         except NotConnected as why:
             return self._outcome(status, WriteBackState.WAITING, str(why)), None
-        credit_note = ref.kind is DocumentKind.CREDIT_NOTE
-        if ref.source_id.endswith(STORNO_SUFFIX) and not credit_note:
+        if as_comment:
             original = ref.source_id[: -len(STORNO_SUFFIX)]
             added, failure = await add_storno_comment(client, original, values)
             if failure is not None:
@@ -200,8 +267,12 @@ class WriteBackStage:
         if not fields.maps(credit_note=credit_note):
             return self._outcome(status, WriteBackState.WAITING,
                                  NO_CREDIT_NOTE_MAPPING if credit_note else NO_MAPPING), None
+        if early and not fields.values(values, credit_note=credit_note):
+            return None, None  # only roles known with the JIR are mapped: they wait for it
         refused = await write_back(client, ref.source_id, fields, values,
                                    credit_note=credit_note)
+        if refused is None and early:
+            return self._outcome(status, WriteBackState.WAITING, ZKI_WRITTEN), None
         if refused is None:
             unwritten = sorted(fields.mapped_roles(credit_note=credit_note) - set(values))
             document = "credit note" if credit_note else "invoice"

@@ -4,6 +4,7 @@ real HTTP API: tests/integration/test_writeback_service.py)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,11 +16,19 @@ from connectors.zoho.errors import ZohoApiError
 from fiscal.hr_cis.qr import verification_url
 from runtime.store.integrations import IntegrationRecord
 from runtime.store.models import IntegrationStatus
-from schemas.events import InvoiceRef, InvoiceState, InvoiceStatus, WriteBackState
+from runtime.store.writeback import WriteBackOutcome
+from schemas.events import (
+    InvoiceRef,
+    InvoiceState,
+    InvoiceStatus,
+    WriteBackState,
+    WriteBackStatus,
+)
 from schemas.invoice import DocumentKind
 from services.writeback.stage import (
     NO_CREDIT_NOTE_MAPPING,
     NO_MAPPING,
+    ZKI_WRITTEN,
     Backoff,
     Stopping,
     WriteBackStage,
@@ -85,21 +94,43 @@ class FakeZoho:
         return {}
 
 
-def stage(zoho: FakeZoho, rec: IntegrationRecord | None = None) -> WriteBackStage:
+class Outcomes:
+    """The store's latest write-back outcome per invoice, as `publish` records it."""
+
+    def __init__(self) -> None:
+        self.latest: dict[tuple[str, str], WriteBackOutcome] = {}
+        self.down = False
+
+    async def get(self, uid: str, source_id: str) -> WriteBackOutcome | None:
+        if self.down:
+            raise OSError("connection refused")
+        return self.latest.get((uid, source_id))
+
+    def keep(self, outcome: WriteBackStatus) -> None:
+        self.latest[(outcome.integration_uid, outcome.source_id)] = WriteBackOutcome(
+            outcome.state.value, outcome.reason, outcome.fiscal_number, outcome.occurred_at)
+
+
+def stage(zoho: FakeZoho, rec: IntegrationRecord | None = None,
+          written: Outcomes | None = None) -> WriteBackStage:
     async def load(uid: str) -> IntegrationRecord | None:
         return rec if rec is not None else record()
 
     async def client_of(_: IntegrationRecord) -> Any:
         return zoho
 
-    return WriteBackStage(load, client_of, Backoff(base=0.01, cap=0.02))
+    return WriteBackStage(load, client_of, Backoff(base=0.01, cap=0.02),
+                          written=written.get if written is not None else None)
 
 
-async def run(s: WriteBackStage, st: InvoiceStatus) -> tuple[Any, list[Any]]:
+async def run(s: WriteBackStage, st: InvoiceStatus,
+              outcomes: Outcomes | None = None) -> tuple[Any, list[Any]]:
     published: list[Any] = []
 
     async def publish(outcome: Any) -> None:
         published.append(outcome)
+        if outcomes is not None:
+            outcomes.keep(outcome)
 
     return await s.process(st, publish, asyncio.Event()), published
 
@@ -136,7 +167,103 @@ async def test_other_states_are_not_written_back() -> None:
     for state in (InvoiceState.RETRYING, InvoiceState.REJECTED, InvoiceState.DUPLICATE):
         outcome, published = await run(stage(zoho), status(state=state))
         assert outcome is None and published == []
+    for unsigned in (status(state=InvoiceState.RETRYING, receipt_id=None, protection_code=None),
+                     status(state=InvoiceState.RETRYING, receipt_id=None, fiscal_number=None),
+                     status(state=InvoiceState.FAILED, receipt_id=None),
+                     status(state=InvoiceState.REJECTED, receipt_id=None)):
+        outcome, published = await run(stage(zoho, written=Outcomes()), unsigned)
+        assert outcome is None and published == []
     assert zoho.written == []
+
+
+ZKI_URL = f"https://porezna.gov.hr/rn?zki={'a' * 32}&datv=20270101_0030&izn=152599"
+JIR_URL = f"https://porezna.gov.hr/rn?jir={JIR}&datv=20270101_0030&izn=152599"
+
+
+def retrying(**over: Any) -> InvoiceStatus:
+    return status(state=InvoiceState.RETRYING, reason_code="s006", receipt_id=None, **over)
+
+
+async def test_a_retried_signed_invoice_gets_number_zki_and_zki_qr_then_its_jir() -> None:
+    zoho, outcomes = FakeZoho(), Outcomes()
+    s = stage(zoho, written=outcomes)
+    early, published = await run(s, retrying(), outcomes)
+    assert (early.state, early.reason) == (WriteBackState.WAITING, ZKI_WRITTEN)
+    assert published == [early] and early.fiscal_number == "57/POSL1/1"
+    assert zoho.written == [("4600001", {"cf1": "57/POSL1/1", "cf2": "a" * 32, "cf4": ZKI_URL})]
+    # The next try's status (late by now) writes nothing again: once per invoice.
+    again, published = await run(s, retrying(late=True), outcomes)
+    assert again is None and published == [] and len(zoho.written) == 1
+    final, _ = await run(s, status(), outcomes)
+    assert (final.state, final.reason) == (WriteBackState.WRITTEN_BACK, None)
+    assert zoho.written[1] == ("4600001", {"cf1": "57/POSL1/1", "cf2": "a" * 32, "cf3": JIR,
+                                           "cf4": JIR_URL})
+    # A retrying status that arrives after the JIR's write does not take its place.
+    stale, published = await run(s, retrying(), outcomes)
+    assert stale is None and published == [] and len(zoho.written) == 2
+    assert outcomes.latest[(UID, "4600001")].state == "written_back"
+
+
+async def test_a_retrying_status_after_the_final_outcome_writes_nothing() -> None:
+    for failures, state in (([], "written_back"),
+                            ([ZohoApiError(1002, "Invoice does not exist", http_status=404)],
+                             "failed")):
+        zoho, outcomes = FakeZoho(failures), Outcomes()
+        s = stage(zoho, written=outcomes)
+        await run(s, status(), outcomes)
+        written = list(zoho.written)
+        stale, published = await run(s, retrying(), outcomes)
+        assert stale is None and published == [] and zoho.written == written
+        assert outcomes.latest[(UID, "4600001")].state == state
+
+
+async def test_the_early_write_is_made_while_the_invoice_waits_for_anything_else() -> None:
+    for reason in (NO_MAPPING, "Zoho is not available, retrying: HTTP 503"):
+        zoho, outcomes = FakeZoho(), Outcomes()
+        outcomes.latest[(UID, "4600001")] = WriteBackOutcome(
+            "waiting", reason, None, datetime.now(UTC))
+        early, _ = await run(stage(zoho, written=outcomes), retrying(), outcomes)
+        assert early.reason == ZKI_WRITTEN and len(zoho.written) == 1
+
+
+async def test_no_early_write_without_knowing_what_was_written() -> None:
+    zoho, outcomes = FakeZoho(), Outcomes()
+    outcomes.down = True
+    for s in (stage(zoho), stage(zoho, written=outcomes)):  # no store; the store down
+        outcome, published = await run(s, retrying())
+        assert outcome is None and published == []
+    assert zoho.written == []
+
+
+async def test_no_early_write_for_a_storno_comment_or_only_jir_fields() -> None:
+    zoho, outcomes = FakeZoho(), Outcomes()
+    storno = retrying(invoice=InvoiceRef(
+        source_id="4600001:storno", number="INV-1 storno", version="v1",
+        total=Decimal("-1525.99"), issued_at=datetime(2026, 12, 31, 23, 30, tzinfo=UTC)))
+    outcome, published = await run(stage(zoho, written=outcomes), storno, outcomes)
+    assert outcome is None and published == [] and zoho.comments == []
+    # The comment, added once, carries the JIR when it comes.
+    final, _ = await run(stage(zoho, written=outcomes), storno.model_copy(update={
+        "state": InvoiceState.FISCALIZED, "receipt_id": JIR}), outcomes)
+    assert final.state is WriteBackState.WRITTEN_BACK and JIR in zoho.comments[0][1]
+    only_jir = stage(zoho, record({"jir": "cf3"}), written=outcomes)
+    outcome, published = await run(only_jir, retrying(), outcomes)
+    assert outcome is None and published == [] and zoho.written == []
+
+
+async def test_an_authority_that_prints_nothing_before_its_answer_writes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.writeback import stage as stage_module
+    from tests.fake_authority import NAME, FakeVsdcAuthority
+
+    authorities = stage_module.Authorities()
+    authorities.register(NAME, FakeVsdcAuthority)
+    monkeypatch.setattr(stage_module, "_AUTHORITIES", authorities)
+    zoho, outcomes = FakeZoho(), Outcomes()
+    vsdc = dataclasses.replace(record(), fiscal_settings={"authority": NAME})
+    outcome, published = await run(stage(zoho, vsdc, written=outcomes), retrying(), outcomes)
+    assert outcome is None and published == [] and zoho.written == []
 
 
 async def test_without_a_mapping_it_waits() -> None:
