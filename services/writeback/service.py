@@ -2,7 +2,9 @@
 
 For each fiscalized invoice the fiscal number, ZKI, JIR and QR URL go onto the Zoho
 invoice (services/writeback/stage.py says how), and the outcome is published to
-`invoices.writeback`, which the portal's projector keeps per invoice.
+`invoices.writeback`, which the portal's projector keeps per invoice. An invoice signed
+but still retried (CIS unreachable) gets its fiscal number, ZKI and `zki=` QR once before
+that, its outcome `waiting` until the JIR is written.
 
 It also reads `integrations.events`: a `settings_changed` event that sets the write-back
 mapping (`writeback_fields` in its details) re-drives the integration's write-backs that
@@ -269,6 +271,7 @@ async def main(stop: asyncio.Event) -> None:
             stage = WriteBackStage(
                 store.integrations.get, sessions.client,
                 Backoff(settings.retry_base.total_seconds(), settings.retry_cap.total_seconds()),
+                written=store.writebacks.get,
             )
             async def record(outcome: WriteBackStatus) -> None:
                 await store.writebacks.apply(
