@@ -33,9 +33,9 @@ from schemas.topics import registry
 
 # Retries come back quickly, as in the e2e stack: the outage is minutes, not hours.
 STACK_ENV = {
-    "FISCOBRIDGE_REPORTER_RETRY_BASE_SECONDS": "0.5",
-    "FISCOBRIDGE_REPORTER_RETRY_CAP_SECONDS": "5",
-    "FISCOBRIDGE_REPORTER_TIMEOUT_SECONDS": "3",
+    "FISCOBRIDGE_REPORTER_RETRY_BASE": "0.5",
+    "FISCOBRIDGE_REPORTER_RETRY_CAP": "5",
+    "FISCOBRIDGE_REPORTER_TIMEOUT": "3",
     # The write-back's own Zoho rate limit (per organization) as high as the sandbox's:
     # every fiscalized invoice is written back within the run.
     "FISCOBRIDGE_WRITEBACK_ZOHO_PER_MINUTE": "1000000",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -67,8 +67,8 @@ class Reporter:
         self.submitter = submitter
         self.authorities = authorities or Authorities()
         self.backoff = Backoff(
-            base=timedelta(seconds=settings.retry_base_seconds),
-            cap=timedelta(seconds=settings.retry_cap_seconds),
+            base=settings.retry_base,
+            cap=settings.retry_cap,
         )
         self._deadlines: dict[str, Deadline] = {}
         self.consumer: AIOKafkaConsumer | None = None
@@ -89,7 +89,7 @@ class Reporter:
         )
         stream = StreamConsumer(
             self.consumer, self._steps,
-            CommitPolicy(seconds=self.settings.commit_interval_seconds), poll_seconds=0.1,
+            CommitPolicy(seconds=self.settings.commit_interval.total_seconds()), poll_seconds=0.1,
         )
         async with contextlib.AsyncExitStack() as shutdown:
             # Each client is stopped even when stopping another fails (a broker outage
@@ -198,7 +198,8 @@ class Reporter:
         if deadline is None:
             deadline = self._deadlines[authority] = self.authorities.get(authority).late_deadline(
                 self.settings.late_after_working_days, self.settings.late_holidays,
-                self.settings.late_after_seconds)
+                None if self.settings.late_after is None
+                else self.settings.late_after.total_seconds())
         return deadline
 
     async def publish(self, topic: str, key: bytes, value: bytes) -> None:
@@ -235,7 +236,7 @@ async def cis_clients(
     per_client = settings.cis_connections_per_client
     count = -(-settings.concurrency // per_client)
     limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
-    timeout = httpx.Timeout(settings.timeout_seconds)
+    timeout = httpx.Timeout(settings.timeout.total_seconds())
     # One context for all: httpx would build (and load the CA bundle into) one per client.
     # TLS 1.2 or newer only (services/reporter/trust.py).
     tls = cis_tls_context()

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from runtime.settings import Duration, DurationSettings
+
+_ZERO = timedelta(0)
 
 
-class ReporterSettings(BaseSettings):
+class ReporterSettings(DurationSettings):
     model_config = SettingsConfigDict(
         env_prefix="FISCOBRIDGE_REPORTER_", env_file=".env", extra="ignore"
     )
@@ -33,7 +37,9 @@ class ReporterSettings(BaseSettings):
         description="the CIS is the local sandbox (set by `fiscobridge dev` and the tests):"
         " allows a plain-http CIS URL; trust must still be given",
     )
-    timeout_seconds: float = Field(default=10.0, gt=0)
+    timeout: Duration = Field(
+        default=timedelta(seconds=10), gt=_ZERO, description="one CIS HTTP request"
+    )
     # A slot is held for the whole round trip as the reporter sees it: the answer, its
     # verification and the ack of the outcome, each waiting for CPU on a busy host. Enough
     # slots that CPU, not slots, limits throughput (bench/pipeline tells); few enough to
@@ -44,18 +50,25 @@ class ReporterSettings(BaseSettings):
         default=1, ge=1, description="keep-alive connections per HTTP client (pool)"
     )
     # Transient failures are retried for as long as it takes, at most this far apart.
-    retry_base_seconds: float = 1.0
-    retry_cap_seconds: float = Field(default=300.0, gt=0)
+    retry_base: Duration = Field(
+        default=timedelta(seconds=1), gt=_ZERO, description="the first wait (doubling)"
+    )
+    retry_cap: Duration = Field(
+        default=timedelta(minutes=5), gt=_ZERO, description="the longest wait between tries"
+    )
     # A subsequent delivery is late this many working days after the invoice's issue
     # (hr-fiscal-record.md, "Late delivery"); Saturdays, Sundays and these dates are not
     # working days (JSON list of ISO dates, e.g. ["2026-12-25","2026-12-26"]).
     late_after_working_days: int = Field(default=2, ge=0)
     late_holidays: list[date] = Field(default_factory=list)
-    late_after_seconds: float | None = Field(
-        default=None, gt=0,
+    late_after: Duration | None = Field(
+        default=None, gt=_ZERO,
         description="a fixed time after issue instead of working days (tests, demos)",
     )
-    commit_interval_seconds: float = 0.2
+    commit_interval: Duration = Field(
+        default=timedelta(seconds=0.2), gt=_ZERO,
+        description="processed offsets are committed at least this often",
+    )
     ops_host: str = "127.0.0.1"
     ops_port: int = 0
     group_id: str = "fiscobridge-reporter"

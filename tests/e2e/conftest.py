@@ -73,9 +73,9 @@ async def open_pipeline(
             "FISCOBRIDGE_REPORTER_GROUP_ID": f"e2e-reporter-{run}",
             "FISCOBRIDGE_PORTAL_PROJECTOR_GROUP_ID": f"e2e-projector-{run}",
             "FISCOBRIDGE_FISCALIZER_LIMIT_TRIAL": str(TRIAL_LIMIT),
-            "FISCOBRIDGE_REPORTER_RETRY_BASE_SECONDS": "0.2",
-            "FISCOBRIDGE_REPORTER_RETRY_CAP_SECONDS": "2",
-            "FISCOBRIDGE_REPORTER_TIMEOUT_SECONDS": "3",
+            "FISCOBRIDGE_REPORTER_RETRY_BASE": "0.2",
+            "FISCOBRIDGE_REPORTER_RETRY_CAP": "2",
+            "FISCOBRIDGE_REPORTER_TIMEOUT": "3",
             **(extra_env or {}),
         },
     )

@@ -40,9 +40,9 @@ async def late_pipeline(
     kafka_bootstrap: str, kafka_topics: object, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Pipeline]:
     async with open_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("late-stack"), {
-        "FISCOBRIDGE_REPORTER_LATE_AFTER_SECONDS": str(LATE_AFTER_SECONDS),
-        "FISCOBRIDGE_REPORTER_RETRY_BASE_SECONDS": str(RETRY_BASE_SECONDS),
-        "FISCOBRIDGE_REPORTER_RETRY_CAP_SECONDS": str(RETRY_CAP_SECONDS),
+        "FISCOBRIDGE_REPORTER_LATE_AFTER": str(LATE_AFTER_SECONDS),
+        "FISCOBRIDGE_REPORTER_RETRY_BASE": str(RETRY_BASE_SECONDS),
+        "FISCOBRIDGE_REPORTER_RETRY_CAP": str(RETRY_CAP_SECONDS),
     }) as pipeline:
         yield pipeline
 

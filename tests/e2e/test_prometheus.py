@@ -106,8 +106,8 @@ async def stack(
             "FISCOBRIDGE_FISCALIZER_APP_ID": f"metrics-fiscalizer-{run}",
             "FISCOBRIDGE_REPORTER_GROUP_ID": f"metrics-reporter-{run}",
             "FISCOBRIDGE_PORTAL_PROJECTOR_GROUP_ID": f"metrics-projector-{run}",
-            "FISCOBRIDGE_REPORTER_RETRY_BASE_SECONDS": "0.2",
-            "FISCOBRIDGE_REPORTER_RETRY_CAP_SECONDS": "1",
+            "FISCOBRIDGE_REPORTER_RETRY_BASE": "0.2",
+            "FISCOBRIDGE_REPORTER_RETRY_CAP": "1",
             "FISCOBRIDGE_METRICS_WATCH": "1",
         },
     )

@@ -50,7 +50,7 @@ def signed_event(settings: FiscalSettings, certificate: FiscalCertificate) -> In
 @pytest.fixture
 async def pool() -> AsyncIterator[list[httpx.AsyncClient]]:
     async with contextlib.AsyncExitStack() as stack:
-        yield await cis_clients(stack, ReporterSettings(concurrency=4, timeout_seconds=1))
+        yield await cis_clients(stack, ReporterSettings(concurrency=4, timeout=1))
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def cis(clean_cis_sandbox: CisSandboxHandle) -> CisSandboxHandle:
 async def test_each_client_holds_its_share_of_the_connections_and_the_timeout() -> None:
     async with contextlib.AsyncExitStack() as stack:
         settings = ReporterSettings(concurrency=5, cis_connections_per_client=2,
-                                    timeout_seconds=7)
+                                    timeout=7)
         clients = await cis_clients(stack, settings)
         assert len(clients) == 3
         assert all(c.timeout == httpx.Timeout(7) for c in clients)

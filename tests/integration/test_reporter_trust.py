@@ -85,7 +85,7 @@ def no_trust_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 async def pool() -> AsyncIterator[list[httpx.AsyncClient]]:
     async with contextlib.AsyncExitStack() as stack:
-        yield await cis_clients(stack, settings(concurrency=1, timeout_seconds=5))
+        yield await cis_clients(stack, settings(concurrency=1, timeout=5))
 
 
 # --- no trust, no start --------------------------------------------------------------
@@ -367,7 +367,7 @@ async def test_the_reporters_own_clients_refuse_tls_1_1(tmp_path: Path) -> None:
         control.load_verify_locations(tmp_path / "tls.pem")
         assert _handshake(control, port) == "TLSv1.1"
         async with contextlib.AsyncExitStack() as stack:
-            (client,) = await cis_clients(stack, settings(concurrency=1, timeout_seconds=5))
+            (client,) = await cis_clients(stack, settings(concurrency=1, timeout=5))
             with pytest.raises(httpx.ConnectError) as failed:
                 await client.post(f"https://localhost:{port}/FiskalizacijaService", content=b"x")
     text = f"{failed.value} {results}".lower()
