@@ -15,6 +15,7 @@ import itertools
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -33,7 +34,7 @@ from fiscal.hr_cis.change import (
 )
 from fiscal.hr_cis.errors import Permanence, classify
 from fiscal.hr_cis.profile import HrCisProfile
-from fiscal.hr_cis.settings import FiscalSettings
+from fiscal.hr_cis.settings import FiscalSettings, TaxTreatment
 from fiscal.hr_cis.signing import RequestSigner
 from fiscal.hr_cis.soap import (
     F73_NS,
@@ -50,8 +51,8 @@ from fiscal.hr_cis.soap import (
     racuni_envelope,
 )
 from sandbox.cis.answers import ZAGREB, LegacySha1Signer, cis_datetime
-from schemas.invoice import Customer, PaymentMethod
-from tests.factories import fiscal_number, make_invoice
+from schemas.invoice import Customer, PaymentMethod, TaxLine, UntaxedLine
+from tests.factories import fiscal_number, make_invoice, make_line
 from tests.fixtures.cis import CisSandboxHandle
 
 TNS = f"{{{F73_NS}}}"
@@ -254,6 +255,41 @@ def test_a_year_boundary_in_zagreb_starts_a_new_sequence(
     assert [(s["year"], s["numbers"], s["repeats"]) for s in sequences] == [
         (2026, [1], []), (2027, [1], []),
     ]
+
+
+# --- amounts by category ---------------------------------------------------------------
+
+
+def test_margin_scheme_and_consumption_tax_pass_the_services_schema(
+    cis: CisSandboxHandle, http: httpx.Client, verifier: AnswerVerifier,
+    fiscal_settings: FiscalSettings, demo_certificate: FiscalCertificate,
+) -> None:
+    # 100.00 at 25 % VAT, 20.00 under 3 % consumption tax, 50.00 under the margin scheme.
+    pnp_tax, margin_tax = "460000000000302", "460000000000303"
+    invoice = make_invoice(
+        source_id=str(next(_sources)), issued_at=datetime.now(UTC),
+        lines=(make_line("Kava", "1", "100.00", "25"), make_line("Pivo", "4", "5.00", "3"),
+               make_line("Rabljeni sat", "1", "50.00", "0")),
+        taxes=(TaxLine(rate=Decimal(25), base=Decimal("100.00"), amount=Decimal("25.00")),
+               TaxLine(rate=Decimal(3), base=Decimal("20.00"), amount=Decimal("0.60"),
+                       tax_id=pnp_tax)),
+        untaxed=(UntaxedLine(base=Decimal("50.00"), tax_id=margin_tax),),
+    )
+    settings = fiscal_settings.model_copy(update={"tax_mapping": {
+        pnp_tax: TaxTreatment(category="pnp"), margin_tax: TaxTreatment(category="margin")}})
+    year = datetime.now(UTC).astimezone(ZAGREB).year
+    document = PROFILE.sign(invoice, settings, demo_certificate,
+                            number=fiscal_number(1, year=year)).document
+    racun = etree.fromstring(document).find(f"{TNS}Racun")
+    assert racun is not None and racun.find(f"{TNS}Pnp") is not None
+    assert racun.findtext(f"{TNS}IznosMarza") == "50.00"
+
+    response = racuni(http, cis, document)
+
+    assert response.status_code == 200, response.text
+    assert parse_racun_answer(response.content, verifier).jir
+    (entry,) = cis.ledger()
+    assert entry["total"] == "195.60"
 
 
 # --- OibPrimateljaRacuna never with T ------------------------------------------------
