@@ -3,13 +3,15 @@ the same day, promijeniPodatkeRacuna through the whole pipeline (fiscalizer sign
 change, reporter sends it to the CIS sandbox, the status stream and the store's history
 show it, the invoice stays fiscalized with its JIR) and only once however often the
 same data arrive again; after the day of issue, nothing is sent and the bookkeeper is
-told to issue a credit note and a new invoice."""
+told to issue a credit note and a new invoice. A change that arrives while the invoice is
+still being fiscalized (CIS down, retrying) is held and sent once it is fiscalized."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -69,22 +71,35 @@ async def statuses(watcher: StatusWatcher, uid: str, source_id: str, count: int,
         await asyncio.sleep(0.1)
 
 
+async def first_status(
+    watcher: StatusWatcher, uid: str, source_id: str, after: int,
+    wanted: Callable[[InvoiceStatus], bool], timeout: float = 60,
+) -> tuple[InvoiceStatus, int]:
+    """The invoice's first status after its first `after` that is `wanted`, and how many
+    statuses it has then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        mine = await statuses(watcher, uid, source_id, 0, timeout=0)
+        found = [s for s in mine[after:] if wanted(s)]
+        if found:
+            return found[0], len(mine)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no such status within {timeout}s: {mine[after:]}")
+        await asyncio.sleep(0.1)
+
+
 async def deliver_after_fiscalized(
     pipeline: Pipeline, watcher: StatusWatcher, uid: str, invoice: Invoice,
 ) -> tuple[InvoiceStatus, int]:
-    """Deliver `invoice` until the fiscalizer has learned the earlier fiscalization (the
-    outcome reaches it on the status stream a moment after the watcher): until then a
-    delivery is a duplicate of an invoice being fiscalized, as a webhook in that moment
-    would be. The first other status, and how many statuses the invoice has then."""
-    for _ in range(50):
-        seen = len(await statuses(watcher, uid, invoice.source_id, 0, timeout=0))
-        await deliver(pipeline, uid, invoice)
-        mine = await statuses(watcher, uid, invoice.source_id, seen + 1)
-        status = mine[seen]
-        if status.reason_code != "already_signed":
-            return status, len(mine)
-        await asyncio.sleep(0.5)
-    raise AssertionError("the fiscalizer never learned that the invoice was fiscalized")
+    """Deliver `invoice` once after the earlier fiscalization. The outcome reaches the
+    fiscalizer on the status stream a moment after the watcher: until then the delivery
+    is a duplicate of an invoice being fiscalized (already_signed), held and judged when
+    the outcome arrives. Either way, the first other status, and how many statuses the
+    invoice has then."""
+    seen = len(await statuses(watcher, uid, invoice.source_id, 0, timeout=0))
+    await deliver(pipeline, uid, invoice)
+    return await first_status(watcher, uid, invoice.source_id, seen,
+                              lambda s: s.reason_code != "already_signed")
 
 
 def changes(ledger: list[dict[str, object]]) -> list[tuple[object, object]]:
@@ -175,4 +190,55 @@ async def test_a_change_after_the_day_of_issue_is_too_late_and_nothing_is_sent(
         assert record is not None and record.state is InvoiceState.FISCALIZED
         assert record.receipt_id == fiscalized.receipt_id
     finally:
+        await watcher.stop()
+
+
+async def test_a_card_payment_arriving_while_cis_is_down_is_changed_once_fiscalized(
+    pipeline: Pipeline,
+) -> None:
+    made = await pipeline.integration()
+    watcher = StatusWatcher(pipeline.kafka)
+    await watcher.start(since_ms=int(time.time() * 1000) - 1000)
+    try:
+        await pipeline.faults(outage_seconds=10)  # HTTP 503: the reporter retries
+        cash = cash_invoice(datetime.now(UTC))
+        await deliver(pipeline, made.uid, cash)
+        await first_status(watcher, made.uid, cash.source_id, 0,
+                           lambda s: s.state is InvoiceState.RETRYING)
+
+        # Paid by card while the cash invoice is still retrying: being fiscalized, so a
+        # duplicate as before, and the only delivery of the new data there is.
+        card = paid_by_card(cash)
+        await deliver(pipeline, made.uid, card)
+        held, _ = await first_status(watcher, made.uid, cash.source_id, 0,
+                                     lambda s: s.state is InvoiceState.DUPLICATE)
+        assert held.reason_code == "already_signed", held.message
+        assert (await pipeline.ledger({made.oib})) == []  # CIS is still down
+
+        # Once CIS is back: fiscalized as paid in cash, then changed to card by itself.
+        changed, seen = await first_status(watcher, made.uid, cash.source_id, 0,
+                                           lambda s: s.reason_code == "changed", timeout=90)
+        assert changed.state is InvoiceState.FISCALIZED, changed.message
+        assert "payment method G (cash) to K (card)" in changed.message
+        assert f"buyer OIB none to {BUYER_OIB}" in changed.message
+        mine = await statuses(watcher, made.uid, cash.source_id, 0, timeout=0)
+        fiscalized = [s for s in mine if s.state is InvoiceState.FISCALIZED]
+        assert [s.reason_code == "changed" for s in fiscalized] == [False, True], mine
+        assert fiscalized[0].receipt_id and changed.fiscal_number == fiscalized[0].fiscal_number
+        (entry,) = await pipeline.ledger({made.oib})
+        assert entry["jir"] == fiscalized[0].receipt_id
+        assert changes([entry]) == [("K", BUYER_OIB)]
+
+        # The new data again (a poll's copy): judged against the change sent, a duplicate.
+        await deliver(pipeline, made.uid, card)
+        again, _ = await first_status(watcher, made.uid, cash.source_id, seen,
+                                      lambda s: True)
+        assert (again.state, again.reason_code) == (InvoiceState.DUPLICATE,
+                                                    "already_fiscalized"), again.message
+        await asyncio.sleep(2)  # let any second change show itself
+        (entry,) = await pipeline.ledger({made.oib})
+        assert changes([entry]) == [("K", BUYER_OIB)]
+        assert len(await statuses(watcher, made.uid, cash.source_id, 0, timeout=0)) == seen + 1
+    finally:
+        await pipeline.faults(outage_seconds=0.001)  # CIS is back for the module's others
         await watcher.stop()

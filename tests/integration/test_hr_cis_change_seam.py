@@ -5,7 +5,7 @@ SOAPAction and reads PromijeniPodatkeRacunaOdgovor; the sandbox's ledger is the 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -18,7 +18,17 @@ from fiscal.hr_cis.formats import ZAGREB
 from fiscal.hr_cis.profile import HrCisProfile
 from fiscal.hr_cis.settings import FiscalSettings
 from fiscal.hr_cis.soap import PROMIJENI_PODATKE_ACTION, RACUNI_ACTION, AnswerVerifier, CisSigner
+from schemas.events import InvoiceRef, InvoiceState, InvoiceStatus
 from schemas.invoice import Customer, Invoice, Payment, PaymentMethod
+from services.fiscalizer.rules import (
+    Entry,
+    Hold,
+    Phase,
+    Trigger,
+    held_change,
+    on_received,
+    on_status,
+)
 from tests.factories import fiscal_number, make_invoice
 from tests.fixtures.cis import CisSandboxHandle
 
@@ -161,3 +171,66 @@ def test_a_change_of_an_invoice_cis_never_fiscalized_is_refused_s012(
     answer = send(http, channel, change.submission)
     assert (answer.verdict, answer.code) == (Verdict.REJECTED, "s012")
     assert "JIR" in answer.action and cis.ledger() == []
+
+
+def judged_at_outcome(
+    authority: HrCisAuthority, fiscalized: Invoice, document: str, newer: Invoice,
+    settings: FiscalSettings, credentials: Callable[[], FiscalCertificate],
+) -> Change | ChangeTooLate | None:
+    """`newer` delivered while `fiscalized` was still being fiscalized (held by the
+    fiscalizer's rules), then the outcome that CIS accepted `document`: what the
+    authority makes of the held delivery, as the fiscalizer asks it then."""
+    now = datetime.now(UTC)
+    signed = Entry(Phase.SIGNED, fiscalized.version, 1, now)
+    hold = on_received(newer, signed, integration_status="active", trigger=Trigger.ISSUED,
+                       used_this_month=0, monthly_limit=None, now=now,
+                       starts_at=now - timedelta(days=3))
+    assert isinstance(hold, Hold)
+    outcome = InvoiceStatus(
+        integration_uid="u", invoice=InvoiceRef.of(fiscalized), state=InvoiceState.FISCALIZED,
+        reason_code="ok", message="m", message_id="m1", attempt=1, receipt_id="jir",
+        signed_request=document)
+    done = on_status(outcome, hold.entry)
+    assert done is not None
+    check = held_change(done, integration_status="active")
+    assert check is not None and check.invoice == newer
+    assert check.entry.fiscalized is not None
+    return authority.prepare_change(check.entry.fiscalized, check.entry.changed, check.invoice,
+                                    settings, credentials, now=now)
+
+
+def edited(invoice: Invoice) -> Invoice:
+    return invoice.model_copy(
+        update={"last_modified_at": invoice.last_modified_at + timedelta(minutes=1)})
+
+
+def test_a_delivery_held_while_being_fiscalized_is_judged_at_the_outcome(
+    cis: CisSandboxHandle, http: httpx.Client, channel: HrCisChannel,
+    authority: HrCisAuthority, fiscal_settings: FiscalSettings,
+    demo_certificate: FiscalCertificate,
+) -> None:
+    cash = paid("cash", PaymentMethod.CASH)
+    document = fiscalize(http, channel, authority, cash, fiscal_settings, demo_certificate)
+    # Edited, but not in its payment or buyer: nothing to change, nothing signed.
+    assert judged_at_outcome(authority, cash, document, edited(cash), fiscal_settings,
+                             unusable) is None
+    # Paid by card: the change a later delivery would have made, taken by CIS.
+    change = judged_at_outcome(authority, cash, document, edited(card(cash)), fiscal_settings,
+                               lambda: demo_certificate)
+    assert isinstance(change, Change) and change.data == f"K|{BUYER_OIB}"
+    assert send(http, channel, change.submission).verdict is Verdict.ACCEPTED
+    (entry,) = cis.ledger()
+    assert [(c["payment"], c["buyer_oib"]) for c in entry["changes"]] == [("K", BUYER_OIB)]
+
+
+def test_a_delivery_held_past_the_day_of_issue_is_too_late(
+    cis: CisSandboxHandle, http: httpx.Client, channel: HrCisChannel,
+    authority: HrCisAuthority, fiscal_settings: FiscalSettings,
+    demo_certificate: FiscalCertificate,
+) -> None:
+    cash = paid("cash", PaymentMethod.CASH, issued_at=datetime.now(UTC) - timedelta(days=1))
+    document = fiscalize(http, channel, authority, cash, fiscal_settings, demo_certificate)
+    late = judged_at_outcome(authority, cash, document, edited(card(cash, buyer=None)),
+                             fiscal_settings, lambda: demo_certificate)
+    assert isinstance(late, ChangeTooLate) and late.code == "change_too_late"
+    assert "changes" not in cis.ledger()[0]
