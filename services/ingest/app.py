@@ -7,7 +7,7 @@ so a forged request never reaches the payload parser.
 The invoice is mapped with the integration's read options, and with the buyer's
 contact read from Zoho when the invoice carries no tax number, exactly as the poller
 maps the same invoice. An accepted webhook is recorded for the poller (at most once per
-`webhook_seen_seconds` per integration and process, in the background): while webhooks
+`webhook_seen` per integration and process, in the background): while webhooks
 arrive it polls less often.
 """
 

@@ -157,7 +157,7 @@ class Poller:
         return list(await asyncio.gather(*await self.tick()))
 
     async def drain(self) -> None:
-        """Let running polls finish: one still fetching gets `drain_seconds`, one that is
+        """Let running polls finish: one still fetching gets `drain`, one that is
         publishing always finishes (its watermark must follow its acks). Then release."""
         running = dict(self._running)
         if running:
