@@ -458,6 +458,7 @@ class Fiscalizer:
                 # "being fiscalized" for good); a later delivery is judged again.
                 log.exception("cannot judge the delivery held for a change; dropped",
                               extra={"invoice_id": source_id})
+                self._set_entry(batch, uid, source_id, taken(updated))  # no change went out
                 PROCESSED.labels("status", "held_unjudged").inc()
                 return []
 
