@@ -83,8 +83,8 @@ class Run:
         return InvoiceSigned.from_json(value)
 
 
-@pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_pfx: Pfx) -> Run:
+@pytest.fixture(name="run")
+def run_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_pfx: Pfx) -> Run:
     monkeypatch.setenv("FISCOBRIDGE_HOME", str(tmp_path))
     integrations = Integrations()
     settings = FiscalizerSettings(app_id=f"hr-{uuid.uuid4().hex[:8]}", store="memory://")
