@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -52,6 +52,7 @@ from connectors.zoho.mapping import (
     map_invoice,
     parse_datetime,
 )
+from connectors.zoho.rejected import Rejected, rejected_document
 from schemas.invoice import Invoice, PaymentMethod
 
 Key = tuple[str, datetime]
@@ -62,15 +63,6 @@ CREDIT_NOTE = "creditnote:"
 SORT_COLUMN = "created_time"
 SORT_ORDER = "A"
 SCOPE_MISSING = 57
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A record that changed but cannot be delivered; the reason names the field."""
-
-    invoice_id: str
-    code: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -267,7 +259,12 @@ async def changed_invoices(
                     document, payments=payments, contact=contact, **options.kwargs()
                 )
         except InvoiceMappingError as error:
-            rejected.append(Rejected(key.removeprefix(CREDIT_NOTE), error.code, str(error)))
+            # Identified, so that the channel can show it blocked (connectors.zoho.rejected).
+            kind = "creditnote" if key.startswith(CREDIT_NOTE) else "invoice"
+            refused = rejected_document(kind, document, error, base_currency=options.base_currency)
+            if not refused.invoice_id:  # the detail lacks its id: the listed one names it
+                refused = replace(refused, invoice_id=key.removeprefix(CREDIT_NOTE))
+            rejected.append(refused)
             continue
         prefix = CREDIT_NOTE if key.startswith(CREDIT_NOTE) else ""
         version = (prefix + invoice.source_id, invoice.last_modified_at)

@@ -25,6 +25,7 @@ from connectors.zoho.mapping import (
     map_credit_note,
     map_invoice,
 )
+from connectors.zoho.rejected import Rejected, rejected_document
 from schemas.invoice import Invoice, PaymentMethod
 
 SIGNATURE_HEADER = "X-Zoho-Webhook-Signature"
@@ -32,11 +33,14 @@ _ALPHANUMERIC = string.ascii_letters + string.digits
 
 
 class PayloadInvalid(ValueError):
-    """The webhook body is not an invoice we can map; `reason` is a stable code."""
+    """The webhook body is not an invoice we can map; `reason` is a stable code.
+    `rejected`: the document the mapping refused, identified (connectors.zoho.rejected);
+    None when the body carries no document to identify."""
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str, rejected: Rejected | None = None):
         super().__init__(message)
         self.reason = reason
+        self.rejected = rejected
 
 
 def _digest(secret: str, body: bytes, params: Mapping[str, str] | None) -> bytes:
@@ -118,7 +122,8 @@ def map_webhook(
         return map_invoice(record, contact=contact, **options.kwargs())
     except InvoiceMappingError as error:
         raise PayloadInvalid(
-            f"mapping:{error.code}", f"invoice cannot be mapped: {error}"
+            f"mapping:{error.code}", f"invoice cannot be mapped: {error}",
+            rejected_document(kind, record, error, base_currency=options.base_currency),
         ) from error
 
 

@@ -63,6 +63,7 @@ __all__ = [
     "InvoiceMappingError",
     "MappingOptions",
     "buyer_contact_id",
+    "issue_instant",
     "map_credit_note",
     "map_document",
     "map_invoice",
@@ -315,7 +316,7 @@ def _map(
         source=SOURCE,
         source_id=identifier(doc.get(id_key), id_key),
         number=number,
-        issued_at=_issued_at(day(doc.get("date"), "date"), created),
+        issued_at=issue_instant(day(doc.get("date"), "date"), created),
         created_at=created,
         currency=currency,
         customer=Customer(
@@ -437,7 +438,8 @@ def _custom_value(
     return None
 
 
-def _issued_at(on: date, created: datetime) -> datetime:
+def issue_instant(on: date, created: datetime) -> datetime:
+    """The moment of issue from Zoho's `date` and `created_time` (the module's rule)."""
     if created.date() == on:
         return created
     return datetime.combine(on, time(0, 0), tzinfo=created.tzinfo)
