@@ -39,7 +39,13 @@ from schemas.invoice import DocumentKind
 from services.writeback.service import WriteBack
 from services.writeback.sessions import ZohoSessions
 from services.writeback.settings import WriteBackSettings
-from services.writeback.stage import NO_CREDIT_NOTE_MAPPING, NO_MAPPING, Backoff, WriteBackStage
+from services.writeback.stage import (
+    NO_CREDIT_NOTE_MAPPING,
+    NO_MAPPING,
+    ZKI_WRITTEN,
+    Backoff,
+    WriteBackStage,
+)
 from tests.e2e.zoho_helpers import read_topic, store_connection, zoho_grant
 from tests.fixtures.certs import Pfx
 from tests.fixtures.kafka import MakeTopic
@@ -372,3 +378,125 @@ async def _read_raw(kafka: KafkaSettings, topic: str) -> list[Any]:
         await consumer.stop()
 
 
+
+
+@SQLITE
+async def test_a_retried_invoice_shows_its_zki_until_its_jir_is_written(
+    store: Store, kafka_settings: KafkaSettings, make_topic: MakeTopic,
+    zoho_sandbox: ZohoSandboxHandle, demo_pfx: Pfx, demo_certificate: FiscalCertificate,
+    fiscal_settings: FiscalSettings,
+) -> None:
+    """Signed while CIS is unreachable: the Zoho invoice shows its fiscal number, ZKI and
+    the zki= QR (outcome waiting); with its JIR the JIR and the jir= QR (written back);
+    a retrying status that arrives after that changes nothing."""
+    client = await zoho_sandbox.oauth_client()
+    account, _ = await store.accounts.ensure("owner@obrt.hr")
+    grant = await zoho_grant(zoho_sandbox, client, limits=FAST)
+    created = await store.integrations.create(
+        account_id=account.account_id, fiscal_settings=fiscal_settings,
+        pfx=demo_pfx.data, password=demo_pfx.password, certificate=demo_certificate,
+        tier="scale",
+    )
+    uid, org = created.record.uid, grant.organization_id
+    await store_connection(store, uid, grant)
+    await store.apply([IntegrationEvent(integration_uid=uid, kind=IntegrationEventKind.CONNECTED)])
+    settings = WriteBackSettings(
+        zoho=ZohoClientSettings(
+            client_id=client["client_id"], client_secret=SecretStr(client["client_secret"]),
+            accounts_servers=list(zoho_sandbox.accounts_servers),
+        ),
+        group_id=f"wb-{uid}",
+        retry_base=0.05, retry_cap=0.2, commit_interval=0.1,
+    )
+    status_topic, writeback_topic = [await make_topic(partitions=2) for _ in range(2)]
+
+    async def record(outcome: WriteBackStatus) -> None:
+        await store.writebacks.apply(
+            integration_uid=outcome.integration_uid, source_id=outcome.source_id,
+            state=outcome.state.value, reason=outcome.reason,
+            fiscal_number=outcome.fiscal_number, event_id=outcome.event_id,
+            occurred_at=outcome.occurred_at)
+
+    async with httpx.AsyncClient() as http:
+        sessions = ZohoSessions(store, http, settings)
+        known = await store.integrations.get(uid)
+        assert known is not None
+        books = await sessions.client(known)
+        fields = {f["api_name"]: f["customfield_id"] for f in await books.invoice_custom_fields()}
+        await store.integrations.set_writeback_fields(uid, {
+            "fiscal_number": fields["cf_fiskalni_broj"], "zki": fields["cf_zki"],
+            "jir": fields["cf_jir"], "qr_url": fields["cf_qr_url"]})
+        invoice = await zoho_sandbox.create_invoice(org)
+        final = fiscalized(uid, invoice["invoice_id"], invoice["invoice_number"], 7)
+        zki, jir = final.protection_code, final.receipt_id
+
+        def retrying(attempt: int) -> InvoiceStatus:
+            return final.model_copy(update={
+                "event_id": f"retry-{uid}-{attempt}", "state": InvoiceState.RETRYING,
+                "reason_code": "s006", "receipt_id": None, "attempt": attempt,
+                "late": attempt > 1})
+
+        stage = WriteBackStage(store.integrations.get, sessions.client,
+                               Backoff(settings.retry_base.total_seconds(),
+                                       settings.retry_cap.total_seconds()),
+                               written=store.writebacks.get)
+        service = WriteBack(kafka_settings, settings, stage, status_topic=status_topic,
+                            writeback_topic=writeback_topic, record=record)
+        stop = asyncio.Event()
+        running = asyncio.create_task(service.run(stop))
+        producer = make_producer(kafka_settings)
+        await producer.start()
+
+        async def send(status: InvoiceStatus) -> None:
+            await producer.send_and_wait(status_topic, status.to_json(), key=status.key)
+
+        async def outcome_is(state: str, reason: str | None) -> Any:
+            async def check() -> bool:
+                got = await store.writebacks.get(uid, invoice["invoice_id"])
+                return got is not None and (got.state, got.reason) == (state, reason)
+            return await until(check)
+
+        async def all_processed() -> bool:
+            watcher = make_consumer(kafka_settings, group_id=settings.group_id)
+            await watcher.start()
+            try:
+                parts = await partitions_of(watcher, status_topic)
+                ends = await watcher.end_offsets(parts)
+                return [await watcher.committed(tp) or 0 for tp in parts] == [
+                    ends[tp] for tp in parts]
+            finally:
+                await watcher.stop()
+
+        try:
+            await send(retrying(1))
+            await outcome_is("waiting", ZKI_WRITTEN)
+            shown = await zoho_sandbox.show_invoice(org, invoice["invoice_id"])
+            assert shown["written_back"] == {
+                "cf_fiskalni_broj": "7/POSL1/1", "cf_zki": zki,
+                "cf_qr_url": f"https://porezna.gov.hr/rn?zki={zki}&datv=20261202_1041&izn=1238",
+            }
+            await send(retrying(2))  # the next try's status: written once is enough
+            await send(final)
+            await outcome_is("written_back", None)
+            with_jir = {
+                "cf_fiskalni_broj": "7/POSL1/1", "cf_zki": zki, "cf_jir": jir,
+                "cf_qr_url": f"https://porezna.gov.hr/rn?jir={jir}&datv=20261202_1041&izn=1238",
+            }
+            assert (await zoho_sandbox.show_invoice(org, invoice["invoice_id"]))[
+                "written_back"] == with_jir
+            await send(retrying(3))  # out of order, after the JIR
+            await until(all_processed)
+        finally:
+            await producer.stop()
+            stop.set()
+            await asyncio.wait_for(running, 30)
+
+    assert (await zoho_sandbox.show_invoice(org, invoice["invoice_id"]))[
+        "written_back"] == with_jir
+    latest = await store.writebacks.get(uid, invoice["invoice_id"])
+    assert latest is not None and (latest.state, latest.reason) == ("written_back", None)
+    published = await read_topic(kafka_settings, writeback_topic, WriteBackStatus)
+    assert [(o.state, o.reason, o.status_event_id) for o in published] == [
+        (WriteBackState.WAITING, ZKI_WRITTEN, f"retry-{uid}-1"),
+        (WriteBackState.WRITTEN_BACK, None, final.event_id),
+    ]
