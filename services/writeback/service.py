@@ -268,10 +268,15 @@ async def main(stop: asyncio.Event) -> None:
             timeout=httpx.Timeout(settings.zoho_timeout.total_seconds())
         ) as http:
             sessions = ZohoSessions(store, http, settings)
+
+            async def has_receipt(uid: str, source_id: str) -> bool:
+                entry = await store.journal.get(uid, source_id)
+                return entry is not None and entry.receipt_id is not None
+
             stage = WriteBackStage(
                 store.integrations.get, sessions.client,
                 Backoff(settings.retry_base.total_seconds(), settings.retry_cap.total_seconds()),
-                written=store.writebacks.get,
+                written=store.writebacks.get, has_receipt=has_receipt,
             )
             async def record(outcome: WriteBackStatus) -> None:
                 await store.writebacks.apply(

@@ -13,9 +13,11 @@ Rules:
   means the final fields are on the document, and only the JIR's write says so.
   This early write happens once per invoice and never after the final one: it is made
   only while the invoice's latest recorded outcome (`written`, the store's) is none or
-  another `waiting` (not yet written); after ZKI_WRITTEN, `written_back` or `failed` a
-  status without a JIR changes nothing, however late or often it arrives. Without
-  `written` (no store to ask) there is no early write. A storno that goes as a comment
+  another `waiting` (not yet written) and the invoice has no JIR yet (`has_receipt`,
+  the journal's: a retried change of a fiscalized invoice is such a status too); after
+  ZKI_WRITTEN, `written_back` or `failed` a status without a JIR changes nothing,
+  however late or often it arrives. Without `written` (no store to ask) there is no
+  early write. A storno that goes as a comment
   is written only with its JIR (the comment is added once). Every other status is
   ignored (no outcome).
 - The values go into the invoice custom fields the integration maps
@@ -76,8 +78,8 @@ class Stopping(Exception):
     uncommitted and is read again by the partition's next owner."""
 
 
-ZKI_WRITTEN = "written without the JIR (fiscal number, ZKI, QR with zki=); the JIR follows " \
-    "once the tax authority answers"
+ZKI_WRITTEN = ("fiscal number, ZKI and QR code (zki=) are on the invoice; the JIR is "
+               "written once the tax authority gives it")
 
 
 def due(status: InvoiceStatus) -> bool:
@@ -127,6 +129,7 @@ class Backoff:
 
 Publish = Callable[[WriteBackStatus], Awaitable[None]]
 Written = Callable[[str, str], Awaitable[WriteBackOutcome | None]]
+HasReceipt = Callable[[str, str], Awaitable[bool]]
 LoadIntegration = Callable[[str], Awaitable[IntegrationRecord | None]]
 ClientOf = Callable[[IntegrationRecord], Awaitable[ZohoBooksClient]]
 
@@ -135,12 +138,15 @@ class WriteBackStage:
     def __init__(
         self, load: LoadIntegration, client_of: ClientOf, backoff: Backoff,
         *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        written: Written | None = None,
+        written: Written | None = None, has_receipt: HasReceipt | None = None,
     ) -> None:
         """`written(integration_uid, source_id)`: the invoice's latest recorded outcome
-        (the store's `writebacks.get`); without it no early (pre-JIR) write is made."""
+        (the store's `writebacks.get`); without it no early (pre-JIR) write is made.
+        `has_receipt(integration_uid, source_id)`: whether the invoice is known to be
+        fiscalized with its receipt (the journal's), so no early write either."""
         self.load = load
         self.written = written
+        self.has_receipt = has_receipt
         self.client_of = client_of
         self.backoff = backoff
         self.clock = clock
@@ -172,8 +178,11 @@ class WriteBackStage:
 
     async def _early_write_open(self, status: InvoiceStatus) -> bool:
         assert self.written is not None
+        uid, source_id = status.integration_uid, status.invoice.source_id
         try:
-            last = await self.written(status.integration_uid, status.invoice.source_id)
+            if self.has_receipt is not None and await self.has_receipt(uid, source_id):
+                return False
+            last = await self.written(uid, source_id)
         except (OSError, DBAPIError) as error:
             # Not knowing what is on the document, writing could take the JIR's place:
             # the invoice's next status (another try, or its JIR) writes it instead.

@@ -112,15 +112,19 @@ class Outcomes:
 
 
 def stage(zoho: FakeZoho, rec: IntegrationRecord | None = None,
-          written: Outcomes | None = None) -> WriteBackStage:
+          written: Outcomes | None = None, receipts: set[str] | None = None) -> WriteBackStage:
     async def load(uid: str) -> IntegrationRecord | None:
         return rec if rec is not None else record()
 
     async def client_of(_: IntegrationRecord) -> Any:
         return zoho
 
+    async def has_receipt(uid: str, source_id: str) -> bool:
+        return source_id in (receipts or set())
+
     return WriteBackStage(load, client_of, Backoff(base=0.01, cap=0.02),
-                          written=written.get if written is not None else None)
+                          written=written.get if written is not None else None,
+                          has_receipt=has_receipt)
 
 
 async def run(s: WriteBackStage, st: InvoiceStatus,
@@ -384,3 +388,14 @@ def test_backoff_is_capped_and_honours_zohos_retry_at() -> None:
     assert [b.delay(n, None, now) for n in (1, 2, 3, 10, 20)] == [1, 2, 4, 300, 300]
     assert b.delay(1, now + timedelta(seconds=40), now) == 40
     assert b.delay(1, now + timedelta(hours=5), now) == 300
+
+
+async def test_no_early_write_once_the_invoice_has_its_jir_whatever_was_written() -> None:
+    # A retried change of a fiscalized invoice whose JIR is not written yet (waiting for
+    # the customer to reconnect): its status has no receipt, but the invoice has one.
+    zoho, outcomes = FakeZoho(), Outcomes()
+    outcomes.latest[(UID, "4600001")] = WriteBackOutcome(
+        "waiting", "the Zoho connection needs to be renewed", None, datetime.now(UTC))
+    outcome, published = await run(stage(zoho, written=outcomes, receipts={"4600001"}),
+                                   retrying(), outcomes)
+    assert outcome is None and published == [] and zoho.written == []
