@@ -399,3 +399,33 @@ async def test_no_early_write_once_the_invoice_has_its_jir_whatever_was_written(
     outcome, published = await run(stage(zoho, written=outcomes, receipts={"4600001"}),
                                    retrying(), outcomes)
     assert outcome is None and published == [] and zoho.written == []
+
+
+def test_the_reporters_status_on_a_transient_failure_is_written_before_its_jir() -> None:
+    """The reporter's own outcome of an s006 (late by now): retrying, with the ZKI and
+    fiscal number the early write needs and the zki= QR it renders."""
+    from fiscal.authority import Answer
+    from fiscal.hr_cis.late import LateDeadline
+    from schemas.events import InvoiceSigned
+    from services.reporter.backoff import Backoff as ReporterBackoff
+    from services.reporter.outcome import decide
+    from services.writeback.stage import before_receipt
+    from tests.factories import fiscal_number, make_invoice
+
+    issued = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    signed = InvoiceSigned(
+        integration_uid=UID, invoice=make_invoice().model_copy(update={
+            "first_seen_issued_at": issued}),
+        profile="hr-cis", message_id="5a3c1f1e-0000-4000-8000-000000000001",
+        protection_code="b" * 32, document="<RacunZahtjev/>", attempt=3,
+        first_attempt_at=issued, fiscal_number=fiscal_number(57),
+    )
+    retried, retry = decide(
+        signed, Answer.transient("s006", "sistemska greska"), issued + timedelta(days=5),
+        ReporterBackoff(base=timedelta(seconds=1), cap=timedelta(seconds=60)), LateDeadline())
+    assert retry is not None and retried.state is InvoiceState.RETRYING and retried.late
+    assert before_receipt(retried)
+    values = values_of(retried)
+    assert "jir" not in values and values["zki"] == "b" * 32
+    assert values["fiscal_number"] == retried.fiscal_number
+    assert values["qr_url"].startswith(f"https://porezna.gov.hr/rn?zki={'b' * 32}&datv=")
