@@ -1,5 +1,10 @@
 """ingest: Zoho webhooks in, `InvoiceReceived` out — 202 only once the broker has it.
 
+A document the mapping refuses (its amounts cannot add up to Zoho's total, ...) is not
+refused: it is published as a `blocked` status with the mapping's reason on
+invoices.status (connectors.zoho.rejected) and answered 200 once acked, so that the
+bookkeeper sees it in the portal and Zoho does not retry what retrying cannot fix.
+
 Every refusal says why in a JSON body and publishes nothing. Checks go cheapest and
 least revealing first: size, then the integration, then the signature, then content,
 so a forged request never reaches the payload parser.
@@ -29,6 +34,7 @@ from starlette.routing import Route
 
 from connectors.zoho.errors import ZohoError
 from connectors.zoho.mapping import MappingOptions, buyer_contact_id
+from connectors.zoho.rejected import blocked_status
 from connectors.zoho.webhook import (
     PayloadInvalid,
     map_webhook,
@@ -38,7 +44,7 @@ from connectors.zoho.webhook import (
 from runtime.logging import log_context
 from runtime.metrics import INTEGRATION_INVOICES
 from runtime.ops import ReadinessCheck, routes
-from schemas.events import Channel, InvoiceReceived
+from schemas.events import Channel, InvoiceReceived, InvoiceStatus
 from services.ingest.directory import WebhookDirectory, WebhookTarget
 from services.ingest.settings import IngestSettings
 
@@ -48,6 +54,10 @@ RECEIVED = Counter(
     "fiscobridge_ingest_webhooks_total", "Webhooks answered, by HTTP status", ["status"]
 )
 PUBLISHED = Counter("fiscobridge_ingest_published_total", "InvoiceReceived events acked")
+BLOCKED = Counter(
+    "fiscobridge_ingest_blocked_total",
+    "Documents the mapping refused, published as blocked statuses (acked)",
+)
 SECONDS = Histogram(
     "fiscobridge_ingest_request_seconds", "Webhook handling time including the broker ack",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
@@ -98,7 +108,10 @@ def create_app(
     *,
     contacts: ContactReader | None = None,
     webhook_seen: WebhookSeen | None = None,
+    publish_status: Publish | None = None,
 ) -> Starlette:
+    """`publish`: to invoices.received; `publish_status`: to invoices.status, for a
+    document the mapping refuses (None: such a webhook is refused with 400)."""
     recorded: dict[str, float] = {}  # uid -> monotonic time its webhook was last recorded
     background: set[asyncio.Task[None]] = set()
 
@@ -181,7 +194,13 @@ def create_app(
             try:
                 invoice = map_webhook(document, options, contact=contact)
             except PayloadInvalid as exc:
-                return _refuse(400, "malformed_payload", str(exc))
+                blocked = None
+                if exc.rejected is not None and publish_status is not None:
+                    blocked = blocked_status(integration_uid, exc.rejected,
+                                             starts_at=target.starts_at)
+                if blocked is None:
+                    return _refuse(400, "malformed_payload", str(exc))
+                return await _block(blocked, publish_status)
             event = InvoiceReceived(
                 integration_uid=integration_uid, invoice=invoice, channel=Channel.WEBHOOK
             )
@@ -204,6 +223,31 @@ def create_app(
                     {"event_id": event.event_id, "invoice_id": invoice.source_id},
                     status_code=202,
                 )
+
+    async def _block(blocked: InvoiceStatus, publish_status: Publish | None) -> JSONResponse:
+        """Answered 200 once the blocked status is acked: Zoho retries a webhook it did not
+        get a 2xx for, and retrying sends the same document, which cannot map either.
+        The bookkeeper corrects it in Zoho; that edit's webhook (or poll) then maps."""
+        assert publish_status is not None
+        with log_context(event_id=blocked.event_id):
+            try:
+                await asyncio.wait_for(publish_status(blocked.key, blocked.to_json()),
+                                       settings.publish_timeout.total_seconds())
+            except Exception as exc:
+                log.error("broker did not ack; answering 503", extra={"error": repr(exc)})
+                return _refuse(503, "broker_unavailable",
+                               "the invoice could not be queued; retry later")
+            BLOCKED.inc()
+            RECEIVED.labels("200").inc()
+            seen(blocked.integration_uid)
+            log.warning("blocked: the document cannot be mapped", extra={
+                "invoice_id": blocked.invoice.source_id, "code": blocked.reason_code})
+            return JSONResponse(
+                {"event_id": blocked.event_id, "invoice_id": blocked.invoice.source_id,
+                 "state": blocked.state.value, "reason_code": blocked.reason_code,
+                 "message": blocked.message},
+                status_code=200,
+            )
 
     webhook = Route("/webhook/zoho/{integration_uid}", zoho_webhook, methods=["POST"])
     return Starlette(routes=[webhook, *routes(ready)],

@@ -30,6 +30,8 @@ class WebhookTarget:
     organization_id: str | None = None
     api_domain: str | None = None
     accounts_server: str | None = None
+    # Nothing created before it is the integration's (connectors.zoho.rejected).
+    starts_at: datetime | None = None
 
     def secrets(self, now: datetime) -> list[str]:
         accepted = [self.secret.get_secret_value()]

@@ -16,7 +16,7 @@ from runtime.ops import QuietServer
 from runtime.settings import KafkaSettings, ZohoClientSettings
 from runtime.store.store import Store
 from runtime.vault import Vault
-from schemas.topics import INVOICES_RECEIVED
+from schemas.topics import INVOICES_RECEIVED, INVOICES_STATUS
 from services.ingest.app import create_app
 from services.ingest.directory import Loader, WebhookDirectory, WebhookTarget
 from services.ingest.settings import IngestSettings
@@ -41,6 +41,7 @@ def store_loader(store: Store) -> Loader:
             organization_id=record.zoho_organization_id,
             api_domain=record.zoho_api_domain,
             accounts_server=record.zoho_accounts_server,
+            starts_at=record.starts_at,
         )
 
     return load
@@ -63,6 +64,9 @@ async def main(stop: asyncio.Event) -> None:
     async def publish(key: bytes, value: bytes) -> None:
         await producer.send_and_wait(INVOICES_RECEIVED.name, value, key=key)
 
+    async def publish_status(key: bytes, value: bytes) -> None:
+        await producer.send_and_wait(INVOICES_STATUS.name, value, key=key)
+
     async def ready() -> dict[str, bool]:
         return {"kafka": await kafka_ok(producer), "store": await store_ok(store)}
 
@@ -75,7 +79,7 @@ async def main(stop: asyncio.Event) -> None:
         )
 
     app = create_app(settings, directory, publish, ready, contacts=contacts,
-                     webhook_seen=webhook_seen)
+                     webhook_seen=webhook_seen, publish_status=publish_status)
     server = QuietServer(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                        access_log=False, lifespan="off")

@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaProducer
 from connectors.zoho.contacts import ContactCache
 from connectors.zoho.errors import TokenInvalid, ZohoError
 from connectors.zoho.mapping import MappingOptions
+from connectors.zoho.rejected import blocked_status
 from connectors.zoho.sync import SyncResult, changed_invoices
 from runtime.logging import log_context
 from runtime.store.rebuild import publish_and_apply
@@ -41,9 +42,10 @@ from schemas.events import (
     IntegrationEvent,
     IntegrationEventKind,
     InvoiceReceived,
+    InvoiceStatus,
 )
 from schemas.invoice import Invoice
-from schemas.topics import INTEGRATIONS_EVENTS, INVOICES_RECEIVED
+from schemas.topics import INTEGRATIONS_EVENTS, INVOICES_RECEIVED, INVOICES_STATUS
 from services.poller import metrics
 from services.poller.outcome import PollOutcome, ending_of
 from services.poller.schedule import Schedule, Target, stretch_interval, target_of
@@ -73,6 +75,7 @@ class PollReport:
     error: str | None = None
     deactivated: bool = False  # token_invalid was published and applied
     stretch: int = 1  # the next interval's multiple while webhooks are delivering
+    blocked: int = 0  # of `rejected`, those published as blocked (shown in the portal)
 
 
 class Poller:
@@ -86,6 +89,7 @@ class Poller:
         holder: str | None = None,
         received_topic: str = INVOICES_RECEIVED.name,
         events_topic: str = INTEGRATIONS_EVENTS.name,
+        status_topic: str = INVOICES_STATUS.name,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
@@ -94,6 +98,7 @@ class Poller:
         self.holder = holder or default_holder()
         self.received_topic = received_topic
         self.events_topic = events_topic
+        self.status_topic = status_topic
         self.clock = clock
         self._owns_http = http is None
         self.http = http or metrics.instrumented_http(settings.zoho_timeout.total_seconds())
@@ -301,9 +306,16 @@ class Poller:
         uid = session.target.uid
         start = session.target.starts_at
         own = [i for i in result.invoices if start is not None and not i.originated_before(start)]
+        # A document the mapping refuses is shown blocked with its reason (never passed on
+        # with other numbers); published before the watermark moves, like the invoices.
+        blocked = [
+            status for status in (
+                blocked_status(uid, rejected, starts_at=start) for rejected in result.rejected
+            ) if status is not None
+        ]
         try:
             await asyncio.wait_for(
-                self._publish(uid, own), self.settings.publish_timeout.total_seconds()
+                self._publish(uid, own, blocked), self.settings.publish_timeout.total_seconds()
             )
         except Exception as error:  # no ack for every invoice: the watermark stays
             log.error(
@@ -346,11 +358,13 @@ class Poller:
             )
         report = PollReport(
             uid, ending.outcome, len(own), len(result.rejected), calls, watermark,
-            why, deactivated,
+            why, deactivated, blocked=len(blocked),
         )
         return report, ending.retry_at
 
-    async def _publish(self, uid: str, invoices: Sequence[Invoice]) -> None:
+    async def _publish(
+        self, uid: str, invoices: Sequence[Invoice], blocked: Sequence[InvoiceStatus] = ()
+    ) -> None:
         events = [
             InvoiceReceived(integration_uid=uid, invoice=invoice, channel=Channel.POLL)
             for invoice in invoices
@@ -358,6 +372,10 @@ class Poller:
         acks = [
             await self.producer.send(self.received_topic, event.to_json(), key=event.key)
             for event in events
+        ]
+        acks += [
+            await self.producer.send(self.status_topic, status.to_json(), key=status.key)
+            for status in blocked
         ]
         await asyncio.gather(*acks)
 
