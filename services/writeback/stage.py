@@ -239,8 +239,10 @@ class WriteBackStage:
         """One try: the outcome to publish, or the failure to retry (outcome None); both
         None when an early write has nothing to write."""
         ref = status.invoice
-        credit_note = ref.kind is DocumentKind.CREDIT_NOTE
-        as_comment = ref.source_id.endswith(STORNO_SUFFIX) and not credit_note
+        # A voided invoice's storno is kind credit_note (negative amounts) but has no Zoho
+        # document of its own: its values go as a comment, never into credit note fields.
+        as_comment = ref.source_id.endswith(STORNO_SUFFIX)
+        credit_note = ref.kind is DocumentKind.CREDIT_NOTE and not as_comment
         if early and as_comment:
             return None, None
         try:

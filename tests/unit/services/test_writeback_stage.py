@@ -323,6 +323,21 @@ async def test_a_storno_goes_as_a_comment_on_the_original() -> None:
     assert invoice_id == "4600001" and "58/POSL1/1" in text and "izn=-1000" in text
 
 
+async def test_the_storno_the_fiscalizer_makes_of_a_void_goes_as_a_comment_too() -> None:
+    # The fiscalizer's storno of a voided invoice is kind credit_note (storno_of): it still
+    # has no Zoho document of its own, even where credit note fields are mapped.
+    ref = InvoiceRef(source_id="4600001:storno", number="INV-1 storno", version="v",
+                     kind=DocumentKind.CREDIT_NOTE, total=Decimal("-10"),
+                     issued_at=datetime(2026, 3, 1, 8, tzinfo=UTC))
+    zoho = FakeZoho()
+    outcome, _ = await run(stage(zoho, record({**FIELDS, **NOTE_FIELDS})),
+                           status(invoice=ref, fiscal_number="58/POSL1/1"))
+    assert outcome.state is WriteBackState.WRITTEN_BACK, outcome.reason
+    assert zoho.written == [] and zoho.notes_written == []
+    [(invoice_id, text)] = zoho.comments
+    assert invoice_id == "4600001" and "58/POSL1/1" in text and "izn=-1000" in text
+
+
 async def test_a_stornos_comment_is_not_added_again_on_redelivery() -> None:
     zoho = FakeZoho()
     ref = InvoiceRef(source_id="4600001:storno", number="INV-1 storno", version="v",
