@@ -151,7 +151,8 @@ class WriteBackStage:
         self.backoff = backoff
         self.clock = clock
         # One write-back per document at a time in this process: two deliveries of a
-        # storno must not both find no comment and both add one.
+        # storno must not both find no comment and both add one, and an early write's
+        # look at what was written must not pass while the JIR's write is under way.
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 
     async def process(
@@ -165,7 +166,7 @@ class WriteBackStage:
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
         try:
-            async with lock:  # the early write's check and write, and the final one's, in turn
+            async with lock:
                 if early and not await self._early_write_open(status):
                     return None
                 return await self._process(status, publish, stop, early=early)
