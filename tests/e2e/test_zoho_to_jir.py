@@ -441,3 +441,36 @@ async def test_every_shape_zoho_sends_is_fiscalized_with_zohos_own_total(
     await zp.written_back(grant, done)
     outcome = await zp.pipeline.store.writebacks.get(made.uid, note["creditnote_id"])
     assert outcome is not None and outcome.state == "written_back"
+
+    # Voided in Zoho after it was fiscalized: its storno is fiscalized as a new invoice,
+    # under a number of its own with the total negated, and commented onto the invoice.
+    voided = inclusive["invoice_id"]
+    watcher = StatusWatcher(zp.pipeline.kafka)
+    await watcher.start(since_ms=int(time.time() * 1000) - 1000)
+    try:
+        await zp.zoho.edit_invoice(org, voided, status="void")
+        assert await watcher.wait_for({(made.uid, f"{voided}:storno")}, timeout=120) == set()
+    finally:
+        await watcher.stop()
+    [storno] = [s for s in watcher.outcomes.all if s.integration_uid == made.uid
+                and s.invoice.source_id == f"{voided}:storno"
+                and s.state is InvoiceState.FISCALIZED]
+    assert storno.invoice.total == Decimal("-34.60") and storno.receipt_id
+    assert storno.fiscal_number is not None
+    after = await zp.pipeline.ledger({made.oib})
+    assert sorted(str(entry["total"]) for entry in after) == sorted(
+        ["34.60", "37.89", "38.73", "-31.25", "-34.60"]
+    )
+    numbers = [str(entry["br_ozn_rac"]) for entry in after]
+    assert len(set(numbers)) == 5 and storno.fiscal_number.split("/")[0] not in [
+        str(entry["br_ozn_rac"]) for entry in ledger]
+    wanted = (f"{storno.fiscal_number}", f"JIR: {storno.receipt_id}", "izn=-3460")
+    deadline = time.monotonic() + 60
+    while True:
+        comments = (await zp.zoho.show_invoice(org, voided))["comments"]
+        texts = [str(c.get("description")) for c in comments]
+        if any(all(w in t for w in wanted) for t in texts):
+            break
+        assert time.monotonic() < deadline, texts
+        await asyncio.sleep(0.2)
+    assert len(texts) == 1, texts  # added once
