@@ -5,6 +5,9 @@ One poll of one integration: take its lease, list what changed since the waterma
 invoice, and only once the broker has acked every one move the watermark. A crash or a
 broker failure anywhere before that leaves the watermark where it was, so the next poll
 reads the same changes again; the fiscalizer's per-invoice state absorbs the repeats.
+A changed invoice the mapping refuses is published as a `blocked` status on
+`invoices.status` with the mapping's reason (connectors.zoho.rejected), acked like the
+invoices before the watermark moves.
 
 Leases are sticky: after a poll its holder keeps the integration's lease until the next
 poll is due (plus the TTL). With several instances each integration is then polled by
@@ -207,6 +210,7 @@ class Poller:
                         "outcome": report.outcome.value,
                         "published": report.published,
                         "rejected": report.rejected,
+                        "blocked": report.blocked,
                         "api_calls": report.api_calls,
                         "watermark": report.watermark.isoformat() if report.watermark else None,
                         "stretch": report.stretch,
