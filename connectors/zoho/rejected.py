@@ -34,6 +34,8 @@ from schemas.invoice import DocumentKind
 # Not issued (a draft) or cancelled before issue (void): nothing the fiscalizer would sign,
 # so nothing to block. The fiscalizer never makes either due (services/fiscalizer/rules).
 NOT_ISSUED = frozenset({"draft", "void"})
+# Paid in full, in Zoho's words: an invoice's "paid", a credit note's "closed".
+PAID = frozenset({"paid", "closed"})
 JOURNAL_CURRENCY = "EUR"
 T = TypeVar("T")
 
@@ -115,15 +117,31 @@ def _lenient(read: Callable[[], T]) -> T | None:
         return None
 
 
+def paid_only(fiscal_settings: Mapping[str, Any]) -> bool:
+    """Whether the integration fiscalizes a document only once it is paid in full: its
+    fiscal settings' "trigger" is "paid" (the fiscalizer reads the same key; "issued",
+    the default, fiscalizes a document as soon as it leaves draft)."""
+    return str(fiscal_settings.get("trigger") or "issued") == "paid"
+
+
 def blocked_status(
-    integration_uid: str, rejected: Rejected, *, starts_at: datetime | None
+    integration_uid: str,
+    rejected: Rejected,
+    *,
+    starts_at: datetime | None,
+    only_paid: bool = False,
 ) -> InvoiceStatus | None:
     """The `blocked` status to publish on invoices.status for `rejected`; None when there
-    is nothing to show: the document cannot be identified, is not issued (draft, void),
-    or was created before the integration's start (`starts_at`; None: unknown, so none
-    of its documents is told from older ones), as the poller and fiscalizer skip those."""
+    is nothing to show: the document cannot be identified, is not due (a draft or void;
+    with `only_paid` (`paid_only`), not paid yet), or was created before the
+    integration's start (`starts_at`; None: unknown, so none of its documents is told
+    from older ones), as the poller and fiscalizer skip those. A block is only shown for
+    what the fiscalizer would sign now: its corrected version then has an outcome too,
+    which replaces the block."""
     ref = rejected.ref
     if ref is None or rejected.source_status in NOT_ISSUED or starts_at is None:
+        return None
+    if only_paid and rejected.source_status not in PAID:
         return None
     if rejected.created_at is not None and rejected.created_at < starts_at:
         return None

@@ -197,7 +197,8 @@ def create_app(
                 blocked = None
                 if exc.rejected is not None and publish_status is not None:
                     blocked = blocked_status(integration_uid, exc.rejected,
-                                             starts_at=target.starts_at)
+                                             starts_at=target.starts_at,
+                                             only_paid=target.paid_only)
                 if blocked is None:
                     return _refuse(400, "malformed_payload", str(exc))
                 return await _block(blocked, publish_status)

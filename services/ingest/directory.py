@@ -32,6 +32,8 @@ class WebhookTarget:
     accounts_server: str | None = None
     # Nothing created before it is the integration's (connectors.zoho.rejected).
     starts_at: datetime | None = None
+    # Fiscalizes only paid documents (connectors.zoho.rejected.paid_only).
+    paid_only: bool = False
 
     def secrets(self, now: datetime) -> list[str]:
         accepted = [self.secret.get_secret_value()]

@@ -10,6 +10,7 @@ import httpx
 import uvicorn
 from pydantic import SecretStr
 
+from connectors.zoho.rejected import paid_only
 from runtime.health import kafka_ok, store_ok
 from runtime.kafka.clients import producer as make_producer
 from runtime.ops import QuietServer
@@ -42,6 +43,7 @@ def store_loader(store: Store) -> Loader:
             api_domain=record.zoho_api_domain,
             accounts_server=record.zoho_accounts_server,
             starts_at=record.starts_at,
+            paid_only=paid_only(record.fiscal_settings),
         )
 
     return load

@@ -300,21 +300,24 @@ class Poller:
         )
         self._publishing.add(uid)
         try:
-            return await self._deliver(session, watermark, result, calls)
+            return await self._deliver(session, target, watermark, result, calls)
         finally:
             self._publishing.discard(uid)
 
     async def _deliver(
-        self, session: Session, watermark: datetime | None, result: SyncResult, calls: int
+        self, session: Session, target: Target, watermark: datetime | None, result: SyncResult,
+        calls: int,
     ) -> tuple[PollReport, datetime | None]:
-        uid = session.target.uid
-        start = session.target.starts_at
+        """`target`: as read this tick (the session's may predate a settings change)."""
+        uid = target.uid
+        start = target.starts_at
         own = [i for i in result.invoices if start is not None and not i.originated_before(start)]
         # A document the mapping refuses is shown blocked with its reason (never passed on
         # with other numbers); published before the watermark moves, like the invoices.
         blocked = [
             status for status in (
-                blocked_status(uid, rejected, starts_at=start) for rejected in result.rejected
+                blocked_status(uid, rejected, starts_at=start, only_paid=target.paid_only)
+                for rejected in result.rejected
             ) if status is not None
         ]
         try:

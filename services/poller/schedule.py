@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from connectors.zoho.rejected import paid_only
 from runtime.store.integrations import IntegrationRecord
 from runtime.store.models import IntegrationStatus
 
@@ -38,6 +39,8 @@ class Target:
     # Read each tick; not part of the target's identity (a change rebuilds no session).
     read_options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     webhook_seen_at: datetime | None = field(default=None, compare=False, hash=False)
+    # Fiscalizes only paid documents (connectors.zoho.rejected.paid_only).
+    paid_only: bool = field(default=False, compare=False, hash=False)
 
 
 def target_of(record: IntegrationRecord) -> Target | None:
@@ -57,6 +60,7 @@ def target_of(record: IntegrationRecord) -> Target | None:
         record.starts_at,
         read_options=dict(record.zoho_read_options),
         webhook_seen_at=record.webhook_seen_at,
+        paid_only=paid_only(record.fiscal_settings),
     )
 
 

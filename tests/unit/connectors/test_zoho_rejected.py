@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from connectors.zoho.mapping import InvoiceMappingError, MappingOptions, map_invoice
-from connectors.zoho.rejected import Rejected, blocked_status, rejected_document
+from connectors.zoho.rejected import Rejected, blocked_status, paid_only, rejected_document
 from connectors.zoho.webhook import PayloadInvalid, map_webhook
 from schemas.events import InvoiceState, InvoiceStatus
 from schemas.invoice import DocumentKind
@@ -125,3 +125,34 @@ def test_a_document_created_before_the_start_is_not_the_integrations() -> None:
     assert blocked_status("uid-1", rejected, starts_at=created + timedelta(seconds=1)) is None
     assert blocked_status("uid-1", rejected, starts_at=created) is not None
     assert blocked_status("uid-1", rejected, starts_at=None) is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [({}, False), ({"trigger": "issued"}, False), ({"trigger": None}, False),
+     ({"trigger": "paid"}, True)],
+)
+def test_paid_only_reads_the_fiscal_settings_trigger(
+    settings: dict[str, Any], expected: bool
+) -> None:
+    assert paid_only({"oib": "12345678903", **settings}) is expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "fixture", "status", "shown"),
+    [("invoice", "recorded_hr_total_mismatch", "sent", False),
+     ("invoice", "recorded_hr_total_mismatch", "partially_paid", False),
+     ("invoice", "recorded_hr_total_mismatch", "paid", True),
+     ("creditnote", "creditnote", "open", False),
+     ("creditnote", "creditnote", "closed", True)],
+)
+def test_an_integration_fiscalizing_paid_documents_sees_blocks_only_once_due(
+    kind: str, fixture: str, status: str, shown: bool
+) -> None:
+    """A block of a document not due yet would outlive its correction (the corrected,
+    unpaid version gets no outcome to replace it)."""
+    document = record(fixture, status=status, total="999.99")
+    rejected = refused(kind, document)
+    assert blocked_status("uid-1", rejected, starts_at=START) is not None  # trigger "issued"
+    paid = blocked_status("uid-1", rejected, starts_at=START, only_paid=True)
+    assert (paid is not None) is shown

@@ -47,9 +47,10 @@ class Broker:
 
 
 def client(broker: Broker, starts_at: datetime | None = START, *,
-           statuses: bool = True) -> httpx.AsyncClient:
+           statuses: bool = True, paid_only: bool = False) -> httpx.AsyncClient:
     async def load(uid: str) -> WebhookTarget | None:
-        return WebhookTarget(uid, "active", SecretStr(SECRET), starts_at=starts_at)
+        return WebhookTarget(uid, "active", SecretStr(SECRET), starts_at=starts_at,
+                             paid_only=paid_only)
 
     async def ready() -> dict[str, bool]:
         return {}
@@ -107,3 +108,13 @@ async def test_nothing_to_show_is_refused_as_before(
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "malformed_payload"
     assert (broker.received, broker.status) == ([], [])
+
+
+@pytest.mark.parametrize(("status", "answer"), [("sent", 400), ("paid", 200)])
+async def test_an_integration_fiscalizing_paid_invoices_is_shown_blocks_once_due(
+    status: str, answer: int
+) -> None:
+    broker = Broker()
+    response = await post(client(broker, paid_only=True), body(status=status))
+    assert response.status_code == answer, response.text
+    assert len(broker.status) == (answer == 200)

@@ -179,3 +179,11 @@ def test_how_a_sync_error_ends_the_poll(
     assert ending.outcome is outcome
     assert (ending.retry_at == T0) if has_retry_at else ending.retry_at is None
 
+
+
+def test_the_target_says_whether_the_integration_fiscalizes_paid_documents_only() -> None:
+    """What the poller shows blocked depends on it (connectors.zoho.rejected)."""
+    issued = target_of(record())
+    paid = target_of(record(fiscal_settings={"trigger": "paid"}))
+    assert issued is not None and paid is not None
+    assert (issued.paid_only, paid.paid_only) == (False, True)
