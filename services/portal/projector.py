@@ -8,7 +8,10 @@ only after it commits; a crash in between re-delivers records the projection alr
 holds, which it recognises by event id. So the projector can be killed at any point and
 started again. A record that is not a valid event, or that the database refuses as data
 (not as an outage), goes to `<topic>.dlq` with the reason, and the rest of its batch is
-applied without it.
+applied without it. `invoices.received` is the exception: the fiscalizer owns that topic
+and parks what it cannot read, so the projector, reading it only for history, skips such
+a record (logged and counted) rather than park a second letter that a redrive would
+send back to the fiscalizer twice.
 
 Publishing a change and applying it at once (`publish_and_apply`) and rebuilding the
 projection from the topics (`rebuild`) belong to the store: runtime/store/rebuild.py.
@@ -54,6 +57,11 @@ EVENTS = prometheus_client.Counter(
 )
 DEAD_LETTERS = prometheus_client.Counter(
     "fiscobridge_projector_dead_letters_total", "Records sent to a dead-letter topic"
+)
+SKIPPED = prometheus_client.Counter(
+    "fiscobridge_projector_skipped_total",
+    "Records of a topic another service owns (and parks) that the projection cannot use",
+    ["topic"],
 )
 BATCH_SECONDS = prometheus_client.Histogram(
     "fiscobridge_projector_batch_seconds", "Time to apply one batch and commit its offsets"
@@ -109,8 +117,7 @@ class Projector:
         producer = clients.producer(self.kafka)
         self.dead_letters = DeadLetters(
             [Topic(self.topics.status, InvoiceStatus), Topic(self.topics.events, IntegrationEvent),
-             *([Topic(self.writeback_topic, WriteBackStatus)] if self.writeback_topic else []),
-             *([Topic(self.received_topic, InvoiceReceived)] if self.received_topic else [])],
+             *([Topic(self.writeback_topic, WriteBackStatus)] if self.writeback_topic else [])],
             producer,
         )
         # Fetches return at least every quarter linger, so a batch waits about `linger`.
@@ -150,9 +157,12 @@ class Projector:
                     await self._apply_writeback(record)
                     continue
                 if record.topic == self.received_topic:
-                    if record.value is None:
-                        raise ValueError("record has no value")
-                    received.append((record, InvoiceReceived.from_json(record.value)))
+                    try:
+                        if record.value is None:
+                            raise ValueError("record has no value")
+                        received.append((record, InvoiceReceived.from_json(record.value)))
+                    except (ValidationError, ValueError) as error:
+                        self._skip(record, error)
                     continue
                 good.append((record, decode(self.topics, record)))
             except (ValidationError, ValueError) as error:
@@ -186,7 +196,7 @@ class Projector:
         self, received: list[tuple[ConsumerRecord[bytes, bytes], InvoiceReceived]]
     ) -> None:
         """Keep each invoice's first receipt (the store keeps the earliest, so redelivery
-        and order are harmless); a delivery the database refuses is parked alone."""
+        and order are harmless); a delivery the database refuses is skipped alone."""
         try:
             await self.store.record_received([event for _, event in received])
         except Exception as batch_error:
@@ -198,7 +208,7 @@ class Projector:
                 except Exception as error:
                     if not refused_as_data(error):
                         raise
-                    await self._dead_letter(record, error)
+                    self._skip(record, error)
         EVENTS.labels("received").inc(len(received))
 
     async def _apply_writeback(self, record: ConsumerRecord[bytes, bytes]) -> None:
@@ -221,6 +231,14 @@ class Projector:
             await self._dead_letter(record, error)
             return
         EVENTS.labels("writeback").inc()
+
+    def _skip(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:
+        log.warning(
+            "record of a topic the fiscalizer owns is of no use to the history; skipped",
+            extra={"topic": record.topic, "partition": record.partition,
+                   "offset": record.offset, "error": type(error).__name__},
+        )
+        SKIPPED.labels(record.topic).inc()
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:
         log.error(
