@@ -113,6 +113,12 @@ class Charge(Contract):
     description: str | None = None
 
 
+def payment_mode_key(mode: str) -> str:
+    """How a source's payment mode is looked up in a mapping: lowercase, without
+    whitespace (Zoho's "Bank Transfer" and "banktransfer" are one mode)."""
+    return "".join(mode.lower().split())
+
+
 class Payment(Contract):
     source_id: str | None = None
     mode: str = Field(description="the source's payment mode as sent, e.g. Zoho 'creditcard'")

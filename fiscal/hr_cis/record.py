@@ -31,7 +31,7 @@ from fiscal.hr_cis.formats import CENT, cents
 from fiscal.hr_cis.oib import is_valid_oib
 from fiscal.hr_cis.rejection import InvoiceRejected
 from fiscal.hr_cis.settings import CisPaymentCode, FiscalSettings, TaxCategory, TaxTreatment
-from schemas.invoice import Customer, Invoice, TaxLine, UntaxedLine
+from schemas.invoice import Customer, Invoice, TaxLine, UntaxedLine, payment_mode_key
 
 _ZERO = Decimal(0)
 UNTAXED_KEY = ""  # the tax mapping's key for amounts the source gives no tax at all
@@ -79,8 +79,7 @@ def buyer_oib(customer: Customer) -> str | None:
 def payment_code(invoice: Invoice, settings: FiscalSettings) -> CisPaymentCode:
     if invoice.payments:
         largest = max(invoice.payments, key=lambda p: abs(p.amount))
-        mode = largest.mode.strip().lower()
-        code = settings.payment_mode_codes.get(mode)
+        code = settings.payment_mode_codes.get(payment_mode_key(largest.mode))
         return code if code is not None else settings.payment_code(largest.method)
     if settings.default_payment is not None:
         return settings.default_payment

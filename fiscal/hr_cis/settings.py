@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fiscal.hr_cis.oib import is_valid_oib
-from schemas.invoice import PaymentMethod
+from schemas.invoice import PaymentMethod, payment_mode_key
 
 # NacinPlacanjaType in FiskalizacijaSchema.xsd v1.9 allows G, K, T, O only: cheques
 # (C) are no longer fiscalized since 1 Sep 2025 (spec v2.6, changes list), so a
@@ -71,9 +71,9 @@ class FiscalSettings(BaseModel):
     )
     payment_mode_codes: dict[str, CisPaymentCode] = Field(
         default_factory=dict,
-        description="overrides by the source's payment mode (lowercase, e.g. Zoho "
-        "'autotransaction'); otherwise the mode's canonical method decides (the connector "
-        "maps modes to methods)",
+        description="overrides by the source's payment mode (lowercase without spaces, "
+        "e.g. Zoho 'autotransaction'); otherwise the mode's canonical method decides (the "
+        "connector maps modes to methods)",
     )
     default_payment: CisPaymentCode | None = Field(
         default=None, description="NacinPlac of an invoice without recorded payments"
@@ -127,7 +127,7 @@ class FiscalSettings(BaseModel):
     def _complete_payment_mode_codes(
         cls, value: dict[str, CisPaymentCode]
     ) -> dict[str, CisPaymentCode]:
-        return {k.strip().lower(): v for k, v in value.items()}
+        return {payment_mode_key(k): v for k, v in value.items()}
 
     def payment_code(self, method: PaymentMethod) -> CisPaymentCode:
         return self.payment_methods[method]

@@ -55,6 +55,7 @@ from schemas.invoice import (
     Payment,
     PaymentMethod,
     SourceStatus,
+    payment_mode_key,
 )
 
 __all__ = [
@@ -99,12 +100,6 @@ _TAX_NUMBER_KEYS = ("tax_reg_no", "vat_reg_no", "gst_no")
 _CUSTOM_FIELD = re.compile(r"^cf_[a-z0-9_]{1,100}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _METHODS = ", ".join(m.value for m in PaymentMethod)
-
-
-def payment_mode_key(mode: str) -> str:
-    """How a Zoho `payment_mode` is looked up: lowercase, without spaces ("Bank
-    Transfer" and "banktransfer" are one mode)."""
-    return mode.lower().replace(" ", "")
 
 
 @dataclass(frozen=True)

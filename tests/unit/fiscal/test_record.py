@@ -164,6 +164,20 @@ def test_a_mapped_payment_mode_wins(fiscal_settings: FiscalSettings) -> None:
                          ).payment_code == "K"
 
 
+def test_a_payment_mode_is_one_mode_whatever_its_case_and_spaces(
+    fiscal_settings: FiscalSettings,
+) -> None:
+    """The portal keys a mode as the connector does ("banktransfer"); Zoho may send the
+    mode as shown in its UI ("Bank Transfer")."""
+    invoice = make_invoice(payments=(Payment(mode="Bank Transfer", method=PaymentMethod.OTHER,
+                                             amount=D(1)),))
+    for key in ("banktransfer", "Bank Transfer", " bank  transfer "):
+        settings = FiscalSettings.model_validate(
+            {**fiscal_settings.model_dump(), "payment_mode_codes": {key: "K"}})
+        assert settings.payment_mode_codes == {"banktransfer": "K"}
+        assert fiscal_record(invoice, settings).payment_code == "K"
+
+
 def test_a_business_paying_by_transfer_is_an_e_invoice_not_a_cis_invoice(
     fiscal_settings: FiscalSettings,
 ) -> None:
