@@ -10,7 +10,9 @@ be 0), reported twice (ledger entries of one invoice; bounded by the killed repo
 in-flight window), late (reported as a subsequent delivery, NakDost) and written back
 (fiscalized invoices whose fiscal number, ZKI, JIR and QR URL the Zoho sandbox shows in
 their custom fields; waited for with the plan's timeout), with the write-back calls the
-sandbox counted (as many as written back: none repeated).
+sandbox counted: one per invoice, one more for each invoice written early (number, ZKI
+and zki= QR while CIS had not answered), and a repeat only for what was reported twice
+or read again after a restart.
 
 The invoices are real invoices of the integrations' Zoho sandbox organizations (created
 in bulk before the clock starts); each webhook and poll copy carries the invoice as the
@@ -29,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
+from aiokafka import ConsumerRecord
 
 from bench.chaos.zoho import (
     ZohoIntegration,
@@ -45,8 +48,16 @@ from runtime.kafka.clients import producer as make_producer
 from runtime.settings import KafkaSettings
 from sandbox.load import StatusWatcher, Webhook, post_webhook
 from sandbox.poster import WebhookPoster
-from schemas.events import Channel, InvoiceReceived, InvoiceSigned, InvoiceState
-from schemas.topics import INVOICES_RECEIVED, INVOICES_SIGNED
+from schemas.events import (
+    Channel,
+    InvoiceReceived,
+    InvoiceSigned,
+    InvoiceState,
+    WriteBackState,
+    WriteBackStatus,
+)
+from schemas.topics import INVOICES_RECEIVED, INVOICES_SIGNED, INVOICES_WRITEBACK
+from services.writeback.stage import ZKI_WRITTEN
 
 KILLED = ("ingest", "fiscalizer", "reporter", "portal", "writeback")
 
@@ -81,6 +92,7 @@ class Report:
     late: int = 0
     written_back: int = 0
     write_back_calls: int = 0
+    written_early: int = 0
     not_written_back: list[str] = field(default_factory=list)
     seconds: float = 0.0
     events: list[str] = field(default_factory=list)
@@ -99,7 +111,8 @@ class Report:
             + (f" ({'; '.join(self.signed_twice_detail[:5])})" if self.signed_twice else ""),
             f"reported twice     {self.reported_twice}",
             f"late (NakDost)     {self.late}",
-            f"written back       {self.written_back} ({self.write_back_calls} write-back calls)"
+            f"written back       {self.written_back} ({self.write_back_calls} write-back calls, "
+            f"{self.written_early} of them early: zki= before the JIR)"
             + (f"; not: {'; '.join(self.not_written_back)}" if self.not_written_back else ""),
             f"took               {self.seconds:.1f} s",
             "faults: " + "; ".join(self.events),
@@ -147,14 +160,14 @@ async def _publish_until_acked(kafka: KafkaSettings, events: asyncio.Queue[Invoi
                 await producer.stop()
 
 
-async def _signed_first_attempts(kafka: KafkaSettings, since_ms: int, uids: set[str],
-                                 ) -> dict[tuple[str, str], list[str]]:
-    """Per invoice, its first-attempt signatures: where each is and the number it drew."""
+async def _records_since(kafka: KafkaSettings, topic: str, since_ms: int, uids: set[str],
+                         ) -> list[ConsumerRecord[bytes, bytes]]:
+    """The records of `topic` keyed by one of `uids`, from `since_ms` to its current end."""
     consumer = make_consumer(kafka, group_id=None)
     await consumer.start()
-    found: dict[tuple[str, str], list[str]] = {}
+    found: list[ConsumerRecord[bytes, bytes]] = []
     try:
-        tps = await partitions_of(consumer, INVOICES_SIGNED.name)
+        tps = await partitions_of(consumer, topic)
         starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
         ends = await consumer.end_offsets(tps)
         todo = {tp: ends[tp] for tp in tps if starts.get(tp) and starts[tp].offset < ends[tp]}
@@ -163,20 +176,39 @@ async def _signed_first_attempts(kafka: KafkaSettings, since_ms: int, uids: set[
             consumer.seek(tp, starts[tp].offset)
         while todo:
             for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                for r in records:
-                    if r.offset < todo[tp] and r.key and r.key.decode() in uids:
-                        signed = InvoiceSigned.from_json(r.value)
-                        if signed.attempt == 1:
-                            number = signed.fiscal_number.number if signed.fiscal_number else None
-                            found.setdefault(
-                                (signed.integration_uid, signed.invoice.source_id), []
-                            ).append(f"{r.partition}/{r.offset} at {r.timestamp} n={number}")
+                found += [r for r in records
+                          if r.offset < todo[tp] and r.key and r.key.decode() in uids]
             for tp in list(todo):
                 if await consumer.position(tp) >= todo[tp]:
                     del todo[tp]
     finally:
         await consumer.stop()
     return found
+
+
+async def _signed_first_attempts(kafka: KafkaSettings, since_ms: int, uids: set[str],
+                                 ) -> dict[tuple[str, str], list[str]]:
+    """Per invoice, its first-attempt signatures (the same message sent again after a
+    kill is one signature): where each is and the number it drew."""
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    for r in await _records_since(kafka, INVOICES_SIGNED.name, since_ms, uids):
+        signed = InvoiceSigned.from_json(r.value)
+        if signed.attempt == 1:
+            number = signed.fiscal_number.number if signed.fiscal_number else None
+            found.setdefault((signed.integration_uid, signed.invoice.source_id), {}).setdefault(
+                signed.message_id, f"{r.partition}/{r.offset} at {r.timestamp} n={number}")
+    return {key: list(signatures.values()) for key, signatures in found.items()}
+
+
+async def _written_early(kafka: KafkaSettings, since_ms: int, uids: set[str]) -> int:
+    """Invoices whose fiscal number, ZKI and zki= QR were written before their JIR (CIS
+    had not answered yet): each costs one write-back call more than the JIR's."""
+    early = set()
+    for r in await _records_since(kafka, INVOICES_WRITEBACK.name, since_ms, uids):
+        outcome = WriteBackStatus.from_json(r.value)
+        if outcome.state is WriteBackState.WAITING and outcome.reason == ZKI_WRITTEN:
+            early.add((outcome.integration_uid, outcome.source_id))
+    return len(early)
 
 
 async def run_chaos(
@@ -273,6 +305,8 @@ async def run_chaos(
              and watcher.outcomes.final[k][0].state is InvoiceState.FISCALIZED],
             plan.timeout)
         report.write_back_calls = await write_back_calls(zoho)
+    report.written_early = await _written_early(
+        kafka, since_ms, {z.made.uid for z in integrations})
     oibs = {z.made.oib for z in integrations}
     mine = [e for e in ledger if e["oib"] in oibs]
     keys = [(e["oib"], e["br_ozn_rac"]) for e in mine]

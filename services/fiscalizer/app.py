@@ -68,6 +68,7 @@ from services.fiscalizer.rules import (
     Entry,
     Hold,
     Phase,
+    Repeat,
     Report,
     ResignChange,
     Sign,
@@ -387,6 +388,15 @@ class Fiscalizer:
             assert integration is not None
             return self._check_change(batch, integration, invoice, decision.entry,
                                       decision.duplicate, now, "received")
+        if isinstance(decision, Repeat):
+            assert decision.entry.signed is not None
+            self._set_entry(batch, uid, invoice.source_id,
+                            replace(decision.entry, phase=Phase.SIGNED, signed=None))
+            # Counted as the first signature was: that count went with the lost writes.
+            batch.set(self.usage, month, batch.get(self.usage, month, 0) + 1)
+            PROCESSED.labels("received", "signature_repeated").inc()
+            log.info("signature sent again", extra={"invoice_id": invoice.source_id})
+            return [Output(INVOICES_SIGNED.name, uid.encode(), decision.entry.signed.encode())]
         assert integration is not None and isinstance(decision, Sign)
         if decision.issued_at is None:
             # Issued when FiscoBridge first saw it out of draft (hr-fiscal-record).
@@ -614,20 +624,6 @@ class Fiscalizer:
         # A delivery held (a newer version than the one signed here, as a retry signs the
         # invoice as first signed) stays held until the outcome.
         newer = newest_held(self._entry(batch, uid, invoice.source_id), invoice)
-        if sequence is not None:
-            assert number is not None
-            # Drawn only by a signature that goes out (no gaps), and durable before it
-            # goes out (never drawn twice): see pending.py.
-            batch.set(self.states, sequence, number.number, durable=True)
-            batch.set(self.states, f"{uid}:{invoice.source_id}", Entry(
-                Phase.NUMBERED, invoice.version, sign.attempt, sign.first_attempt_at,
-                number=number, issued_at=issued_at, newer=newer).to_json(), durable=True)
-            self._highest[sequence] = number.number
-        self._set_entry(
-            batch, uid, invoice.source_id,
-            Entry(Phase.SIGNED, invoice.version, sign.attempt, sign.first_attempt_at,
-                  number=number, issued_at=issued_at, newer=newer),
-        )
         event = InvoiceSigned(
             integration_uid=uid,
             invoice=invoice,
@@ -640,6 +636,23 @@ class Fiscalizer:
             first_attempt_at=sign.first_attempt_at,
             fiscal_number=number,
             late=sign.late,
+        )
+        message = event.to_json()
+        if sequence is not None:
+            assert number is not None
+            # Drawn only by a signature that goes out (no gaps), and durable with that
+            # signature before it goes out (never drawn twice, never signed twice): see
+            # pending.py.
+            batch.set(self.states, sequence, number.number, durable=True)
+            batch.set(self.states, f"{uid}:{invoice.source_id}", Entry(
+                Phase.NUMBERED, invoice.version, sign.attempt, sign.first_attempt_at,
+                number=number, issued_at=issued_at, newer=newer,
+                signed=message.decode()).to_json(), durable=True)
+            self._highest[sequence] = number.number
+        self._set_entry(
+            batch, uid, invoice.source_id,
+            Entry(Phase.SIGNED, invoice.version, sign.attempt, sign.first_attempt_at,
+                  number=number, issued_at=issued_at, newer=newer),
         )
         PROCESSED.labels("sign", "signed").inc()
         log.info("signed", extra={"attempt": sign.attempt, "subsequent": sign.subsequent_delivery,

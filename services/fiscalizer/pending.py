@@ -4,8 +4,7 @@ An entry saying "signed" must not reach the changelog before its InvoiceSigned r
 `invoices.signed`: replayed after a crash in between, the entry would make the invoice
 a duplicate of a message nobody received, and the invoice would be lost. So a batch's
 writes are staged here and written to the tables only once the batch's outputs are
-acked. (The other order can at worst sign an invoice twice, and the reporter never
-submits an invoice it has seen fiscalized.)
+acked.
 
 Staged writes are visible at once to every agent of the worker: the reporter can answer
 an InvoiceSigned (a retry, a status) before the batch that signed it has settled, and
@@ -19,7 +18,9 @@ A durable write (`set(..., durable=True)`) is the other order, for what must nev
 decided twice: it reaches the changelog (acked) before the batch's outputs are sent,
 and is written again with the rest when the batch settles. A fiscal number is one: a
 crash between its output and the changelog would otherwise let it be drawn again, for
-another invoice.
+another invoice. The signature made under it goes with it (the numbered entry), so the
+delivery read again after such a crash sends that signature again rather than signing
+the invoice a second time.
 """
 
 from __future__ import annotations

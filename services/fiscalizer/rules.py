@@ -25,8 +25,8 @@ from schemas.invoice import CreditedInvoice, DocumentKind, Invoice, SourceStatus
 class Phase(StrEnum):
     """Where an invoice is, as far as the fiscalizer knows."""
 
-    # A number was drawn and is durable; its signature may or may not have left: the
-    # next delivery signs it again under the same number.
+    # A number was drawn and is durable with the signature made under it (Entry.signed),
+    # which may or may not have left: the next delivery sends that signature again.
     NUMBERED = "numbered"
     SIGNED = "signed"  # handed to the reporter (first or later attempt)
     FISCALIZED = "fiscalized"
@@ -62,6 +62,10 @@ class Entry:
     # or buyer may have changed, and Zoho may never deliver it again: once the invoice is
     # fiscalized, it is judged for a change as a later delivery would be (held_change).
     newer: dict[str, Any] | None = None
+    # Of a numbered entry: the signed message (InvoiceSigned JSON) made under the number.
+    # An invoice is signed once: a delivery read again after a crash sends this message
+    # again, never a second signature (None: numbered before signatures were kept).
+    signed: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         # Spelled out: dataclasses.asdict deep-copies each field, 14x the cost per write.
@@ -82,6 +86,8 @@ class Entry:
             data["change_attempt"] = self.change_attempt
         if self.newer is not None:
             data["newer"] = self.newer
+        if self.signed is not None:
+            data["signed"] = self.signed
         return data
 
     @classmethod
@@ -99,6 +105,7 @@ class Entry:
             change_base=data.get("change_base"),
             change_attempt=int(data.get("change_attempt") or 0),
             newer=data.get("newer"),
+            signed=data.get("signed"),
         )
 
 
@@ -198,6 +205,15 @@ class Hold:
 
 
 @dataclass(frozen=True)
+class Repeat:
+    """The invoice was numbered and signed, and its signature may have left before the
+    crash that lost the rest: send that signature again (`entry.signed`), and write
+    `entry` as signed (holding this delivery if it is newer)."""
+
+    entry: Entry
+
+
+@dataclass(frozen=True)
 class HeldChange:
     """The invoice was fiscalized while a newer delivery of it was held: judge that
     delivery (`invoice`) for a change now, against `entry` (fiscalized, nothing held)."""
@@ -206,7 +222,7 @@ class HeldChange:
     invoice: Invoice
 
 
-Decision = Sign | Report | Skip | Storno | CheckChange | ResignChange | Hold
+Decision = Sign | Report | Skip | Storno | CheckChange | ResignChange | Hold | Repeat
 
 STORNO_SUFFIX = ":storno"
 
@@ -314,6 +330,9 @@ def on_received(
             # A storno's data are derived from its invoice: nothing of it changes by itself.
             return CheckChange(entry, duplicate)
         return duplicate
+    if entry is not None and entry.phase is Phase.NUMBERED and entry.signed is not None:
+        # Before any check that could refuse it: the signature may be at the reporter.
+        return Repeat(_hold(entry, invoice) or entry)
     if integration_status is None:
         return Report(
             InvoiceState.BLOCKED, "unknown_integration",

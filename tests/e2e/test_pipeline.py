@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 
 import httpx
@@ -172,6 +173,7 @@ async def test_d_reporter_killed_mid_stream_loses_nothing(pipeline: Pipeline) ->
 
 async def test_d2_fiscalizer_killed_mid_stream_loses_nothing(pipeline: Pipeline) -> None:
     made = await pipeline.integration()
+    since_ms = int(time.time() * 1000) - 1000
     load = asyncio.create_task(drive(
         pipeline.kafka, pipeline.stack.ingest_url, [(made.uid, made.webhook_secret)], 900,
         rate=150, timeout=240,
@@ -193,6 +195,12 @@ async def test_d2_fiscalizer_killed_mid_stream_loses_nothing(pipeline: Pipeline)
 
     assert len(set(keys)) == 900 and len(keys) == 900
     _numbers_run_from_one(ledger)
+    # Each invoice signed once: a kill after its signature left sends that same message
+    # again (its message id), never a second signature.
+    signed = await pipeline.signed_since(since_ms, {made.uid})
+    signatures = Counter(s.invoice.source_id for s in {s.message_id: s for s in signed}.values()
+                         if s.attempt == 1)
+    assert len(signatures) == 900 and set(signatures.values()) == {1}, signatures.most_common(3)
 
 
 async def _received_end(pipeline: Pipeline) -> int:

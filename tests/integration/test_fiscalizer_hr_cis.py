@@ -31,7 +31,7 @@ from schemas.invoice import Customer, Invoice, Payment, PaymentMethod
 from schemas.topics import INVOICES_SIGNED, INVOICES_STATUS
 from services.fiscalizer.app import Fiscalizer
 from services.fiscalizer.directory import IntegrationDirectory, IntegrationView
-from services.fiscalizer.pending import Batch
+from services.fiscalizer.pending import Batch, Pending
 from services.fiscalizer.settings import FiscalizerSettings
 from tests.factories import ZAGREB, make_invoice
 from tests.fixtures.certs import Pfx
@@ -232,3 +232,37 @@ async def test_dat_vrijeme_is_when_fiscobridge_first_saw_it_out_of_draft(
     topic, value = await run.received(uid, first, datetime(2026, 11, 25, 16, tzinfo=UTC))
     assert topic == INVOICES_STATUS.name
     assert InvoiceStatus.from_json(value).state is InvoiceState.DUPLICATE
+
+
+# --- N1: signed once, through a crash ---------------------------------------------------
+
+
+async def test_a_delivery_read_again_after_a_crash_sends_the_same_signature(
+    run: Run, fiscal_settings: FiscalSettings,
+) -> None:
+    """Killed after a batch's signature left but before the rest of its writes reached
+    the changelog: only the durable writes (the number and the signature made under it)
+    survive, and the delivery is read again. It sends that same message again (one
+    signature: same message id, same document), and the sequence goes on from it."""
+    uid = run.integration("hr-crash", fiscal_settings)
+    first_invoice = invoice()
+    first = await run.signed(uid, first_invoice)
+    survived = run.batch.take_durable()
+    assert survived, "the number must reach the changelog before its signature leaves"
+
+    # The restart: a new worker whose tables hold only what survived.
+    run.fiscalizer._pending = Pending()
+    run.fiscalizer._highest, run.fiscalizer._highest_for = {}, None
+    run.batch = run.fiscalizer._pending.batch()
+    for _, table, key, value in survived:
+        run.batch.set(table, key, value)
+    run.batch.commit_event(None)
+
+    topic, again = await run.received(uid, first_invoice)
+    assert topic == INVOICES_SIGNED.name
+    assert again == first.to_json()
+    assert number_of(await run.signed(uid, invoice()))[1] == "2"
+    # Sent again once: from now on the invoice is being fiscalized, a duplicate.
+    topic, value = await run.received(uid, first_invoice)
+    assert (topic, InvoiceStatus.from_json(value).state) == \
+        (INVOICES_STATUS.name, InvoiceState.DUPLICATE)

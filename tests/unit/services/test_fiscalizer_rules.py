@@ -33,6 +33,7 @@ from services.fiscalizer.rules import (
     HeldChange,
     Hold,
     Phase,
+    Repeat,
     Report,
     ResignChange,
     Sign,
@@ -257,13 +258,13 @@ def test_entry_round_trips_through_the_table() -> None:
     assert Entry.from_json(json.loads(json.dumps(e.to_json()))) == e
     full = Entry(Phase.FISCALIZED, "v", 2, NOW, "jir", fiscalized="<RacunZahtjev/>",
                  changed="K|", change_base=None, change_attempt=1,
-                 newer=invoice(minute=5).model_dump(mode="json"))
+                 newer=invoice(minute=5).model_dump(mode="json"), signed="{}")
     assert Entry.from_json(json.loads(json.dumps(full.to_json()))) == full
     # to_json lists the fields by hand: one added to Entry must be added there too.
     assert set(full.to_json()) == {f.name for f in dataclasses.fields(Entry)}
     # The change fields are written only once there is something in them.
     assert "fiscalized" not in e.to_json() and "changed" not in e.to_json()
-    assert "newer" not in e.to_json()
+    assert "newer" not in e.to_json() and "signed" not in e.to_json()
 
 
 def test_an_entry_written_before_changes_existed_reads_as_never_changed() -> None:
@@ -529,7 +530,22 @@ def test_a_number_names_the_sequence_it_was_drawn_from() -> None:
         assert sequence_key("u", drawn) == key
 
 
-def test_a_numbered_invoice_is_signed_again_under_its_number() -> None:
+def test_a_numbered_invoice_sends_the_signature_made_under_its_number_again() -> None:
+    """Numbered and signed, then a crash lost the rest: the delivery read again repeats
+    that one signature, whatever else changed meanwhile (it may be at the reporter)."""
+    numbered = Entry(Phase.NUMBERED, invoice().version, 1, NOW, number=NUMBER, issued_at=NOW,
+                     signed='{"message_id": "m-1"}')
+    assert decide(invoice(), numbered) == Repeat(numbered)
+    assert decide(invoice(), numbered, integration_status="suspended") == Repeat(numbered)
+    assert decide(invoice(), numbered, used_this_month=50) == Repeat(numbered)
+    edited = invoice(minute=5)
+    repeat = decide(edited, numbered)
+    assert isinstance(repeat, Repeat) and repeat.entry.signed == numbered.signed
+    assert repeat.entry.newer == edited.model_dump(mode="json")  # judged at the outcome
+    assert Entry.from_json(json.loads(json.dumps(numbered.to_json()))) == numbered
+
+
+def test_a_numbered_invoice_without_its_signature_is_signed_again_under_its_number() -> None:
     numbered = Entry(Phase.NUMBERED, invoice().version, 1, NOW, number=NUMBER, issued_at=NOW)
     again = decide(invoice(), numbered)
     assert isinstance(again, Sign) and (again.number, again.issued_at) == (NUMBER, NOW)
