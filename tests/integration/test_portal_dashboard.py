@@ -103,6 +103,15 @@ async def test_dashboard_usage_chart_late_failed_and_certificate(
     assert warning and "in 20 days" in warning.group(1)
     assert expiry > now + timedelta(days=30)
 
+    # At the trial's limit the badge says so and links to the Plans page.
+    assert "The limit is reached" not in page.text
+    await env.store.apply([_status(uid, 100 + i, InvoiceState.FISCALIZED, now) for i in range(45)])
+    page = await browser.get("/dashboard")
+    assert "Trial 50/50" in page.text
+    reached = re.search(r'The limit is reached: (.*?)</span>', page.text, re.S)
+    assert reached and '<a href="/plans">upgrade of the plan</a>' in reached.group(1)
+    assert (await browser.get("/plans")).status_code == 200
+
 
 async def test_plans_page_and_the_trials_one_connection(
     env: PortalUnderTest, demo_pfx: Pfx, demo_oib: str, producer: object

@@ -42,15 +42,20 @@ class Usage:
 class CertificateState:
     record: IntegrationRecord
     info: CertificateInfo
-    days_left: int
+    left: timedelta  # until it expires; negative once expired
+
+    @property
+    def days_left(self) -> int:
+        return self.left.days
 
     @property
     def expired(self) -> bool:
-        return self.days_left < 0
+        return self.left < timedelta(0)
 
     @property
     def warn(self) -> bool:
-        return self.days_left < CERTIFICATE_WARNING.days
+        """Warned from 30 days before expiry (and after it)."""
+        return self.left <= CERTIFICATE_WARNING
 
 
 async def usage_of(portal: Portal, record: IntegrationRecord) -> Usage:
@@ -65,7 +70,7 @@ async def _certificate(portal: Portal, record: IntegrationRecord, now: datetime
         info = await portal.store.integrations.certificate_info(record.uid)
     except NotFound:  # an integration without a current certificate has nothing to expire
         return None
-    return CertificateState(record, info, (info.not_after - now).days)
+    return CertificateState(record, info, info.not_after - now)
 
 
 async def _dashboard(request: Request, records: list[IntegrationRecord],

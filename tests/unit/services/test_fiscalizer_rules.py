@@ -144,6 +144,7 @@ def test_license_limit_blocks_with_reason() -> None:
     result = decide(invoice(), used_this_month=50, monthly_limit=50)
     assert isinstance(result, Report) and result.state is InvoiceState.BLOCKED
     assert result.reason_code == "license_limit" and "50" in result.message
+    assert "Plans page (/plans)" in result.message  # the portal page that exists
     assert isinstance(decide(invoice(), used_this_month=49), Sign)
     assert isinstance(decide(invoice(), used_this_month=10**6, monthly_limit=None), Sign)
 
