@@ -31,6 +31,10 @@ class CisErrorCode:
 P = Permanence.PERMANENT
 _REPORT_BUG = "report the invoice to FiscoBridge support: resending the same message will not help."
 _WORKING_HOURS = "Correct the business premises' working hours in the request and send it again."
+_RESEND = (
+    " in the Client Portal (Replace certificate), then resend the invoice from its page;"
+    " it keeps its fiscal number."
+)
 _PROVJERA = (
     "Found by the test service's invoice check (provjera); correct the invoice data before"
     " fiscalizing such invoices in production."
@@ -48,13 +52,14 @@ _CODES: dict[str, tuple[Permanence, str, str]] = {
         P,
         "The certificate is not issued by a trusted Croatian issuer, or it has expired or"
         " been revoked.",
-        "Upload a valid fiscal certificate from FINA (or another trusted Croatian issuer)"
-        " for this integration.",
+        "Replace the integration's certificate with a valid fiscal certificate from FINA (or"
+        " another trusted Croatian issuer)" + _RESEND,
     ),
     "s003": (
         P,
         "The certificate lacks a mandatory field (the OIB).",
-        "Upload a fiscal application certificate issued to the business's OIB.",
+        "Replace the integration's certificate with a fiscal application certificate issued"
+        " to the business's OIB" + _RESEND,
     ),
     "s004": (
         P,
@@ -65,8 +70,8 @@ _CODES: dict[str, tuple[Permanence, str, str]] = {
     "s005": (
         P,
         "The OIB in the message differs from the OIB in the certificate.",
-        "Make the integration's OIB equal to the certificate's, or upload the certificate"
-        " issued to the integration's OIB.",
+        "Replace the integration's certificate with the one issued to the integration's"
+        " OIB" + _RESEND,
     ),
     "s006": (
         Permanence.TRANSIENT,
