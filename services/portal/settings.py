@@ -72,8 +72,9 @@ class PortalSettings(DurationSettings):
     fiscal_ca_bundle: Path | None = Field(
         default=None,
         description="PEM file of the fiscal CAs this environment's CIS trusts (FINA's for "
-        "CIS production or test, the sandbox CA in dev); certificates from other issuers "
-        "are refused at upload. Unset: not checked (a warning at start)",
+        "CIS production or test: deploy/trust/fina-production.pem or fina-test.pem; the "
+        "sandbox CA in dev); certificates from other issuers are refused at upload. Unset: "
+        "not checked (a warning at start)",
     )
     webhook_secret_grace_hours: float = Field(
         default=24.0, ge=0,
