@@ -21,6 +21,7 @@ from typing import Any
 import signxml
 from cryptography import x509
 from cryptography.x509 import verification
+from cryptography.x509.oid import NameOID
 from lxml import etree
 from signxml.algorithms import DigestAlgorithm, SignatureMethod
 from signxml.util import namespaces as signxml_namespaces
@@ -468,11 +469,22 @@ class CisSigner:
         self._chain.check(signer, others, now=moment)
 
 
+# Attribute names `openssl x509 -nameopt rfc2253` prints that RFC 4514 does not define;
+# CIS's own certificate has organizationIdentifier (its OIB, "HR" + 11 digits).
+_OPENSSL_NAMES = {
+    "organizationIdentifier": NameOID.ORGANIZATION_IDENTIFIER,
+    "serialNumber": NameOID.SERIAL_NUMBER,
+    "emailAddress": NameOID.EMAIL_ADDRESS,
+    "givenName": NameOID.GIVEN_NAME,
+    "SN": NameOID.SURNAME,
+}
+
+
 def _name(value: str | x509.Name, what: str) -> x509.Name:
     if isinstance(value, x509.Name):
         return value
     try:
-        name = x509.Name.from_rfc4514_string(value)
+        name = x509.Name.from_rfc4514_string(value, _OPENSSL_NAMES)
     except ValueError as exc:
         raise ValueError(
             f"the CIS signer's {what} {value!r} is not an RFC 4514 name like"

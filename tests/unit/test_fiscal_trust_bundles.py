@@ -1,6 +1,7 @@
 """The shipped fiscal CA bundles (deploy/trust/): the certificates pinned by fingerprint,
-each issuing CA signed by its environment's root, and real FINA-issued certificates
-accepted by their own environment's bundle and refused, naming the issuer, by the other."""
+each issuing CA signed by its environment's root, and real FINA-issued certificates (CIS's
+own) accepted by their own environment's bundle and refused by the other's, at upload and
+as the signer of CIS's answers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from fiscal.hr_cis.soap import CisSigner, UntrustedCertificate
 from services.portal.web.trust import TrustedCAs, UntrustedIssuer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,3 +61,30 @@ def test_a_fina_certificate_is_trusted_by_its_environment_only(
     TrustedCAs.load(TRUST / own).check(certificate, [], IN_2025)
     with pytest.raises(UntrustedIssuer, match=f"issued by '{issuer}'"):
         TrustedCAs.load(TRUST / other).check(certificate, [], IN_2025)
+
+
+@pytest.mark.parametrize(("leaf", "own", "other", "subject", "issuer"), [
+    ("fiskalcis-2024.pem", "fina-production.pem", "fina-test.pem",
+     "CN=fiskalcis,L=ZAGREB,organizationIdentifier=HR18683136487,"
+     "O=REPUBLIKA HRVATSKA MINISTARSTVO FINANCIJA,C=HR",
+     "CN=Fina RDC 2020,O=Financijska agencija,C=HR"),
+    ("fiskalcistest-2024.pem", "fina-test.pem", "fina-production.pem",
+     "CN=fiskalcistest,L=ZAGREB,organizationIdentifier=HR02994650199,O=APIS IT D.O.O.,C=HR",
+     "CN=Fina Demo CA 2020,O=Financijska agencija,C=HR"),
+])
+def test_cis_answers_are_trusted_by_name_under_fina_s_chain(
+    leaf: str, own: str, other: str, subject: str, issuer: str,
+) -> None:
+    """The reporter's trust by name (FISCOBRIDGE_REPORTER_CIS_CA with the signer's subject
+    and issuer as `openssl x509 -nameopt rfc2253` prints them) accepts CIS's own
+    certificate under its environment's FINA chain, and under the other's refuses it."""
+    certificate = _leaf(leaf)
+
+    def signer(bundle: str) -> CisSigner:
+        return CisSigner.named(subject, issuer, TrustedCAs.load(TRUST / bundle).certificates)
+
+    signer(own).check(certificate, now=IN_2025)
+    with pytest.raises(UntrustedCertificate):
+        signer(other).check(certificate, now=IN_2025)
+    with pytest.raises(UntrustedCertificate):  # and not once it has expired
+        signer(own).check(certificate, now=datetime(2026, 12, 3, tzinfo=UTC))
