@@ -71,6 +71,7 @@ from services.fiscalizer.rules import (
     Repeat,
     Report,
     ResignChange,
+    Seen,
     Sign,
     Skip,
     Storno,
@@ -377,6 +378,11 @@ class Fiscalizer:
             decision = decision.then
         if isinstance(decision, Skip):
             PROCESSED.labels("received", decision.reason).inc()
+            return []
+        if isinstance(decision, Seen):
+            self._set_entry(batch, uid, invoice.source_id, Entry(
+                Phase.SEEN, invoice.version, 0, event.occurred_at, issued_at=event.occurred_at))
+            PROCESSED.labels("received", "seen").inc()
             return []
         if isinstance(decision, Storno):
             PROCESSED.labels("received", "storno").inc()

@@ -5,7 +5,9 @@ A fiscalized invoice's entry turns later deliveries (webhook + poll, Zoho resend
 replays) into `duplicate`; after `state_retention_days` (90) from its first signature
 none is expected any more, and the entry is deleted: from the local store and, with a
 tombstone, from the changelog, so a restart does not bring it back and compaction
-frees it. Only fiscalized entries expire. Kept for good: entries still in flight
+frees it. Fiscalized entries expire, and so do entries of invoices only ever seen
+unpaid by an integration that fiscalizes paid ones (an invoice paid after that is
+issued when it is seen paid). Kept for good: entries still in flight
 (signed), rejected or failed ones (an operator acts on them, and a failed invoice's
 number must be reused by its next delivery), the fiscal-number sequences (a sequence
 forgotten would hand out its numbers again) and the licence counters.
@@ -32,7 +34,7 @@ from schemas.topics import INVOICES_RECEIVED
 
 log = logging.getLogger("fiscobridge.fiscalizer.retention")
 
-EXPIRING_PHASE = "fiscalized"
+EXPIRING_PHASES = ("fiscalized", "seen")
 CHUNK = 2000  # entries looked at between two yields to the event loop
 
 
@@ -43,11 +45,12 @@ def partition_of(uid: str, partitions: int) -> int:
 
 
 def expired(key: str, value: Any, cutoff: datetime) -> bool:
-    """Whether `key`'s entry may go: a fiscalized invoice first signed before `cutoff`.
-    Anything else (sequences, counters, entries in flight or refused) never expires."""
+    """Whether `key`'s entry may go: a fiscalized invoice first signed (or one only
+    seen) before `cutoff`. Anything else (sequences, counters, entries in flight or
+    refused) never expires."""
     if ":" not in key or not isinstance(value, dict):
         return False
-    if value.get("phase") != EXPIRING_PHASE or not value.get("first_attempt_at"):
+    if value.get("phase") not in EXPIRING_PHASES or not value.get("first_attempt_at"):
         return False
     return datetime.fromisoformat(value["first_attempt_at"]) < cutoff
 

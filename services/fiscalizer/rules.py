@@ -25,6 +25,9 @@ from schemas.invoice import CreditedInvoice, DocumentKind, Invoice, SourceStatus
 class Phase(StrEnum):
     """Where an invoice is, as far as the fiscalizer knows."""
 
+    # Out of draft but not due yet (the integration fiscalizes paid invoices only): its
+    # moment of issue is when it was first seen so (Entry.issued_at), for when it is due.
+    SEEN = "seen"
     # A number was drawn and is durable with the signature made under it (Entry.signed),
     # which may or may not have left: the next delivery sends that signature again.
     NUMBERED = "numbered"
@@ -205,6 +208,12 @@ class Hold:
 
 
 @dataclass(frozen=True)
+class Seen:
+    """First seen out of draft, not due yet: note the entry (phase SEEN) with this
+    delivery's moment as the invoice's moment of issue; nothing is signed."""
+
+
+@dataclass(frozen=True)
 class Repeat:
     """The invoice was numbered and signed, and its signature may have left before the
     crash that lost the rest: send that signature again (`entry.signed`), and write
@@ -222,7 +231,7 @@ class HeldChange:
     invoice: Invoice
 
 
-Decision = Sign | Report | Skip | Storno | CheckChange | ResignChange | Hold | Repeat
+Decision = Sign | Report | Skip | Storno | CheckChange | ResignChange | Hold | Repeat | Seen
 
 STORNO_SUFFIX = ":storno"
 
@@ -299,6 +308,8 @@ def on_received(
             and entry.phase is Phase.FISCALIZED and invoice.kind is DocumentKind.INVOICE:
         return Storno(storno_of(invoice))
     if not trigger.due(invoice.status):
+        if entry is None and invoice.status not in (SourceStatus.DRAFT, SourceStatus.VOID):
+            return Seen()  # DatVrijeme is when it left draft, even if paid days later
         return Skip("not_due")
     if entry is not None and entry.phase is Phase.FAILED:
         # Failed: CIS's answer could not be verified, so the invoice may be fiscalized
@@ -374,6 +385,10 @@ def on_received(
     if entry is not None and entry.phase is Phase.NUMBERED:
         return Sign(False, entry.attempt, entry.first_attempt_at, counts_toward_license=True,
                     number=entry.number, issued_at=entry.issued_at)
+    if entry is not None and entry.phase is Phase.SEEN:
+        # Issued to the buyer when it left draft, without a JIR: a subsequent delivery
+        # (NakDost), late once past the deadline from that moment.
+        return Sign(True, 1, now, counts_toward_license=True, issued_at=entry.issued_at)
     return Sign(False, 1, now, counts_toward_license=entry is None)
 
 
@@ -387,6 +402,8 @@ def on_retry(retry: InvoiceRetry, entry: Entry | None) -> Decision:
                 or retry.attempt < entry.change_attempt or retry.resend:
             return Skip("stale_retry")
         return ResignChange(entry, retry.attempt + 1, retry.first_attempt_at)
+    if entry is not None and entry.phase is Phase.SEEN:
+        entry = None  # only seen, never signed: the note of the signature was lost
     if entry is None and retry.resend:
         # Entries of unfiscalized invoices are kept for good; one that is gone was
         # fiscalized and expired (retention.py): never signed again.

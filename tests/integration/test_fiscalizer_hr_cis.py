@@ -27,11 +27,12 @@ from fiscal.hr_cis.settings import FiscalSettings
 from fiscal.hr_cis.soap import F73_NS
 from runtime.settings import KafkaSettings
 from schemas.events import Channel, InvoiceReceived, InvoiceSigned, InvoiceState, InvoiceStatus
-from schemas.invoice import Customer, Invoice, Payment, PaymentMethod
+from schemas.invoice import Customer, Invoice, Payment, PaymentMethod, SourceStatus
 from schemas.topics import INVOICES_SIGNED, INVOICES_STATUS
 from services.fiscalizer.app import Fiscalizer
 from services.fiscalizer.directory import IntegrationDirectory, IntegrationView
 from services.fiscalizer.pending import Batch, Pending
+from services.fiscalizer.rules import Trigger
 from services.fiscalizer.settings import FiscalizerSettings
 from tests.factories import ZAGREB, make_invoice
 from tests.fixtures.certs import Pfx
@@ -57,10 +58,11 @@ class Run:
         self.fiscalizer, self.integrations, self.pfx = fiscalizer, integrations, pfx
         self.batch: Batch = fiscalizer._pending.batch()
 
-    def integration(self, uid: str, settings: FiscalSettings) -> str:
+    def integration(self, uid: str, settings: FiscalSettings,
+                    trigger: Trigger = Trigger.ISSUED) -> str:
         authority = HrCisAuthority()
         self.integrations[uid] = IntegrationView(
-            uid=uid, status="active", tier="scale", authority=authority,
+            uid=uid, status="active", tier="scale", authority=authority, trigger=trigger,
             fiscal_settings=authority.validate_settings(settings.model_dump(mode="json")),
             pfx=self.pfx.data, pfx_password=SecretStr(self.pfx.password),
             starts_at=datetime(2026, 1, 1, tzinfo=UTC),
@@ -232,6 +234,27 @@ async def test_dat_vrijeme_is_when_fiscobridge_first_saw_it_out_of_draft(
     topic, value = await run.received(uid, first, datetime(2026, 11, 25, 16, tzinfo=UTC))
     assert topic == INVOICES_STATUS.name
     assert InvoiceStatus.from_json(value).state is InvoiceState.DUPLICATE
+
+
+async def test_dat_vrijeme_is_when_it_left_draft_also_when_only_paid_invoices_are_fiscalized(
+    run: Run, fiscal_settings: FiscalSettings,
+) -> None:
+    """An integration that fiscalizes paid invoices only: seen sent on the 25th, paid on
+    the 27th; signed on the 27th with the moment it left draft, as a subsequent delivery
+    (NakDost: it was issued without a JIR)."""
+    uid = run.integration("hr-paid", fiscal_settings, trigger=Trigger.PAID)
+    sent = invoice(status=SourceStatus.SENT)
+    seen = datetime(2026, 11, 25, 14, 5, 7, tzinfo=UTC)
+    for at in (seen, datetime(2026, 11, 26, 8, tzinfo=UTC)):  # unpaid, twice: nothing out
+        event = InvoiceReceived(integration_uid=uid, channel=Channel.POLL, invoice=sent,
+                                occurred_at=at)
+        assert await run.fiscalizer._on_received(event.to_json(), run.batch) == []
+        run.batch.commit_event(None)
+    paid = sent.model_copy(update={"status": SourceStatus.PAID})
+    signed = await run.signed(uid, paid, datetime(2026, 11, 27, 10, tzinfo=UTC))
+    assert racun(signed).findtext(f"{TNS}DatVrijeme") == "25.11.2026T15:05:07"
+    assert (signed.attempt, signed.subsequent_delivery) == (1, True)
+    assert racun(signed).findtext(f"{TNS}NakDost") == "true"
 
 
 # --- N1: signed once, through a crash ---------------------------------------------------

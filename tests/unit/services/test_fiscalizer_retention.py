@@ -27,10 +27,11 @@ def test_partition_is_the_producers_partition_of_the_uid() -> None:
         assert partition_of(uid, 12) == partitioner(uid.encode(), list(range(12)), None)
 
 
-def test_only_fiscalized_entries_past_the_retention_expire() -> None:
-    assert expired("u:1", _entry(Phase.FISCALIZED, 91), CUTOFF)
-    assert not expired("u:1", _entry(Phase.FISCALIZED, 89), CUTOFF)
-    for phase in (Phase.SIGNED, Phase.REJECTED, Phase.FAILED):
+def test_only_fiscalized_and_only_seen_entries_past_the_retention_expire() -> None:
+    for phase in (Phase.FISCALIZED, Phase.SEEN):
+        assert expired("u:1", _entry(phase, 91), CUTOFF), phase
+        assert not expired("u:1", _entry(phase, 89), CUTOFF), phase
+    for phase in (Phase.NUMBERED, Phase.SIGNED, Phase.REJECTED, Phase.FAILED):
         assert not expired("u:1", _entry(phase, 400), CUTOFF), phase
 
 

@@ -36,6 +36,7 @@ from services.fiscalizer.rules import (
     Repeat,
     Report,
     ResignChange,
+    Seen,
     Sign,
     Skip,
     Storno,
@@ -112,9 +113,28 @@ def test_draft_and_void_are_never_fiscalized(status: SourceStatus) -> None:
     assert decide(invoice(status)) == Skip("not_due")
 
 
-def test_paid_trigger_waits_for_payment() -> None:
-    assert decide(invoice(SourceStatus.SENT), trigger=Trigger.PAID) == Skip("not_due")
-    assert isinstance(decide(invoice(SourceStatus.PAID), trigger=Trigger.PAID), Sign)
+def test_paid_trigger_waits_for_payment_and_keeps_when_it_left_draft() -> None:
+    """DatVrijeme is when the invoice left draft as first seen, also when the integration
+    fiscalizes it only once paid: that moment is noted (SEEN), and the payment signs it
+    with it, counted as a first signature and a subsequent delivery (issued without a
+    JIR)."""
+    assert decide(invoice(SourceStatus.DRAFT), trigger=Trigger.PAID) == Skip("not_due")
+    assert decide(invoice(SourceStatus.SENT), trigger=Trigger.PAID) == Seen()
+    seen = Entry(Phase.SEEN, invoice().version, 0, NOW, issued_at=NOW - timedelta(days=3))
+    # Seen unpaid again: the first moment stays.
+    assert decide(invoice(SourceStatus.SENT), seen, trigger=Trigger.PAID) == Skip("not_due")
+    assert decide(invoice(SourceStatus.PAID), seen, trigger=Trigger.PAID) == Sign(
+        True, 1, NOW, counts_toward_license=True, issued_at=NOW - timedelta(days=3))
+    # Never seen unpaid (paid at once): issued when seen paid.
+    assert decide(invoice(SourceStatus.PAID), trigger=Trigger.PAID) == Sign(
+        False, 1, NOW, counts_toward_license=True)
+    # A retry finding only the SEEN note lost its signature's note: signed again as such.
+    retry = InvoiceRetry(
+        integration_uid="u", invoice=invoice(), profile="hr-cis", protection_code="z",
+        attempt=1, first_attempt_at=NOW, not_before=NOW, reason_code="timeout", message="m",
+    )
+    resigned = on_retry(retry, seen)
+    assert isinstance(resigned, Sign) and resigned.attempt == 2
 
 
 def test_first_delivery_is_signed_and_counted() -> None:
