@@ -23,7 +23,16 @@ from runtime.settings import KafkaSettings
 from runtime.store.store import Store
 from runtime.vault import Vault, new_key, parse_keys
 from schemas.events import InvoiceSigned
-from schemas.topics import INVOICES_SIGNED, table_changelogs
+from schemas.topics import (
+    INTEGRATIONS_EVENTS,
+    INVOICES_RECEIVED,
+    INVOICES_RESEND,
+    INVOICES_RETRY,
+    INVOICES_SIGNED,
+    INVOICES_STATUS,
+    INVOICES_WRITEBACK,
+    table_changelogs,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -82,6 +91,33 @@ class Pipeline:
             response.raise_for_status()
 
 
+# What each stack's consumer groups read: shared by every stack on the session's broker.
+SHARED_TOPICS = (INVOICES_RECEIVED, INVOICES_SIGNED, INVOICES_RETRY, INVOICES_RESEND,
+                 INVOICES_STATUS, INTEGRATIONS_EVENTS, INVOICES_WRITEBACK)
+
+
+async def start_at_present(kafka: KafkaSettings, groups: list[str]) -> None:
+    """Commit each (new) group's offsets at the shared topics' current end: what other
+    stacks wrote belongs to their integrations, and each new stack reading the session's
+    whole history first (tens of thousands of records by the later tests) made the
+    portal's projection minutes behind its own invoices."""
+    reader = make_consumer(kafka, group_id=None)
+    await reader.start()
+    try:
+        partitions = await partitions_of(reader, *(t.name for t in SHARED_TOPICS))
+        ends = await reader.end_offsets(partitions)
+    finally:
+        await reader.stop()
+    for group in groups:
+        committer = make_consumer(kafka, group_id=group)
+        await committer.start()
+        try:
+            committer.assign(partitions)
+            await committer.commit(dict(ends))
+        finally:
+            await committer.stop()
+
+
 @contextlib.asynccontextmanager
 async def open_pipeline(
     kafka_bootstrap: str, home: Path, extra_env: dict[str, str] | None = None
@@ -95,15 +131,18 @@ async def open_pipeline(
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     report = await ensure_topics(kafka, table_changelogs(f"e2e-fiscalizer-{run}", kafka.partitions))
     assert report.ok, report.summary()
+    groups = {"FISCOBRIDGE_FISCALIZER_APP_ID": f"e2e-fiscalizer-{run}",
+              "FISCOBRIDGE_REPORTER_GROUP_ID": f"e2e-reporter-{run}",
+              "FISCOBRIDGE_PORTAL_PROJECTOR_GROUP_ID": f"e2e-projector-{run}",
+              "FISCOBRIDGE_WRITEBACK_GROUP_ID": f"e2e-writeback-{run}"}
+    await start_at_present(kafka, list(groups.values()))
     stack = LocalStack(
         home=home,
         kafka_bootstrap=kafka_bootstrap,
         master_key=key,
         cis_latency_ms=5,
         extra_env={
-            "FISCOBRIDGE_FISCALIZER_APP_ID": f"e2e-fiscalizer-{run}",
-            "FISCOBRIDGE_REPORTER_GROUP_ID": f"e2e-reporter-{run}",
-            "FISCOBRIDGE_PORTAL_PROJECTOR_GROUP_ID": f"e2e-projector-{run}",
+            **groups,
             "FISCOBRIDGE_FISCALIZER_LIMIT_TRIAL": str(TRIAL_LIMIT),
             "FISCOBRIDGE_REPORTER_RETRY_BASE": "0.2",
             "FISCOBRIDGE_REPORTER_RETRY_CAP": "2",
