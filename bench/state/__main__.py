@@ -4,8 +4,9 @@ them, for faust's memory:// against rocksdb:// store, with N invoice entries.
     python -m bench.state [--invoices 1000000] [--integrations 300] [--starts 2]
 
 Fills the `invoice-state` changelog of a fresh app id with N fiscalized invoice entries,
-exactly as the fiscalizer's table writes them (JSON key "uid:source id", JSON Entry,
-on the partition of the integration uid), then starts a fiscalizer-shaped faust worker
+exactly as the fiscalizer's table writes them (JSON key "uid:source id", JSON Entry with
+the signed request CIS accepted, kept for same-day changes, on the partition of the
+integration uid), then starts a fiscalizer-shaped faust worker
 (bench/state/worker.py: the same two tables, the same RocksDB options) --starts times
 per store on one data directory, and prints for each start the seconds from process
 start to tables recovered and ready, and the resident memory then (and its peak).
@@ -18,8 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
+import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,17 +36,48 @@ from runtime.kafka.admin import ensure_topics
 from runtime.kafka.clients import producer as make_producer
 from runtime.kafka.local import LocalKafka
 from runtime.settings import KafkaSettings
+from schemas.events import FiscalNumber
 from schemas.topics import Topic, table_changelogs
 from services.fiscalizer.retention import partition_of
+from services.fiscalizer.rules import Entry, Phase
 
 
-def entry(n: int, at: datetime) -> bytes:
-    return json.dumps({
-        "phase": "fiscalized", "version": at.isoformat(), "attempt": 1,
-        "first_attempt_at": at.isoformat(), "receipt_id": str(uuid.UUID(int=n)),
-        "number": {"number": n, "premises": "P1", "device": "1", "year": at.year},
-        "issued_at": at.isoformat(),
-    }).encode()
+def signed_request() -> str:
+    """A signed RacunZahtjev as the reporter passes it to the fiscalizer with a fiscalized
+    status (kept in the entry for same-day changes): one real signature, made once."""
+    from fiscal.hr_cis.authority import HrCisAuthority
+    from fiscal.hr_cis.certificate import load_certificate
+    from fiscal.hr_cis.oib import oib_check_digit
+    from fiscal.hr_cis.settings import FiscalSettings
+    from sandbox.cis.ca import TestCA
+    from schemas.events import FiscalNumber
+    from tests.factories import make_invoice
+
+    stem = "1234567890"
+    oib = stem + str(oib_check_digit(stem))
+    with tempfile.TemporaryDirectory() as ca_dir:
+        pfx = TestCA.load_or_create(Path(ca_dir)).issue_pfx(oib, "bench")
+    settings = FiscalSettings(oib=oib, premises_code="POSL1", device_code="1", operator_oib=oib)
+    number = FiscalNumber(number=1, premises="POSL1", device="1", year=2026)
+    submission = HrCisAuthority().prepare(
+        make_invoice(), settings, load_certificate(pfx, "bench", expected_oib=oib),
+        number=number, subsequent_delivery=False, now=datetime.now(UTC))
+    return submission.document.decode()
+
+
+_SIGNATURE = re.compile(r"(<ds:SignatureValue>)([^<]+)(<)")
+
+
+def entry(n: int, at: datetime, document: str) -> bytes:
+    """Invoice `n`'s fiscalized entry, as the fiscalizer's table writes it: `document` with
+    this invoice's own signature value (each invoice's is different, as in life)."""
+    signature = base64.b64encode(random.randbytes(256)).decode()
+    fiscalized = _SIGNATURE.sub(lambda m: m.group(1) + signature + m.group(3), document, 1)
+    return json.dumps(Entry(
+        Phase.FISCALIZED, at.isoformat(), 1, at, str(uuid.UUID(int=n)),
+        number=FiscalNumber(number=n, premises="P1", device="1", year=at.year),
+        issued_at=at, fiscalized=fiscalized,
+    ).to_json()).encode()
 
 
 async def fill(kafka: KafkaSettings, changelog: str, invoices: int, uids: list[str]) -> float:
@@ -52,13 +87,14 @@ async def fill(kafka: KafkaSettings, changelog: str, invoices: int, uids: list[s
     await producer.start()
     started = time.monotonic()
     at = datetime.now(UTC) - timedelta(days=1)
+    document = signed_request()
     try:
         pending = []
         for n in range(invoices):
             uid = uids[n % len(uids)]
             key = json.dumps(f"{uid}:{460000000000000000 + n}").encode()
             pending.append(await producer.send(
-                changelog, entry(n, at), key=key,
+                changelog, entry(n, at, document), key=key,
                 partition=partition_of(uid, kafka.partitions)))
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
