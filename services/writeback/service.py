@@ -57,7 +57,7 @@ from schemas.invoice import DocumentKind
 from schemas.topics import INTEGRATIONS_EVENTS, INVOICES_STATUS, INVOICES_WRITEBACK, Topic
 from services.writeback.sessions import ZohoSessions
 from services.writeback.settings import WriteBackSettings
-from services.writeback.stage import Backoff, Stopping, WriteBackStage
+from services.writeback.stage import Backoff, RecentIntegrations, Stopping, WriteBackStage
 
 log = logging.getLogger("fiscobridge.writeback")
 
@@ -180,6 +180,7 @@ class WriteBack:
         except Exception as error:
             await self.dead_letter(record, error, None)
             return
+        self.stage.forget(event.integration_uid)
         if not sets_mapping(event):
             return
         assert self.waiting is not None
@@ -274,7 +275,8 @@ async def main(stop: asyncio.Event) -> None:
                 return entry is not None and entry.receipt_id is not None
 
             stage = WriteBackStage(
-                store.integrations.get, sessions.client,
+                RecentIntegrations(store.integrations.get, settings.integration_ttl),
+                sessions.client,
                 Backoff(settings.retry_base.total_seconds(), settings.retry_cap.total_seconds()),
                 written=store.writebacks.get, has_receipt=has_receipt,
             )

@@ -34,6 +34,11 @@ class WriteBackSettings(DurationSettings):
         default=timedelta(minutes=5), gt=_ZERO,
         description="longest wait between two tries of a transient failure",
     )
+    integration_ttl: Duration = Field(
+        default=timedelta(seconds=30), gt=_ZERO,
+        description="an integration's record is read from the store again after this "
+        "(at once when one of its events arrives)",
+    )
     commit_interval: Duration = Field(
         default=timedelta(seconds=0.5), gt=_ZERO,
         description="processed offsets are committed at least this often",

@@ -44,9 +44,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import DBAPIError
 
@@ -132,6 +133,31 @@ Written = Callable[[str, str], Awaitable[WriteBackOutcome | None]]
 HasReceipt = Callable[[str, str], Awaitable[bool]]
 LoadIntegration = Callable[[str], Awaitable[IntegrationRecord | None]]
 ClientOf = Callable[[IntegrationRecord], Awaitable[ZohoBooksClient]]
+
+
+class RecentIntegrations:
+    """The store's integration records, each kept for `ttl`: one read per integration and
+    interval, not one per invoice. The write-back forgets a record when an event of its
+    integration arrives (a mapping set, a reconnect), and before a look that must see
+    the store as it is now."""
+
+    def __init__(self, load: LoadIntegration, ttl: timedelta,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._load = load
+        self._ttl = ttl.total_seconds()
+        self._clock = clock
+        self._records: dict[str, tuple[float, IntegrationRecord | None]] = {}
+
+    async def __call__(self, uid: str) -> IntegrationRecord | None:
+        hit = self._records.get(uid)
+        if hit is not None and self._clock() - hit[0] < self._ttl:
+            return hit[1]
+        record = await self._load(uid)
+        self._records[uid] = (self._clock(), record)
+        return record
+
+    def forget(self, uid: str) -> None:
+        self._records.pop(uid, None)
 
 
 class WriteBackStage:
@@ -225,7 +251,13 @@ class WriteBackStage:
                 continue
             raise Stopping(failure.reason)
 
+    def forget(self, uid: str) -> None:
+        """The integration changed: read its record from the store again next time."""
+        if isinstance(self.load, RecentIntegrations):
+            self.load.forget(uid)
+
     async def _mapped_now(self, status: InvoiceStatus) -> bool:
+        self.forget(status.integration_uid)  # the store as it is now
         try:
             record = await self.load(status.integration_uid)
             fields = FieldMap(record.writeback_fields) if record is not None else None

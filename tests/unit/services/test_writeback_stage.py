@@ -30,6 +30,7 @@ from services.writeback.stage import (
     NO_MAPPING,
     ZKI_WRITTEN,
     Backoff,
+    RecentIntegrations,
     Stopping,
     WriteBackStage,
     values_of,
@@ -310,6 +311,51 @@ async def test_a_mapping_set_while_waiting_is_looked_at_once_more() -> None:
     outcome = await stage(zoho, rec).process(status(), publish, asyncio.Event())
     assert [p.state for p in published] == [WriteBackState.WAITING, WriteBackState.WRITTEN_BACK]
     assert outcome is published[-1] and len(zoho.written) == 1
+
+
+async def test_integration_records_are_read_once_per_interval_and_forgotten_on_change() -> None:
+    reads: list[str] = []
+    now = [0.0]
+
+    async def load(uid: str) -> IntegrationRecord | None:
+        reads.append(uid)
+        return record()
+
+    recent = RecentIntegrations(load, timedelta(seconds=30), clock=lambda: now[0])
+    for _ in range(3):
+        assert await recent(UID) is not None
+    assert reads == [UID]
+    now[0] = 30.0
+    await recent(UID)
+    assert reads == [UID, UID]  # expired
+    recent.forget(UID)
+    await recent(UID)
+    assert reads == [UID, UID, UID]  # an event of the integration
+
+
+async def test_a_mapping_set_while_waiting_is_seen_through_the_cache() -> None:
+    """The store holds the mapping the moment after the waiting outcome is published: the
+    look once more reads the store, not the record kept from a moment before."""
+    zoho = FakeZoho()
+    stored: dict[str, str] = {}
+
+    async def load(uid: str) -> IntegrationRecord | None:
+        return record(dict(stored))  # a fresh copy per read, as from the store
+
+    async def client_of(_: IntegrationRecord) -> Any:
+        return zoho
+
+    s = WriteBackStage(RecentIntegrations(load, timedelta(minutes=5)), client_of,
+                       Backoff(base=0.01, cap=0.02))
+    published: list[Any] = []
+
+    async def publish(outcome: Any) -> None:
+        published.append(outcome)
+        stored.update(FIELDS)
+
+    await s.process(status(), publish, asyncio.Event())
+    assert [p.state for p in published] == [WriteBackState.WAITING, WriteBackState.WRITTEN_BACK]
+    assert len(zoho.written) == 1
 
 
 async def test_a_storno_goes_as_a_comment_on_the_original() -> None:
