@@ -151,10 +151,13 @@ class Projector:
         started = time.perf_counter()
         good: list[tuple[ConsumerRecord[bytes, bytes], Event]] = []
         received: list[tuple[ConsumerRecord[bytes, bytes], InvoiceReceived]] = []
+        writebacks: list[tuple[ConsumerRecord[bytes, bytes], WriteBackStatus]] = []
         for record in records:
             try:
                 if record.topic == self.writeback_topic:
-                    await self._apply_writeback(record)
+                    if record.value is None:
+                        raise ValueError("record has no value")
+                    writebacks.append((record, WriteBackStatus.from_json(record.value)))
                     continue
                 if record.topic == self.received_topic:
                     try:
@@ -183,6 +186,8 @@ class Projector:
                     await self._dead_letter(record, error)
         if received:
             await self._apply_received(received)
+        if writebacks:
+            await self._apply_writebacks(writebacks)
         for outcome, n in outcomes.items():
             EVENTS.labels(outcome.value).inc(n)
         for _, event in good:
@@ -211,26 +216,31 @@ class Projector:
                     self._skip(record, error)
         EVENTS.labels("received").inc(len(received))
 
-    async def _apply_writeback(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        """Keep the latest write-back outcome of the invoice (a newer one stored wins, so
-        redelivery is harmless); kept apart from the journal, so it does not wait for
-        the invoice's status to be projected first."""
-        if record.value is None:
-            raise ValueError("record has no value")
-        outcome = WriteBackStatus.from_json(record.value)
+    async def _apply_writebacks(
+        self, writebacks: list[tuple[ConsumerRecord[bytes, bytes], WriteBackStatus]]
+    ) -> None:
+        """Keep each invoice's latest write-back outcome (a newer one stored wins, so
+        redelivery is harmless), in one transaction; kept apart from the journal, so it
+        does not wait for the invoice's status to be projected first. Applied one by one
+        when the write-back stage inserted a row meanwhile, or the database refuses one."""
         try:
-            await self.store.writebacks.apply(
-                integration_uid=outcome.integration_uid, source_id=outcome.source_id,
-                state=outcome.state.value, reason=outcome.reason,
-                fiscal_number=outcome.fiscal_number, event_id=outcome.event_id,
-                occurred_at=outcome.occurred_at,
-            )
-        except Exception as error:
-            if not refused_as_data(error):
+            await self.store.writebacks.apply_many([outcome for _, outcome in writebacks])
+        except Exception as batch_error:
+            if not (isinstance(batch_error, IntegrityError) or refused_as_data(batch_error)):
                 raise
-            await self._dead_letter(record, error)
-            return
-        EVENTS.labels("writeback").inc()
+            for record, outcome in writebacks:
+                try:
+                    await self.store.writebacks.apply(
+                        integration_uid=outcome.integration_uid, source_id=outcome.source_id,
+                        state=outcome.state.value, reason=outcome.reason,
+                        fiscal_number=outcome.fiscal_number, event_id=outcome.event_id,
+                        occurred_at=outcome.occurred_at,
+                    )
+                except Exception as error:
+                    if not refused_as_data(error):
+                        raise
+                    await self._dead_letter(record, error)
+        EVENTS.labels("writeback").inc(len(writebacks))
 
     def _skip(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:
         log.warning(
