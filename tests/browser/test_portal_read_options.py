@@ -24,7 +24,7 @@ async def test_read_options_page_by_label_refused_then_saved(
     await page.get_by_role("link", name="How invoices are read").click()
     await expect(page).to_have_url(f"{portal.url}/integrations/{uid}/read-options")
     await visit.check(page)
-    await screenshot(page, "15-read-options")
+    await screenshot(page, "16-read-options")
 
     field = page.get_by_label("Customer custom field holding the OIB (optional)")
     await field.fill("OIB kupca")
