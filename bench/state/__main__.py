@@ -75,7 +75,7 @@ def entry(n: int, at: datetime, document: str) -> bytes:
     fiscalized = _SIGNATURE.sub(lambda m: m.group(1) + signature + m.group(3), document, 1)
     return json.dumps(Entry(
         Phase.FISCALIZED, at.isoformat(), 1, at, str(uuid.UUID(int=n)),
-        number=FiscalNumber(number=n, premises="P1", device="1", year=at.year),
+        number=FiscalNumber(number=n + 1, premises="P1", device="1", year=at.year),
         issued_at=at, fiscalized=fiscalized,
     ).to_json()).encode()
 
