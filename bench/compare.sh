@@ -14,6 +14,8 @@ invoices=1500
 if [[ ${1:-} == --invoices ]]; then invoices=${2:?}; fi
 dir=${COMPARE_DIR:-/tmp/fiscobridge-compare}
 mkdir -p "$dir"
+# The worktrees have no ../shared beside them: the CIS sandbox reads this checkout's.
+export FISCOBRIDGE_CIS_SPEC_DIR=${FISCOBRIDGE_CIS_SPEC_DIR:-$(cd "$root/.." && pwd)/shared/specs/hr-cis}
 tree() {  # the worktree of revision $1, at that revision
   local path="$dir/$(git -C "$root" rev-parse --short "$1")"
   if [[ ! -d $path ]]; then
