@@ -160,7 +160,7 @@ async def _publish_until_acked(kafka: KafkaSettings, events: asyncio.Queue[Invoi
                 await producer.stop()
 
 
-async def _records_since(kafka: KafkaSettings, topic: str, since_ms: int, uids: set[str],
+async def records_since(kafka: KafkaSettings, topic: str, since_ms: int, uids: set[str],
                          ) -> list[ConsumerRecord[bytes, bytes]]:
     """The records of `topic` keyed by one of `uids`, from `since_ms` to its current end."""
     consumer = make_consumer(kafka, group_id=None)
@@ -191,7 +191,7 @@ async def _signed_first_attempts(kafka: KafkaSettings, since_ms: int, uids: set[
     """Per invoice, its first-attempt signatures (the same message sent again after a
     kill is one signature): where each is and the number it drew."""
     found: dict[tuple[str, str], dict[str, str]] = {}
-    for r in await _records_since(kafka, INVOICES_SIGNED.name, since_ms, uids):
+    for r in await records_since(kafka, INVOICES_SIGNED.name, since_ms, uids):
         signed = InvoiceSigned.from_json(r.value)
         if signed.attempt == 1:
             number = signed.fiscal_number.number if signed.fiscal_number else None
@@ -204,7 +204,7 @@ async def _written_early(kafka: KafkaSettings, since_ms: int, uids: set[str]) ->
     """Invoices whose fiscal number, ZKI and zki= QR were written before their JIR (CIS
     had not answered yet): each costs one write-back call more than the JIR's."""
     early = set()
-    for r in await _records_since(kafka, INVOICES_WRITEBACK.name, since_ms, uids):
+    for r in await records_since(kafka, INVOICES_WRITEBACK.name, since_ms, uids):
         outcome = WriteBackStatus.from_json(r.value)
         if outcome.state is WriteBackState.WAITING and outcome.reason == ZKI_WRITTEN:
             early.add((outcome.integration_uid, outcome.source_id))

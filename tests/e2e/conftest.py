@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from aiokafka import TopicPartition
 
+from bench.chaos.run import records_since
 from fiscobridge.provision import DemoIntegration, demo_integration
 from fiscobridge.stack import LocalStack
 from runtime.kafka.admin import ensure_topics
@@ -59,31 +59,8 @@ class Pipeline:
 
     async def signed_since(self, since_ms: int, uids: set[str]) -> list[InvoiceSigned]:
         """Every InvoiceSigned of the integrations written since `since_ms`, to the end now."""
-        consumer = make_consumer(self.kafka, group_id=None)
-        await consumer.start()
-        found = []
-        try:
-            tps = await partitions_of(consumer, INVOICES_SIGNED.name)
-            starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
-            ends = await consumer.end_offsets(tps)
-            todo: dict[TopicPartition, int] = {}
-            for tp in tps:
-                hit = starts.get(tp)
-                if hit is not None and hit.offset < ends[tp]:
-                    todo[tp] = ends[tp]
-            consumer.assign([*todo])
-            for tp in todo:
-                consumer.seek(tp, starts[tp].offset)
-            while todo:
-                for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                    found += [InvoiceSigned.from_json(r.value) for r in records
-                              if r.offset < todo[tp] and r.key and r.key.decode() in uids]
-                for tp in list(todo):
-                    if await consumer.position(tp) >= todo[tp]:
-                        del todo[tp]
-        finally:
-            await consumer.stop()
-        return found
+        return [InvoiceSigned.from_json(r.value) for r in
+                await records_since(self.kafka, INVOICES_SIGNED.name, since_ms, uids)]
 
     async def faults(self, **changes: object) -> None:
         async with httpx.AsyncClient() as http:
