@@ -648,12 +648,15 @@ class Fiscalizer:
             assert number is not None
             # Drawn only by a signature that goes out (no gaps), and durable with that
             # signature before it goes out (never drawn twice, never signed twice): see
-            # pending.py.
-            batch.set(self.states, sequence, number.number, durable=True)
+            # pending.py. The numbered entry is written before the counter, to the same
+            # changelog partition (the integration's), which keeps the order: a crash
+            # between them keeps the entry alone (_high_water reads it, the delivery read
+            # again sends its signature), never a counter past a number nobody holds.
             batch.set(self.states, f"{uid}:{invoice.source_id}", Entry(
                 Phase.NUMBERED, invoice.version, sign.attempt, sign.first_attempt_at,
                 number=number, issued_at=issued_at, newer=newer,
                 signed=message.decode()).to_json(), durable=True)
+            batch.set(self.states, sequence, number.number, durable=True)
             self._highest[sequence] = number.number
         self._set_entry(
             batch, uid, invoice.source_id,
