@@ -311,7 +311,7 @@ async def test_a_crash_amid_the_durable_writes_leaves_no_gap_in_the_numbers(
         run.batch = run.fiscalizer._pending.batch()
         states.data.clear()
         for _, table, key, value in durable[:kept]:
-            table.data[key] = value
+            table.data[key] = value  # type: ignore[attr-defined]
         topic, again = await run.received(uid, first_invoice)
         assert topic == INVOICES_SIGNED.name, (kept, InvoiceStatus.from_json(again).message)
         numbers = [number_of(InvoiceSigned.from_json(again))[1],
