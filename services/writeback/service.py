@@ -10,8 +10,8 @@ It also reads `integrations.events`: a `settings_changed` event that sets the wr
 mapping (`writeback_fields` in its details) re-drives the integration's write-backs that
 wait (their latest outcome `waiting`, rebuilt from the fiscal journal), so the customer
 need not wait for another fiscalization. Each outcome is applied to the store as soon as
-the broker has it (the projector applies it again, harmlessly), so such a re-drive finds
-every outcome published before it.
+the broker has it, those that come together in one transaction (the projector applies
+them again, harmlessly), so such a re-drive finds every outcome published before it.
 
 Built on the stream-step layer: records of every partition run concurrently (bounded),
 the contiguous processed prefix of each partition is committed only after its outcome is
@@ -43,6 +43,7 @@ from runtime.ops import OpsServer
 from runtime.settings import KafkaSettings
 from runtime.store.journal import JournalRecord
 from runtime.store.store import Store
+from runtime.store.writeback import OutcomeRecorder
 from runtime.vault import Vault
 from runtime.writeback_mapping import sets_mapping
 from schemas.events import (
@@ -280,16 +281,8 @@ async def main(stop: asyncio.Event) -> None:
                 Backoff(settings.retry_base.total_seconds(), settings.retry_cap.total_seconds()),
                 written=store.writebacks.get, has_receipt=has_receipt,
             )
-            async def record(outcome: WriteBackStatus) -> None:
-                await store.writebacks.apply(
-                    integration_uid=outcome.integration_uid, source_id=outcome.source_id,
-                    state=outcome.state.value, reason=outcome.reason,
-                    fiscal_number=outcome.fiscal_number, event_id=outcome.event_id,
-                    occurred_at=outcome.occurred_at,
-                )
-
             service = WriteBack(kafka, settings, stage, waiting=store.writebacks.waiting,
-                                record=record)
+                                record=OutcomeRecorder(store.writebacks).record)
 
             async def ready() -> dict[str, bool]:
                 return await service.readiness(store)
