@@ -170,6 +170,11 @@ class KafkaSettings(BaseSettings):
     # How long the pipeline's producers hold a record for others to share its request:
     # the outputs of concurrent webhooks, submissions and batches leave together.
     linger_ms: int = Field(default=5, ge=0)
+    # The most a producer sends to one partition in one request. Records to a partition
+    # leave one request at a time (in order), so a burst larger than this waits a round
+    # trip per batch: the fiscalizer's durable writes (signed entries of a few KB each)
+    # must leave in one. Below the broker's message.max.bytes (1 MiB by default).
+    max_batch_size: int = Field(default=512 * 1024, ge=16 * 1024, le=1_000_000)
 
 
 class StoreSettings(BaseSettings):

@@ -156,6 +156,7 @@ class Fiscalizer:
             producer_acks=-1,
             # A batch's outputs and changelog writes leave in a few requests, not one each.
             producer_linger=kafka.linger_ms / 1000,
+            producer_max_batch_size=kafka.max_batch_size,
             web_enabled=False,
             stream_wait_empty=False,
             broker_commit_interval=1.0,
