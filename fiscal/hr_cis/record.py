@@ -122,31 +122,36 @@ def fiscal_record(invoice: Invoice, settings: FiscalSettings) -> FiscalRecord:
     pnp: dict[Decimal, list[Decimal]] = {}
     sums: dict[TaxCategory, Decimal] = {}
     fees: list[tuple[str, Decimal]] = []
-    lines_at = Counter(line.tax_rate for line in view.lines)
-    line_rates = {line.tax_rate for line in view.lines if line.amount}
+    lines_at: Counter[Decimal] = Counter()
+    line_rates: set[Decimal] = set()
+    for line in view.lines:
+        lines_at[line.tax_rate] += 1
+        if line.amount:
+            line_rates.add(line.tax_rate)
     # Tax rows as the source states them, or per rate from the lines when it states none.
     taxes = tuple(t for t in view.taxes if t.rate) or _taxes_from_lines(view)
     untaxed = list(view.untaxed)
-    rest = cents(view.subtotal) - sum((cents(t.base) for t in taxes), _ZERO)
-    rest -= sum((cents(u.base) for u in untaxed), _ZERO)
+    bases = [cents(t.base) for t in taxes]
+    rest = cents(view.subtotal) - sum(bases, _ZERO) - sum((cents(u.base) for u in untaxed), _ZERO)
     if rest:  # net amounts no tax row accounts for: lines at 0 %, or no tax at all
         untaxed.append(UntaxedLine(base=rest))
-    for tax in taxes:
+    mapping = settings.tax_mapping
+    for tax, base in zip(taxes, bases, strict=True):
         if view.lines and tax.rate not in line_rates and tax.amount != 0:
             raise InvoiceRejected(
                 "tax_mismatch",
                 f"the invoice charges {tax.amount} VAT at {tax.rate} % but no line is taxed "
                 f"at {tax.rate} %; correct the taxes of invoice {invoice.number}",
             )
-        treatment = settings.tax_mapping.get(tax.tax_id or "\0") or TaxTreatment(
-            category="vat", rate=tax.rate
-        )
-        base, stated = cents(tax.base), cents(tax.amount)
-        if treatment.category in ("vat", "pnp"):
-            rate = tax.rate if treatment.rate is None else treatment.rate
+        # A taxed row without a mapping is VAT at its own rate.
+        treatment = mapping.get(tax.tax_id) if tax.tax_id and mapping else None
+        category = "vat" if treatment is None else treatment.category
+        stated = cents(tax.amount)
+        if category in ("vat", "pnp"):
+            rate = tax.rate if treatment is None or treatment.rate is None else treatment.rate
             _require_consistent(view, tax.name or tax.tax_id, rate, base, stated,
                                 max(1, lines_at[tax.rate]))
-            acc = (vat if treatment.category == "vat" else pnp).setdefault(rate, [_ZERO, _ZERO])
+            acc = (vat if category == "vat" else pnp).setdefault(rate, [_ZERO, _ZERO])
             acc[0] += base
             acc[1] += stated
         elif stated != 0:
@@ -154,10 +159,11 @@ def fiscal_record(invoice: Invoice, settings: FiscalSettings) -> FiscalRecord:
                 "tax_mapping_contradiction",
                 f"invoice {invoice.number} charges {stated} tax under "
                 f"{_name(tax.name, tax.tax_id)}, which the integration's tax mapping calls "
-                f"{_CATEGORY_NAMES[treatment.category]}; such a supply carries no VAT. "
+                f"{_CATEGORY_NAMES[category]}; such a supply carries no VAT. "
                 "Correct the tax on the invoice or the mapping",
             )
         else:
+            assert treatment is not None
             _add(sums, fees, treatment, base)
     for row in untaxed:
         key = row.tax_id or UNTAXED_KEY
