@@ -172,8 +172,9 @@ class KafkaSettings(BaseSettings):
     linger_ms: int = Field(default=5, ge=0)
     # The most a producer sends to one partition in one request. Records to a partition
     # leave one request at a time (in order), so a burst larger than this waits a round
-    # trip per batch: the fiscalizer's durable writes (signed entries of a few KB each)
-    # must leave in one. Below the broker's message.max.bytes (1 MiB by default).
+    # trip per batch: a batch's signed messages and statuses (a few KB each) and the
+    # fiscalizer's durable writes must leave in one. Below the broker's message.max.bytes
+    # (1 MiB by default).
     max_batch_size: int = Field(default=512 * 1024, ge=16 * 1024, le=1_000_000)
 
 

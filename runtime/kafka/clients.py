@@ -29,7 +29,8 @@ def _common(settings: KafkaSettings) -> dict[str, Any]:
 
 def producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
     """An idempotent producer (not started)."""
-    options = {**_common(settings), "enable_idempotence": True, "acks": "all", **overrides}
+    options = {**_common(settings), "enable_idempotence": True, "acks": "all",
+               "max_batch_size": settings.max_batch_size, **overrides}
     return AIOKafkaProducer(**options)
 
 
