@@ -54,24 +54,24 @@ class WriteBacks(Repository):
         projector from the topic): when both insert an invoice's first row at once, the
         one that loses reads the row the other stored and compares, as on any later
         outcome, instead of failing."""
-        outcome = _Outcome(integration_uid, source_id, state, reason, fiscal_number,
-                           event_id, occurred_at)
-        try:
-            return (await self._apply([outcome]))[0]
-        except IntegrityError:
-            return (await self._apply([outcome]))[0]
+        return await self._apply_one(_Outcome(integration_uid, source_id, state, reason,
+                                              fiscal_number, event_id, occurred_at))
 
     async def apply_many(self, outcomes: Sequence[WriteBackStatus]) -> None:
         """Each outcome as `apply` records it, all in one transaction (a batch); when
         another writer inserted one of the rows meanwhile, they are applied one by one."""
+        batch = [_Outcome.of(o) for o in outcomes]
         try:
-            await self._apply([_Outcome.of(o) for o in outcomes])
+            await self._apply(batch)
         except IntegrityError:
-            for o in outcomes:
-                await self.apply(
-                    integration_uid=o.integration_uid, source_id=o.source_id,
-                    state=o.state.value, reason=o.reason, fiscal_number=o.fiscal_number,
-                    event_id=o.event_id, occurred_at=o.occurred_at)
+            for outcome in batch:
+                await self._apply_one(outcome)
+
+    async def _apply_one(self, outcome: _Outcome) -> bool:
+        try:
+            return (await self._apply([outcome]))[0]
+        except IntegrityError:  # the other writer inserted it meanwhile: compare with it
+            return (await self._apply([outcome]))[0]
 
     async def _apply(self, outcomes: Sequence[_Outcome]) -> list[bool]:
         """One transaction: the stored rows read in one query, each outcome compared with
