@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -16,10 +17,11 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
+from runtime.kafka.admin import admin_client
 from runtime.kafka.clients import consumer as make_consumer
 from runtime.kafka.clients import partitions_of
 from runtime.kafka.clients import producer as make_producer
-from runtime.kafka.dlq import ERROR_MESSAGE, ERROR_TYPE, SOURCE
+from runtime.kafka.dlq import ERROR_MESSAGE, ERROR_TYPE, SOURCE, handled_marks
 from sandbox.load import StatusWatcher, drive
 from schemas.events import InvoiceState
 from schemas.topics import INVOICES_RECEIVED, INVOICES_SIGNED
@@ -239,19 +241,39 @@ async def test_redriven_and_acknowledged_dead_letters_are_no_longer_open(
             await producer.stop()
         return await parked_since(since)
 
+    async def open_after_marks(closed: dict[TopicPartition, int], *flags: str) -> int:
+        """`dlq list`'s open count, checked against the handled marks: every letter held
+        before `closed` is closed, and the open ones are exactly those after the marks.
+        Letters parked while it looks (parking is at least once: a fiscalizer that
+        rewinds or restarts parks a record it already parked) are allowed for, once."""
+        async with admin_client(pipeline.kafka) as admin:
+            marks = {tp: o for tp, o in (await handled_marks(admin)).items() if tp.topic == topic}
+        assert all(marks.get(tp, 0) >= end for tp, end in closed.items()), (marks, closed)
+
+        async def after_marks() -> int:
+            ends = await _ends(pipeline, topic)
+            return sum(max(0, end - marks.get(tp, 0)) for tp, end in ends.items())
+
+        low = await after_marks()
+        listed = _open(await cli(pipeline, "dlq", "list", *flags), topic)
+        high = await after_marks()
+        assert low <= listed <= high, (low, listed, high)
+        return listed
+
     await park_one()
     assert _open(await cli(pipeline, "dlq", "list"), topic) >= 1
     preview = await cli(pipeline, "dlq", "ack", INVOICES_RECEIVED.name)
     assert "add --yes" in preview and _open(await cli(pipeline, "dlq", "list"), topic) >= 1
+    held = await _ends(pipeline, topic)
     acked = await cli(pipeline, "dlq", "ack", INVOICES_RECEIVED.name, "--yes")
-    assert acked.strip().endswith("0 open"), acked
-    assert _open(await cli(pipeline, "dlq", "list", "--no-errors"), topic) == 0
+    assert re.search(r"acknowledged [1-9]\d*; \d+ open$", acked.strip()), acked
+    await open_after_marks(held, "--no-errors")  # none, unless one was parked again since
 
     parked = await park_one()
-    assert _open(await cli(pipeline, "dlq", "list"), topic) == parked
+    assert await open_after_marks(held) >= parked
     before = await _ends(pipeline, topic)
     await cli(pipeline, "dlq", "redrive", INVOICES_RECEIVED.name, "--no-progress")
     # The garbage fails again and is parked again: those are open, the redriven ones not.
     again = await parked_since(before)
     assert again >= parked
-    assert _open(await cli(pipeline, "dlq", "list"), topic) == again
+    assert await open_after_marks(before) >= again
