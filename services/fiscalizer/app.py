@@ -668,4 +668,4 @@ class Fiscalizer:
         log.info("signed", extra={"attempt": sign.attempt, "subsequent": sign.subsequent_delivery,
                                   "invoice_id": invoice.source_id,
                                   "fiscal_number": number.text if number else None})
-        return [Output(INVOICES_SIGNED.name, event.key, event.to_json())]
+        return [Output(INVOICES_SIGNED.name, event.key, message)]
