@@ -9,6 +9,10 @@ from the `InvoiceSigned` of the invoice's last reported attempt (found on
 again only while that attempt is the invoice's latest and it is not fiscalized
 (services/fiscalizer/rules.py, on_retry), so a replayed or doubled resend signs
 nothing and a fiscalized invoice is never reported again.
+
+An invoice refused before it was ever signed (blocked, or rejected by the fiscal record)
+has no signature to send again: a resend queues it to be read again from the source by
+the poller instead (runtime.store.refetch), which delivers it like any other change.
 """
 
 from __future__ import annotations
@@ -16,21 +20,31 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from runtime.kafka.clients import partitions_of
 from runtime.store.journal import JournalRecord
+from runtime.store.refetch import Document, document_of
 from schemas.events import InvoiceRetry, InvoiceSigned, InvoiceState
 from schemas.topics import INVOICES_RESEND, INVOICES_SIGNED
 
-# What may be resent: not fiscalized, and signed at least once.
-RESENDABLE = (InvoiceState.RETRYING, InvoiceState.FAILED, InvoiceState.REJECTED)
+# What may be resent: not fiscalized, and signed at least once; or refused before it
+# was signed (blocked, rejected without a message id): read again from the source.
+RESENDABLE = (InvoiceState.RETRYING, InvoiceState.FAILED, InvoiceState.REJECTED,
+              InvoiceState.BLOCKED)
 # How far before its outcome an attempt's signature is looked for: the attempt waited
 # for its retry time before it was signed, then for CIS (both bounded by settings far
 # below this).
 LOOK_BACK = timedelta(hours=1)
+
+
+class RequestsRefetch(Protocol):
+    """Queues documents to be read again (runtime.store.Store.refetch)."""
+
+    async def request(self, uid: str, documents: Iterable[Document], reason: str) -> int: ...
 
 
 @dataclass
@@ -38,6 +52,7 @@ class Outcome:
     sent: list[str] = field(default_factory=list)  # source ids
     # source id -> why not: a state that is not resendable, or no signature to resend
     refused: dict[str, str] = field(default_factory=dict)
+    queued: list[str] = field(default_factory=list)  # never signed: read again from Zoho
 
 
 def request(signed: InvoiceSigned, now: datetime, who: str) -> InvoiceRetry:
@@ -56,11 +71,16 @@ def request(signed: InvoiceSigned, now: datetime, who: str) -> InvoiceRetry:
 
 def why_not(record: JournalRecord) -> str | None:
     if record.state not in RESENDABLE:
-        return f"it is {record.state.value}; only retrying, failed or rejected invoices are resent"
-    if record.message_id is None:
-        return ("it was never signed (refused before signing: fix the integration's settings; "
-                "the next delivery from Zoho signs it)")
+        return (f"it is {record.state.value}; only retrying, failed, rejected or blocked "
+                "invoices are resent")
+    if record.message_id is None and record.state is InvoiceState.RETRYING:
+        return "it has no signature on record to send again"
     return None
+
+
+def never_signed(record: JournalRecord) -> bool:
+    """Refused before it was signed: a resend reads it again from the source."""
+    return record.message_id is None
 
 
 async def find_signed(
@@ -106,21 +126,42 @@ async def find_signed(
     return found
 
 
-async def resend(
-    consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, uid: str,
-    records: Iterable[JournalRecord], who: str, now: datetime | None = None,
-) -> Outcome:
-    """Publish a resend for each record that may be resent; say why for the others."""
-    now = now or datetime.now(UTC)
-    outcome = Outcome()
-    wanted: dict[str, JournalRecord] = {}
+async def queue_unsigned(
+    refetch: RequestsRefetch, uid: str, records: Iterable[JournalRecord], who: str,
+    outcome: Outcome,
+) -> list[JournalRecord]:
+    """Queue the records never signed to be read again; the others, to be resent."""
+    rest: list[JournalRecord] = []
+    unsigned: list[JournalRecord] = []
     for record in records:
         reason = why_not(record)
         if reason is not None:
             outcome.refused[record.source_invoice_id] = reason
+        elif never_signed(record):
+            unsigned.append(record)
         else:
-            assert record.message_id is not None
-            wanted[record.message_id] = record
+            rest.append(record)
+    if unsigned:
+        await refetch.request(
+            uid, [document_of(r.source_invoice_id, r.kind) for r in unsigned],
+            f"resent by {who}")
+        outcome.queued += [r.source_invoice_id for r in unsigned]
+    return rest
+
+
+async def resend(
+    consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, uid: str,
+    records: Iterable[JournalRecord], who: str, now: datetime | None = None,
+    *, refetch: RequestsRefetch,
+) -> Outcome:
+    """Publish a resend for each record that may be resent, queue those never signed to
+    be read again from the source; say why for the others."""
+    now = now or datetime.now(UTC)
+    outcome = Outcome()
+    wanted: dict[str, JournalRecord] = {}
+    for record in await queue_unsigned(refetch, uid, records, who, outcome):
+        assert record.message_id is not None
+        wanted[record.message_id] = record
     found = await find_signed(consumer, uid,
                               {m: r.last_occurred_at for m, r in wanted.items()})
     for message_id, record in wanted.items():

@@ -178,6 +178,70 @@ async def _fetch(
     return document, payments, contact
 
 
+def _map(key: str, fetched: Fetched, options: MappingOptions) -> Invoice | Rejected:
+    """The canonical document, or the refusal identified so that the channel can show it
+    blocked (connectors.zoho.rejected)."""
+    document, payments, contact = fetched
+    try:
+        if key.startswith(CREDIT_NOTE):
+            return map_credit_note(document, contact=contact, **options.kwargs())
+        return map_invoice(document, payments=payments, contact=contact, **options.kwargs())
+    except InvoiceMappingError as error:
+        kind = "creditnote" if key.startswith(CREDIT_NOTE) else "invoice"
+        refused = rejected_document(kind, document, error, base_currency=options.base_currency)
+        if not refused.invoice_id:  # the detail lacks its id: the key names it
+            refused = replace(refused, invoice_id=key.removeprefix(CREDIT_NOTE))
+        return refused
+
+
+@dataclass(frozen=True)
+class Refetched:
+    """Documents read again by id (runtime.store.refetch), whatever their last change."""
+
+    invoices: list[Invoice]
+    rejected: list[Rejected]
+    done: list[str]  # the keys read (mapped or refused) or gone from Zoho (404)
+    api_calls: int
+    interrupted: ZohoError | None = None
+
+
+async def documents_by_id(
+    client: ZohoBooksClient,
+    keys: Sequence[str],
+    *,
+    options: MappingOptions | None = None,
+    contacts: ContactCache | None = None,
+) -> Refetched:
+    """Each document (an invoice id, or `creditnote:` and a credit note's id) fetched in
+    detail and mapped as a sync maps it. A key whose fetch failed is not in `done`."""
+    options = options or MappingOptions()
+    calls_before = client.limiter.calls
+    outcomes = await asyncio.gather(
+        *(_fetch(client, key, contacts, options.buyer_tax_field) for key in keys),
+        return_exceptions=True,
+    )
+    invoices: list[Invoice] = []
+    rejected: list[Rejected] = []
+    done: list[str] = []
+    interrupted: ZohoError | None = None
+    for key, outcome in zip(keys, outcomes, strict=True):
+        if isinstance(outcome, ZohoApiError) and outcome.http_status == 404:
+            done.append(key)  # deleted in Zoho: nothing left to fiscalize
+            continue
+        if isinstance(outcome, ZohoError):
+            interrupted = interrupted or outcome
+            continue
+        if isinstance(outcome, BaseException):
+            raise outcome
+        done.append(key)
+        mapped = _map(key, outcome, options)
+        if isinstance(mapped, Rejected):
+            rejected.append(mapped)
+        else:
+            invoices.append(mapped)
+    return Refetched(invoices, rejected, done, client.limiter.calls - calls_before, interrupted)
+
+
 async def changed_invoices(
     client: ZohoBooksClient,
     watermark: datetime | None,
@@ -250,26 +314,14 @@ async def changed_invoices(
             raise outcome
         progress.append((modified, True))
         done.add((key, modified))
-        document, payments, contact = outcome
-        try:
-            if key.startswith(CREDIT_NOTE):
-                invoice = map_credit_note(document, contact=contact, **options.kwargs())
-            else:
-                invoice = map_invoice(
-                    document, payments=payments, contact=contact, **options.kwargs()
-                )
-        except InvoiceMappingError as error:
-            # Identified, so that the channel can show it blocked (connectors.zoho.rejected).
-            kind = "creditnote" if key.startswith(CREDIT_NOTE) else "invoice"
-            refused = rejected_document(kind, document, error, base_currency=options.base_currency)
-            if not refused.invoice_id:  # the detail lacks its id: the listed one names it
-                refused = replace(refused, invoice_id=key.removeprefix(CREDIT_NOTE))
-            rejected.append(refused)
+        mapped = _map(key, outcome, options)
+        if isinstance(mapped, Rejected):
+            rejected.append(mapped)
             continue
         prefix = CREDIT_NOTE if key.startswith(CREDIT_NOTE) else ""
-        version = (prefix + invoice.source_id, invoice.last_modified_at)
+        version = (prefix + mapped.source_id, mapped.last_modified_at)
         done.add(version)
-        invoices.setdefault(version, invoice)
+        invoices.setdefault(version, mapped)
 
     new_watermark = safe_watermark(watermark, progress)
     horizon = new_watermark - overlap if new_watermark is not None else None

@@ -3,8 +3,9 @@
     fiscobridge invoices resend --integration <uid>                # every one stuck
     fiscobridge invoices resend --integration <uid> --invoice <zoho invoice id>
 
-Stuck: retrying, failed or rejected in the journal. runtime/resend.py says how the
-request is built and why repeating it is harmless.
+Stuck: retrying, failed, rejected or blocked in the journal. One refused before it was
+signed is read again from Zoho Books at the integration's next poll instead.
+runtime/resend.py says how the request is built and why repeating it is harmless.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from runtime.settings import KafkaSettings
 from runtime.store.journal import JournalRecord
 
 PAGE = 500
+WHO = "fiscobridge invoices resend"
 
 
 @click.group("invoices")
@@ -31,7 +33,8 @@ def invoices() -> None:
 @click.option("--invoice", "source_ids", multiple=True, metavar="ID",
               help="the invoice's source (Zoho) id; repeatable; default: every stuck invoice")
 def resend(uid: str, source_ids: tuple[str, ...]) -> None:
-    """Resend stuck invoices (retrying, failed, rejected) as subsequent deliveries."""
+    """Resend stuck invoices (retrying, failed, rejected) as subsequent deliveries; those
+    refused before they were signed (blocked, rejected) are read again from Zoho Books."""
 
     async def go() -> resending.Outcome:
         store = await open_store(secrets=False)
@@ -52,23 +55,22 @@ def resend(uid: str, source_ids: tuple[str, ...]) -> None:
                                                               offset=offset):
                         records += page
                         offset += PAGE
+            outcome = resending.Outcome()
+            # Those never signed are queued to be read again; the rest need the broker.
+            signed = await resending.queue_unsigned(store.refetch, uid, records, WHO, outcome)
+            if signed:
+                consumer = clients.consumer(KafkaSettings(), group_id=None)
+                async with kafka_producer() as producer:
+                    await consumer.start()
+                    try:
+                        sent = await resending.resend(consumer, producer, uid, signed, who=WHO,
+                                                      refetch=store.refetch)
+                    finally:
+                        await clients.stop_consumer(consumer)
+                outcome.sent += sent.sent
+                outcome.refused.update(sent.refused)
         finally:
             await store.close()
-        if all(resending.why_not(r) is not None for r in records):
-            # Nothing to look up or send: say why without touching the broker.
-            outcome = resending.Outcome(refused={
-                r.source_invoice_id: resending.why_not(r) or "" for r in records})
-            for source_id in missing:
-                outcome.refused[source_id] = "no such invoice in the journal"
-            return outcome
-        consumer = clients.consumer(KafkaSettings(), group_id=None)
-        async with kafka_producer() as producer:
-            await consumer.start()
-            try:
-                outcome = await resending.resend(consumer, producer, uid, records,
-                                                 who="fiscobridge invoices resend")
-            finally:
-                await clients.stop_consumer(consumer)
         for source_id in missing:
             outcome.refused[source_id] = "no such invoice in the journal"
         return outcome
@@ -76,8 +78,12 @@ def resend(uid: str, source_ids: tuple[str, ...]) -> None:
     outcome = run(go())
     for source_id in outcome.sent:
         click.echo(f"resent {source_id}")
+    for source_id in outcome.queued:
+        click.echo(f"queued {source_id}: never signed; read again from Zoho Books at the "
+                   "integration's next poll, and fiscalized unless something still refuses it")
     for source_id, reason in sorted(outcome.refused.items()):
         click.echo(f"not resent {source_id}: {reason}", err=True)
-    click.echo(f"{len(outcome.sent)} resent, {len(outcome.refused)} not")
+    queued = f", {len(outcome.queued)} queued to be read again" if outcome.queued else ""
+    click.echo(f"{len(outcome.sent)} resent{queued}, {len(outcome.refused)} not")
     if source_ids and outcome.refused:
         raise SystemExit(1)

@@ -195,6 +195,19 @@ class PollState(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
+class RefetchRequest(Base):
+    """A document to read again from the source at the integration's next poll
+    (runtime.store.refetch)."""
+
+    __tablename__ = "refetch_requests"
+
+    integration_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source_invoice_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    reason: Mapped[str] = mapped_column(String(200))
+
+
 class JournalEntry(Base):
     __tablename__ = "fiscal_journal"
     __table_args__ = (

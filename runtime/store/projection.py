@@ -73,6 +73,8 @@ from runtime.store.models import (
     LicenseUsage,
     ProcessedEvent,
 )
+from runtime.store.refetch import requeue_stuck
+from runtime.writeback_mapping import sets_mapping
 from schemas.events import (
     Event,
     IntegrationEvent,
@@ -647,6 +649,24 @@ def _project_integration_events(
     changed = [row.params() for _, row in sorted(rows.items()) if row.changed]
     if changed:
         connection.execute(sql.update_integrations, changed)
+    now = datetime.now(UTC)
+    for _, event in changes:
+        if event.integration_uid in rows and may_let_through(event):
+            why = f"{event.kind.value}: {event.reason}" if event.reason else event.kind.value
+            requeue_stuck(connection, event.integration_uid, now, why)
+
+
+# Changes on FiscoBridge's side that can let through what was refused before it was
+# signed (runtime.store.refetch); the write-back mapping cannot.
+_LETS_THROUGH = frozenset({
+    IntegrationEventKind.CONNECTED, IntegrationEventKind.RECONNECTED,
+    IntegrationEventKind.CERTIFICATE_REPLACED, IntegrationEventKind.TIER_CHANGED,
+    IntegrationEventKind.SETTINGS_CHANGED,
+})
+
+
+def may_let_through(event: IntegrationEvent) -> bool:
+    return event.kind in _LETS_THROUGH and not sets_mapping(event)
 
 
 def _fold_integration_event(row: _Integration | None, event: IntegrationEvent) -> Outcome:

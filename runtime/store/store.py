@@ -19,6 +19,7 @@ from runtime.store.integrations import Integrations
 from runtime.store.journal import Journal, Usage
 from runtime.store.polling import Leases, Watermarks
 from runtime.store.projection import Outcome
+from runtime.store.refetch import Refetches
 from runtime.store.tokens import Tokens
 from runtime.store.writeback import WriteBacks
 from runtime.vault import Vault
@@ -42,6 +43,7 @@ class Store:
         self.journal = Journal(self.sessions, vault)
         self.usage = Usage(self.sessions, vault)
         self.writebacks = WriteBacks(self.sessions, vault)
+        self.refetch = Refetches(self.sessions, vault)
 
     @classmethod
     def open(cls, url: str | None = None, *, vault: Vault | None = None) -> Store:

@@ -30,6 +30,10 @@ POLL_SECONDS = Histogram(
 INVOICES_FOUND = Counter(
     "fiscobridge_poller_invoices_found_total", "Changed invoices published to invoices.received"
 )
+REFETCHED = Counter(
+    "fiscobridge_poller_refetched_total",
+    "Documents read again by id on request (refused before signing; runtime.store.refetch)",
+)
 INVOICES_BEFORE_START = Counter(
     "fiscobridge_poller_invoices_before_start_total",
     "Changed invoices not published because they were created before their "

@@ -36,9 +36,16 @@ from connectors.zoho.contacts import ContactCache
 from connectors.zoho.errors import TokenInvalid, ZohoError
 from connectors.zoho.mapping import MappingOptions
 from connectors.zoho.rejected import blocked_status
-from connectors.zoho.sync import SyncResult, changed_invoices
+from connectors.zoho.sync import (
+    CREDIT_NOTE,
+    Refetched,
+    SyncResult,
+    changed_invoices,
+    documents_by_id,
+)
 from runtime.logging import log_context
 from runtime.store.rebuild import publish_and_apply
+from runtime.store.refetch import Document
 from runtime.store.store import Store
 from schemas.events import (
     Channel,
@@ -47,7 +54,7 @@ from schemas.events import (
     InvoiceReceived,
     InvoiceStatus,
 )
-from schemas.invoice import Invoice
+from schemas.invoice import DocumentKind, Invoice
 from schemas.topics import INTEGRATIONS_EVENTS, INVOICES_RECEIVED, INVOICES_STATUS
 from services.poller import metrics
 from services.poller.outcome import PollOutcome, ending_of
@@ -144,8 +151,11 @@ class Poller:
         for uid in self.schedule.retain(t.uid for t in targets):
             if uid not in self._running:
                 await self._let_go(uid)
+        requested = await self.store.refetch.requested()
         started = []
-        for target in self.schedule.due(targets, self.clock()):
+        due = self.schedule.due(targets, self.clock(), requested=requested,
+                                min_gap=self.settings.refetch_min_gap)
+        for target in due:
             if target.uid in self._running:
                 continue
             task = asyncio.create_task(self._guarded(target), name=f"poll-{target.uid}")
@@ -224,7 +234,7 @@ class Poller:
         uid = target.uid
         blocked = self.sessions.limiter(target.organization_id).daily_blocked_until
         if blocked is not None:
-            self.schedule.attempted(uid, self.clock(), not_before=blocked)
+            self.schedule.attempted(uid, self.clock(), not_before=blocked, hold=blocked)
             return PollReport(uid, PollOutcome.DAILY_LIMIT, error=f"quota resets {blocked}")
         if not await self.store.lease.acquire(uid, self.holder, self.settings.lease_ttl):
             self.schedule.attempted(uid, self.clock())
@@ -241,7 +251,8 @@ class Poller:
             target, self.clock(), max_factor=self.settings.webhook_stretch_max_factor
         )
         self.schedule.attempted(
-            uid, self.clock(), not_before=self._next_poll(target, retry_at, factor)
+            uid, self.clock(), not_before=self._next_poll(target, retry_at, factor),
+            hold=retry_at,
         )
         if factor != report.stretch:
             report = replace(report, stretch=factor)
@@ -285,6 +296,8 @@ class Poller:
         # A first poll reads from the integration's start, not the organization's history.
         since = watermark or target.starts_at
         calls_before = session.client.limiter.calls
+        started = self.clock()
+        refetched = None
         try:
             await self.sessions.learn_time_zone(session)
         except ZohoError as error:
@@ -294,30 +307,55 @@ class Poller:
                 session.client, since, overlap=self.settings.overlap, seen=session.seen,
                 options=options, contacts=self.contacts,
             )
+            if result.complete:
+                refetched = await self._refetch(session, uid, options)
         calls = session.client.limiter.calls - calls_before
         session.client.limiter.budget.record_poll(
             result.list_calls, max(0, calls - result.list_calls), self.clock()
         )
         self._publishing.add(uid)
         try:
-            return await self._deliver(session, target, watermark, result, calls)
+            report = await self._deliver(session, target, watermark, result, calls, refetched)
         finally:
             self._publishing.discard(uid)
+        if refetched is not None and report[0].outcome is not PollOutcome.PUBLISH_FAILED:
+            read = [_document(key) for key in refetched.done]
+            await self.store.refetch.done(uid, read, requested_before=started)
+        return report
+
+    async def _refetch(
+        self, session: Session, uid: str, options: MappingOptions
+    ) -> Refetched | None:
+        """The documents queued to be read again (runtime.store.refetch), read by id."""
+        queued = await self.store.refetch.pending(uid, limit=self.settings.refetch_per_poll)
+        if not queued:
+            return None
+        refetched = await documents_by_id(
+            session.client, [_key(d) for d in queued], options=options, contacts=self.contacts
+        )
+        metrics.REFETCHED.inc(len(refetched.done))
+        log.info("queued documents read again", extra={
+            "queued": len(queued), "read": len(refetched.done),
+            **({"error": str(refetched.interrupted)} if refetched.interrupted else {}),
+        })
+        return refetched
 
     async def _deliver(
         self, session: Session, target: Target, watermark: datetime | None, result: SyncResult,
-        calls: int,
+        calls: int, refetched: Refetched | None = None,
     ) -> tuple[PollReport, datetime | None]:
         """`target`: as read this tick (the session's may predate a settings change)."""
         uid = target.uid
         start = target.starts_at
-        own = [i for i in result.invoices if start is not None and not i.originated_before(start)]
+        found = result.invoices + (refetched.invoices if refetched else [])
+        refused = result.rejected + (refetched.rejected if refetched else [])
+        own = [i for i in found if start is not None and not i.originated_before(start)]
         # A document the mapping refuses is shown blocked with its reason (never passed on
         # with other numbers); published before the watermark moves, like the invoices.
         blocked = [
             status for status in (
                 blocked_status(uid, rejected, starts_at=start, only_paid=target.paid_only)
-                for rejected in result.rejected
+                for rejected in refused
             ) if status is not None
         ]
         try:
@@ -334,8 +372,8 @@ class Poller:
             ), None
         metrics.INVOICES_FOUND.inc(len(own))
         metrics.INTEGRATION_INVOICES.count(uid, "received", len(own))
-        metrics.INVOICES_BEFORE_START.inc(len(result.invoices) - len(own))
-        for rejected in result.rejected:
+        metrics.INVOICES_BEFORE_START.inc(len(found) - len(own))
+        for rejected in refused:
             metrics.INVOICES_REJECTED.inc()
             log.warning(
                 "changed invoice cannot be fiscalized as it is",
@@ -364,7 +402,7 @@ class Poller:
                        "retry_at": ending.retry_at.isoformat() if ending.retry_at else None},
             )
         report = PollReport(
-            uid, ending.outcome, len(own), len(result.rejected), calls, watermark,
+            uid, ending.outcome, len(own), len(refused), calls, watermark,
             why, deactivated, blocked=len(blocked),
         )
         return report, ending.retry_at
@@ -451,3 +489,16 @@ class Poller:
     @property
     def held(self) -> frozenset[str]:
         return frozenset(self._held)
+
+
+def _key(document: Document) -> str:
+    """The connector's key of a queued document."""
+    if document.kind is DocumentKind.CREDIT_NOTE:
+        return CREDIT_NOTE + document.source_invoice_id
+    return document.source_invoice_id
+
+
+def _document(key: str) -> Document:
+    if key.startswith(CREDIT_NOTE):
+        return Document(key.removeprefix(CREDIT_NOTE), DocumentKind.CREDIT_NOTE)
+    return Document(key, DocumentKind.INVOICE)

@@ -5,6 +5,12 @@ that attempt's outcome: a failing Zoho or broker is retried at the normal pace r
 than hammered. A deferral (daily quota spent, token refreshes used up) pushes the next
 poll later still. An integration never polled by this process is due at once.
 
+A request to read documents again by id (runtime.store.refetch: a plan, settings or
+certificate changed, or a person resent an invoice refused before it was signed) made
+since the last attempt makes the integration due at once, or `min_gap` after its last
+attempt, whatever its interval: the person who fixed something waits seconds, not a
+tier's interval. The daily quota still holds (the poll itself checks it).
+
 Webhooks stretch polling. While an integration's webhooks are delivering, polling is
 only the safety net for the deliveries Zoho drops, so each poll that finds a webhook
 accepted since the previous poll doubles the next interval, up to `max_factor` times
@@ -98,6 +104,7 @@ class Schedule:
         self._interval = interval
         self._last: dict[str, datetime] = {}
         self._not_before: dict[str, datetime] = {}
+        self._holds: dict[str, datetime] = {}
         self._factors: dict[str, int] = {}
 
     def next_due(self, target: Target, now: datetime) -> datetime:
@@ -106,9 +113,25 @@ class Schedule:
         not_before = self._not_before.get(target.uid)
         return max(due, not_before) if not_before is not None else due
 
-    def due(self, targets: Iterable[Target], now: datetime) -> list[Target]:
-        """The targets due at `now`, longest overdue first."""
-        due = [(self.next_due(t, now), t.uid, t) for t in targets]
+    def due(
+        self, targets: Iterable[Target], now: datetime, *,
+        requested: Mapping[str, datetime] | None = None, min_gap: timedelta = timedelta(0),
+    ) -> list[Target]:
+        """The targets due at `now`, longest overdue first. `requested`: integrations
+        with documents queued to be read again, and the newest request; one made since
+        the last attempt makes the integration due, `min_gap` after that attempt."""
+        requested = requested or {}
+        due = []
+        for target in targets:
+            at = self.next_due(target, now)
+            asked = requested.get(target.uid)
+            last = self._last.get(target.uid)
+            if asked is not None and last is not None and asked > last:
+                # Sooner than the interval (or the call budget's stretch of it), never
+                # sooner than a hold an error asked for (quota spent, refreshes used up).
+                hold = self._holds.get(target.uid)
+                at = min(at, max(last + min_gap, hold) if hold is not None else last + min_gap)
+            due.append((at, target.uid, target))
         return [t for at, _, t in sorted(due, key=lambda d: (d[0], d[1])) if at <= now]
 
     def webhook_stretch(
@@ -125,13 +148,22 @@ class Schedule:
         self._factors[target.uid] = factor
         return factor
 
-    def attempted(self, uid: str, at: datetime, *, not_before: datetime | None = None) -> None:
-        """A poll was attempted (or left to another poller); `not_before` defers the next."""
+    def attempted(
+        self, uid: str, at: datetime, *, not_before: datetime | None = None,
+        hold: datetime | None = None,
+    ) -> None:
+        """A poll was attempted (or left to another poller); `not_before` defers the next,
+        `hold` (no later than it) is the part of that an error asked for, which even a
+        request to read documents again waits out."""
         self._last[uid] = at
         if not_before is None:
             self._not_before.pop(uid, None)
         else:
             self._not_before[uid] = not_before
+        if hold is None:
+            self._holds.pop(uid, None)
+        else:
+            self._holds[uid] = hold
 
     def retain(self, uids: Iterable[str]) -> set[str]:
         """Forget every integration not in `uids` (no longer pollable); returns those."""
@@ -145,6 +177,7 @@ class Schedule:
         """Treat the integration as new: due at once when it is pollable again."""
         self._last.pop(uid, None)
         self._not_before.pop(uid, None)
+        self._holds.pop(uid, None)
         self._factors.pop(uid, None)
 
     def known(self) -> set[str]:

@@ -36,6 +36,15 @@ class PollerSettings(DurationSettings):
         default=timedelta(minutes=5), ge=_ZERO, description="re-read this much before the watermark"
     )
     max_concurrent_polls: int = Field(default=8, ge=1)
+    refetch_per_poll: int = Field(
+        default=100, ge=1,
+        description="documents queued to be read again (runtime.store.refetch) read per poll",
+    )
+    refetch_min_gap: Duration = Field(
+        default=timedelta(seconds=30), ge=_ZERO,
+        description="a new request to read documents again polls the integration at once, "
+        "but not sooner than this after its last poll",
+    )
     publish_timeout: Duration = Field(
         default=timedelta(minutes=1), gt=_ZERO,
         description="a poll's invoices not all acked by then: publish failed",

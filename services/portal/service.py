@@ -64,7 +64,8 @@ async def main(stop: asyncio.Event) -> None:
         lookup = make_consumer(kafka, group_id=None)
         await lookup.start()
         try:
-            return await resending.resend(lookup, producer, uid, records, who)
+            return await resending.resend(lookup, producer, uid, records, who,
+                                          refetch=store.refetch)
         finally:
             await lookup.stop()
 

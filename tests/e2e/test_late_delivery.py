@@ -164,7 +164,8 @@ async def test_resend_delivers_a_stuck_invoice_now_and_never_twice(
         await consumer.start()
         await producer.start()
         try:
-            replayed = await resending.resend(consumer, producer, uid, stale, who="test")
+            replayed = await resending.resend(consumer, producer, uid, stale, who="test",
+                                              refetch=pipeline.store.refetch)
         finally:
             await producer.stop()
             await consumer.stop()

@@ -21,12 +21,14 @@ from fiscal.hr_cis.settings import FiscalSettings
 from runtime.kafka.clients import producer as make_producer
 from runtime.settings import KafkaSettings
 from runtime.store import IntegrationStatus, Store
+from runtime.store.refetch import Document
 from schemas.events import (
     Channel,
     IntegrationEvent,
     IntegrationEventKind,
     InvoiceReceived,
 )
+from schemas.invoice import DocumentKind
 from services.poller.outcome import PollOutcome
 from services.poller.poller import Poller, PollReport
 from services.poller.schedule import target_of
@@ -249,6 +251,35 @@ async def test_incremental_polls_publish_every_change_exactly_once(world: World)
     # The double edit between two polls is one version: the latest.
     assert by_id[ids[100]][-1].invoice.customer.name == "Renamed d.o.o."
     assert len(by_id[ids[100]]) == 2
+
+
+@SQLITE
+async def test_documents_queued_to_be_read_again_are_published_though_unchanged(
+    world: World,
+) -> None:
+    """runtime/store/refetch.py: what was refused before it was signed is read again by
+    id at the next poll (no edit in Zoho brings it back), then its request is cleared;
+    one deleted in Zoho meanwhile is cleared too."""
+    uid, grant = await world.integration(limits=FAST)
+    org = grant.organization_id
+    ids = [c["invoice_id"] for c in await seed(world.zoho, grant, days_ago(1, 3))]
+    note = (await world.zoho.create_credit_note(org))["creditnote_id"]
+    gone = (await world.zoho.create_invoice(org))["invoice_id"]
+    async with world.poller() as poller:
+        assert only(await poller.run_once()).published == 5
+        assert only(await poller.run_once()).published == 0  # nothing changed
+        await world.zoho.delete_invoice(org, gone)
+        await world.store.refetch.request(uid, [
+            Document(ids[1], DocumentKind.INVOICE), Document(note, DocumentKind.CREDIT_NOTE),
+            Document(gone, DocumentKind.INVOICE),
+        ], "resent by test")
+        again = only(await poller.run_once())
+        assert (again.outcome, again.published) == (PollOutcome.OK, 2), again
+        assert await world.store.refetch.requested() == {}
+        assert only(await poller.run_once()).published == 0
+
+    published = [e.invoice.source_id for e in await world.published()]
+    assert sorted(published) == sorted([*ids, note, gone, ids[1], note])
 
 
 async def test_two_pollers_one_integration_only_one_polls(world: World) -> None:

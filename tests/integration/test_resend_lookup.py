@@ -5,6 +5,7 @@ its outcome's time), and a resend request for it goes to invoices.resend."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -15,11 +16,24 @@ from runtime.kafka.clients import consumer as make_consumer
 from runtime.kafka.clients import producer as make_producer
 from runtime.settings import KafkaSettings
 from runtime.store.journal import JournalRecord
+from runtime.store.refetch import Document
 from schemas.events import InvoiceRetry, InvoiceSigned, InvoiceState
+from schemas.invoice import DocumentKind
 from schemas.topics import INVOICES_RESEND, INVOICES_SIGNED
 from tests.factories import make_invoice
 
 pytestmark = [pytest.mark.kafka, pytest.mark.asyncio(loop_scope="session")]
+
+
+class QueuedFake:
+    """runtime.resend.RequestsRefetch, remembering what it was asked to queue."""
+
+    def __init__(self) -> None:
+        self.requested: list[tuple[str, set[Document]]] = []
+
+    async def request(self, uid: str, documents: Iterable[Document], reason: str) -> int:
+        self.requested.append((uid, set(documents)))
+        return len(self.requested[-1][1])
 
 
 def record(uid: str, source_id: str, message_id: str | None, state: InvoiceState,
@@ -62,10 +76,21 @@ async def test_resend_finds_the_last_attempt_and_publishes_a_request(
                                    state=InvoiceState.FISCALIZED)
         gone = dataclasses.replace(stuck, source_invoice_id="gone",
                                    message_id="00000000-0000-4000-8000-0000000000ff")
-        outcome = await resending.resend(consumer, producer, uid, [stuck, done, gone], "test")
+        # Refused before it was ever signed: read again from Zoho, not resent.
+        blocked = dataclasses.replace(stuck, source_invoice_id="blocked", message_id=None,
+                                      state=InvoiceState.BLOCKED, kind="credit_note")
+        storno = dataclasses.replace(blocked, source_invoice_id="voided:storno", kind="invoice")
+        queue = QueuedFake()
+        outcome = await resending.resend(consumer, producer, uid,
+                                         [stuck, done, gone, blocked, storno], "test",
+                                         refetch=queue)
         assert outcome.sent == [invoice.source_id]
         assert set(outcome.refused) == {"other", "gone"}
         assert "fiscalized" in outcome.refused["other"]
+        assert outcome.queued == ["blocked", "voided:storno"]
+        # A storno is made again from its voided invoice: that is what is read again.
+        assert queue.requested == [(uid, {Document("blocked", DocumentKind.CREDIT_NOTE),
+                                          Document("voided", DocumentKind.INVOICE)})]
         # The request is on invoices.resend: built from attempt 2, due now.
         resend_consumer = make_consumer(kafka_settings, INVOICES_RESEND.name, group_id=None,
                                         auto_offset_reset="earliest")

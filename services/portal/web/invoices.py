@@ -354,7 +354,8 @@ async def invoice_page(request: Request, uid: str, source_id: str) -> Response:
 
 @router.post("/integrations/{uid}/invoices/{source_id}/resend")
 async def resend_invoice(request: Request, uid: str, source_id: str) -> Response:
-    """Deliver a stuck invoice (retrying, failed, rejected) again now, with NakDost=true;
+    """Deliver a stuck invoice (retrying, failed, rejected) again now, with NakDost=true,
+    or read one refused before it was signed (blocked) again from Zoho Books;
     runtime/resend.py says why pressing it twice, or too late, reports nothing twice."""
     portal = portal_of(request)
     entry = await _entry(portal, request, uid, source_id)
@@ -363,13 +364,22 @@ async def resend_invoice(request: Request, uid: str, source_id: str) -> Response
     if reason is not None:
         raise PageError(409, "Not resent", f"This invoice cannot be resent: {reason}.",
                         next_url=back, next_label="Back to the invoice")
-    if portal.resend is None:
+    who = f"the Client Portal ({session_of(request).email or 'signed-in user'})"
+    if resending.never_signed(entry):
+        outcome = resending.Outcome()
+        await resending.queue_unsigned(portal.store.refetch, uid, [entry], who, outcome)
+    elif portal.resend is None:
         raise PageError(503, "Resending is not available",
                         "This portal cannot reach the pipeline; nothing was sent.",
                         next_url=back, next_label="Back to the invoice")
-    who = f"the Client Portal ({session_of(request).email or 'signed-in user'})"
-    outcome = await portal.resend(uid, [entry], who)
-    if source_id in outcome.sent:
+    else:
+        outcome = await portal.resend(uid, [entry], who)
+    if source_id in outcome.queued:
+        session_of(request).flash(
+            "Queued: FiscoBridge reads the invoice again from Zoho Books within a minute and "
+            "fiscalizes it, unless something still refuses it (then this page says what). "
+            "This page shows the outcome.")
+    elif source_id in outcome.sent:
         session_of(request).flash(
             "Resent: the invoice is signed again as a subsequent delivery and sent to the tax "
             "authority now. This page shows the outcome in a few seconds.")

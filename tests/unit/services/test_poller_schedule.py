@@ -141,6 +141,28 @@ def test_deferral_pushes_the_next_poll_past_the_interval_and_is_cleared_by_a_pol
     assert schedule.next_due(x, tomorrow) == tomorrow + MIN
 
 
+def test_a_request_to_read_documents_again_makes_it_due_soon_but_not_through_a_hold() -> None:
+    schedule = Schedule(lambda tier: 15 * MIN)
+    x = target("x")
+    gap = timedelta(seconds=30)
+    schedule.attempted("x", T0, not_before=T0 + 60 * MIN)  # the call budget's stretch
+    asked = {"x": T0 + MIN}
+    assert schedule.due([x], T0 + MIN, requested=asked, min_gap=gap) == [x]
+    assert schedule.due([x], T0 + 10 * timedelta(seconds=1), requested=asked,
+                        min_gap=gap) == []  # asked after the poll, but within the gap
+    assert schedule.due([x], T0 + 2 * MIN, requested={"x": T0 - MIN}, min_gap=gap) == []
+    assert schedule.due([x], T0 + 2 * MIN) == []  # no request: the stretch stands
+    # The poll that read them: requests older than it make nothing due.
+    schedule.attempted("x", T0 + 2 * MIN)
+    assert schedule.due([x], T0 + 3 * MIN, requested=asked, min_gap=gap) == []
+    # A hold an error asked for (the daily quota spent) is waited out all the same.
+    quota = T0 + 10 * 60 * MIN
+    schedule.attempted("x", T0 + 3 * MIN, not_before=quota, hold=quota)
+    later = {"x": T0 + 4 * MIN}
+    assert schedule.due([x], T0 + 5 * MIN, requested=later, min_gap=gap) == []
+    assert schedule.due([x], quota, requested=later, min_gap=gap) == [x]
+
+
 def test_a_short_deferral_does_not_shorten_the_interval() -> None:
     schedule = Schedule(lambda tier: 5 * MIN)
     schedule.attempted("x", T0, not_before=T0 + MIN)
