@@ -105,6 +105,22 @@ class ZohoBooksClient:
             raise ZohoApiError(-1, f"answer for invoice {invoice_id} payments has no list")
         return payments
 
+    async def taxes(self) -> list[dict[str, Any]]:
+        """The organization's taxes: `GET /settings/taxes` (scope ZohoBooks.settings.READ),
+        each with `tax_id`, `tax_name` and `tax_percentage`, for mapping each to what the
+        tax authority is told (VAT, exempt, not subject, ...).
+
+        The endpoint and those three keys are what integrators read (public client code);
+        whether the answer is paged is *uncertain*: the first page is read, with Zoho's
+        largest page size, which holds more taxes than an organization has.
+        """
+        body = await self._request("GET", "/settings/taxes",
+                                   {"page": "1", "per_page": str(MAX_PER_PAGE)})
+        taxes = body.get("taxes")
+        if not isinstance(taxes, list):
+            raise ZohoApiError(-1, "taxes answer has no list of taxes")
+        return taxes
+
     async def invoice_custom_fields(self) -> list[dict[str, Any]]:
         """The organization's invoice custom fields, for mapping the write-back onto.
 

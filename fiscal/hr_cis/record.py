@@ -174,8 +174,8 @@ def fiscal_record(invoice: Invoice, settings: FiscalSettings) -> FiscalRecord:
                 f"invoice {invoice.number} has {cents(row.base)} EUR without VAT "
                 f"({_name(row.name, row.tax_id)}). The tax authority must be told "
                 "whether that is exempt, not subject to VAT, the margin scheme or VAT at "
-                "0 %: set it in the integration's tax mapping in the Client Portal, and "
-                "the invoice is fiscalized then",
+                "0 %: say it on the integration's Tax mapping page in the Client Portal, "
+                "and the invoice is read again from Zoho Books and fiscalized",
             )
         base = cents(row.base)
         if mapped.category in ("vat", "pnp"):
@@ -259,9 +259,9 @@ def _place_charges(view: Invoice, settings: FiscalSettings, sums: dict[TaxCatego
                 "charge_unmapped",
                 f"invoice {view.number} has a {charge.kind.value.replace('_', ' ')} of "
                 f"{amount} EUR outside its lines. A fiscal record has no field for it unless "
-                "the integration says what it is (e.g. not subject to VAT) in its tax "
-                f"mapping under 'charge:{charge.kind.value}'; otherwise make it an invoice "
-                "line with its tax",
+                "the integration says what it is (e.g. not subject to VAT) on its Tax "
+                "mapping page in the Client Portal, and the invoice is then read again and "
+                "fiscalized; otherwise make it an invoice line with its tax in Zoho Books",
             )
         _add(sums, fees, treatment, amount)
 

@@ -309,7 +309,8 @@ def read_options(
     Poller and webhooks both read with these options, so an invoice maps the same
     whichever way it arrives. Options not given keep their value. Invalid input is
     refused and nothing is changed. Takes effect at the next poll, and for webhooks
-    within the ingest cache time (30 s by default).
+    within the ingest cache time (30 s by default); documents refused before they were
+    signed are read again with them.
     """
     from connectors.zoho.mapping import MappingOptions, payment_mode_key
 
@@ -350,6 +351,20 @@ def read_options(
                     raise Refused(f"{error}; nothing was changed") from None
                 await store.integrations.set_zoho_read_options(uid, options.stored())
                 record = await _get(store, uid)
+                event = IntegrationEvent(
+                    integration_uid=uid, kind=IntegrationEventKind.SETTINGS_CHANGED,
+                    reason="read options set by an operator (CLI)",
+                    details={"zoho_read_options": options.stored()},
+                )
+                try:
+                    async with kafka_producer() as producer:
+                        await publish_and_apply(producer, store, event, topic=db.TOPICS.events)
+                except KafkaError as error:
+                    click.echo(
+                        f"the options were saved, but Kafka did not acknowledge the change "
+                        f"({type(error).__name__}): invoices refused before they were signed "
+                        "are read again with them once it is announced; run the command "
+                        "again when Kafka is back", err=True)
             try:
                 options = MappingOptions.from_stored(record.zoho_read_options)
             except ValueError as error:

@@ -262,6 +262,15 @@ class Integrations(Repository):
             row = await self._require(session, uid)
             row.writeback_fields = {str(k): str(v) for k, v in fields.items() if v}
 
+    async def set_fiscal_settings(self, uid: str, settings: Mapping[str, Any] | BaseModel) -> None:
+        """Replace the integration's fiscal settings (checked by the caller against its
+        authority's settings model, as at creation)."""
+        values = (settings.model_dump(mode="json") if isinstance(settings, BaseModel)
+                  else dict(settings))
+        async with self._tx() as session:
+            row = await self._require(session, uid)
+            row.fiscal_settings = values
+
     async def set_zoho_read_options(self, uid: str, options: Mapping[str, Any]) -> None:
         """How the integration's Zoho documents are read (the JSON of
         connectors.zoho.mapping.MappingOptions, checked by the caller); empty: defaults."""

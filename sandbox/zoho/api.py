@@ -342,6 +342,24 @@ async def credit_note(request: Request, creditnote_id: str) -> Response:
     return await _serve(request, "GET /books/v3/creditnotes/{id}", _READ_CREDIT_NOTES, detail)
 
 
+@router.get("/settings/taxes")
+async def taxes(request: Request) -> Response:
+    """The organization's taxes. The keys are those integrators read (tax_id, tax_name,
+    tax_percentage as a JSON number) plus tax_type; the rest of Zoho's tax object is
+    *uncertain* and left out, so nothing may rely on it."""
+
+    def listing(books: BooksState, _: AccessToken, org: Organization, r: Request) -> dict[str, Any]:
+        rows = [
+            {"tax_id": t.tax_id, "tax_name": t.name, "tax_percentage": float(t.percentage),
+             "tax_type": "tax"}
+            for t in org.taxes.values()
+        ]
+        return {"taxes": rows, "page_context": {"page": 1, "per_page": 200,
+                                                "has_more_page": False}}
+
+    return await _serve(request, "GET /books/v3/settings/taxes", _READ_SETTINGS, listing)
+
+
 @router.get("/settings/customfields")
 async def custom_fields(request: Request) -> Response:
     """The organization's custom fields; `entity=invoice` keeps the invoice ones."""

@@ -390,6 +390,8 @@ class Fiscalizer:
             return await self._received(event, decision.invoice, batch)
         if isinstance(decision, Report):
             PROCESSED.labels("received", decision.state.value).inc()
+            if integration is not None and decision.state is InvoiceState.BLOCKED:
+                self._note_seen(batch, uid, invoice, event.occurred_at)
             return [self._status(uid, invoice, decision)]
         if isinstance(decision, CheckChange):
             assert integration is not None
@@ -412,6 +414,15 @@ class Fiscalizer:
         if decision.counts_toward_license and outputs[0].topic == INVOICES_SIGNED.name:
             batch.set(self.usage, month, batch.get(self.usage, month, 0) + 1)
         return outputs
+
+    def _note_seen(self, batch: Batch, uid: str, invoice: Invoice, at: datetime) -> None:
+        """Refused before it was signed (blocked, or rejected by the fiscal record), yet
+        issued: note when FiscoBridge first saw it out of draft, its moment of issue, so
+        that once it is let through (runtime/store/refetch.py) it is signed with that
+        moment, as a subsequent delivery (hr-fiscal-record: DatVrijeme, late delivery)."""
+        if self._entry(batch, uid, invoice.source_id) is None:
+            self._set_entry(batch, uid, invoice.source_id,
+                            Entry(Phase.SEEN, invoice.version, 0, at, issued_at=at))
 
     async def _on_retry(self, value: bytes, batch: Batch) -> list[Output]:
         retry = InvoiceRetry.from_json(value)
@@ -442,8 +453,16 @@ class Fiscalizer:
     async def _on_status(self, value: bytes, batch: Batch) -> list[Output]:
         status = InvoiceStatus.from_json(value)
         uid, source_id = status.integration_uid, status.invoice.source_id
-        updated = on_status(status, self._entry(batch, uid, source_id))
+        entry = self._entry(batch, uid, source_id)
+        updated = on_status(status, entry)
         if updated is None:
+            if entry is None and status.state is InvoiceState.BLOCKED \
+                    and status.message_id is None and await self.directory.get(uid):
+                # Shown blocked by the poller or ingest (the mapping refused it): it was
+                # seen out of draft then, whatever its corrected version brings.
+                self._set_entry(batch, uid, source_id, Entry(
+                    Phase.SEEN, status.invoice.version, 0, status.occurred_at,
+                    issued_at=status.occurred_at))
             return []
         if updated.phase is not Phase.FISCALIZED or updated.newer is None:
             self._set_entry(batch, uid, source_id, updated)
@@ -593,6 +612,7 @@ class Fiscalizer:
             outside = authority.out_of_scope(invoice, integration.fiscal_settings)
         except InvoiceRejected as exc:
             PROCESSED.labels("sign", "rejected").inc()
+            self._note_seen(batch, uid, invoice, sign.issued_at or now)
             return [self._status(uid, invoice, Report(InvoiceState.REJECTED, exc.code, str(exc)))]
         if outside is not None:
             PROCESSED.labels("sign", "skipped").inc()
@@ -622,9 +642,11 @@ class Fiscalizer:
             )
         except InvoiceRejected as exc:
             PROCESSED.labels("sign", "rejected").inc()
+            self._note_seen(batch, uid, invoice, issued_at)
             return [self._status(uid, invoice, Report(InvoiceState.REJECTED, exc.code, str(exc)))]
         except CredentialsError as exc:
             PROCESSED.labels("sign", "blocked").inc()
+            self._note_seen(batch, uid, invoice, issued_at)
             return [self._status(uid, invoice, Report(InvoiceState.BLOCKED, exc.code, str(exc)))]
         finally:
             SIGN_SECONDS.observe(time.perf_counter() - started)

@@ -25,8 +25,10 @@ from schemas.invoice import CreditedInvoice, DocumentKind, Invoice, SourceStatus
 class Phase(StrEnum):
     """Where an invoice is, as far as the fiscalizer knows."""
 
-    # Out of draft but not due yet (the integration fiscalizes paid invoices only): its
-    # moment of issue is when it was first seen so (Entry.issued_at), for when it is due.
+    # Out of draft but not due yet (the integration fiscalizes paid invoices only), or
+    # refused before it was signed (blocked, rejected by the fiscal record): its moment of
+    # issue is when it was first seen so (Entry.issued_at), for when it is due or let
+    # through; it is then signed as a subsequent delivery.
     SEEN = "seen"
     # A number was drawn and is durable with the signature made under it (Entry.signed),
     # which may or may not have left: the next delivery sends that signature again.

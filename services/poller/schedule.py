@@ -7,9 +7,11 @@ poll later still. An integration never polled by this process is due at once.
 
 A request to read documents again by id (runtime.store.refetch: a plan, settings or
 certificate changed, or a person resent an invoice refused before it was signed) made
-since the last attempt makes the integration due at once, or `min_gap` after its last
-attempt, whatever its interval: the person who fixed something waits seconds, not a
-tier's interval. The daily quota still holds (the poll itself checks it).
+since the last attempt makes the integration due `min_gap` after the request and after
+that attempt, whatever its interval: the person who fixed something waits seconds, not a
+tier's interval, and every service has seen the change by then (they cache an
+integration for 30 s at most, less once its event passes by). A hold an error asked
+for (the daily quota spent, refreshes used up) is waited out all the same.
 
 Webhooks stretch polling. While an integration's webhooks are delivering, polling is
 only the safety net for the deliveries Zoho drops, so each poll that finds a webhook
@@ -129,8 +131,9 @@ class Schedule:
             if asked is not None and last is not None and asked > last:
                 # Sooner than the interval (or the call budget's stretch of it), never
                 # sooner than a hold an error asked for (quota spent, refreshes used up).
+                soonest = max(last, asked) + min_gap
                 hold = self._holds.get(target.uid)
-                at = min(at, max(last + min_gap, hold) if hold is not None else last + min_gap)
+                at = min(at, max(soonest, hold) if hold is not None else soonest)
             due.append((at, target.uid, target))
         return [t for at, _, t in sorted(due, key=lambda d: (d[0], d[1])) if at <= now]
 

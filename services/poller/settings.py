@@ -42,8 +42,9 @@ class PollerSettings(DurationSettings):
     )
     refetch_min_gap: Duration = Field(
         default=timedelta(seconds=30), ge=_ZERO,
-        description="a new request to read documents again polls the integration at once, "
-        "but not sooner than this after its last poll",
+        description="a new request to read documents again polls the integration this long "
+        "after the request and after its last poll (at least the services' 30 s cache of an "
+        "integration, so that they all apply the change that let the documents through)",
     )
     publish_timeout: Duration = Field(
         default=timedelta(minutes=1), gt=_ZERO,

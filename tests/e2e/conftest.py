@@ -4,7 +4,10 @@ can SIGKILL one and start it again."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -141,3 +144,15 @@ async def pipeline(
 ) -> AsyncIterator[Pipeline]:
     async with open_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("stack")) as pipeline:
         yield pipeline
+
+
+async def cli(pipeline: Pipeline, *args: str) -> str:
+    """Run `fiscobridge ARGS` in a process of its own, as an operator would; its stdout."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": pipeline.kafka.bootstrap_servers,
+           "FISCOBRIDGE_HOME": str(pipeline.stack.home), "COLUMNS": "160"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fiscobridge", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 300)
+    assert process.returncode == 0, (args, out.decode(), err.decode())
+    return out.decode()

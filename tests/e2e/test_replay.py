@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -25,25 +23,13 @@ from runtime.kafka.dlq import ERROR_MESSAGE, ERROR_TYPE, SOURCE, handled_marks
 from sandbox.load import StatusWatcher, drive
 from schemas.events import InvoiceState
 from schemas.topics import INVOICES_RECEIVED, INVOICES_SIGNED
-from tests.e2e.conftest import Pipeline
+from tests.e2e.conftest import Pipeline, cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 REPLAY = "fiscobridge.replay"
 ORIGINAL_HEADERS = [("traceparent", b"00-4bf92f3577b34da6-00f067aa0ba902b7-01"),
                     ("x-origin", b"e2e")]
-
-
-async def cli(pipeline: Pipeline, *args: str) -> str:
-    """Run `fiscobridge ARGS` in a process of its own, as an operator would; its stdout."""
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": pipeline.kafka.bootstrap_servers,
-           "FISCOBRIDGE_HOME": str(pipeline.stack.home), "COLUMNS": "160"}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fiscobridge", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), 300)
-    assert process.returncode == 0, (args, out.decode(), err.decode())
-    return out.decode()
 
 
 def _counts(output: str, section: str) -> dict[str, int]:

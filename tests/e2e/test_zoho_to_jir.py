@@ -42,7 +42,7 @@ from schemas.events import (
 )
 from schemas.invoice import DocumentKind
 from schemas.topics import INVOICES_RECEIVED
-from tests.e2e.conftest import Pipeline
+from tests.e2e.conftest import TRIAL_LIMIT, Pipeline, cli
 from tests.e2e.zoho_helpers import (
     ZohoGrant,
     poller_env,
@@ -66,7 +66,8 @@ class ZohoPipeline:
     client: dict[str, Any]
 
     async def integration(
-        self, grant: ZohoGrant | None = None
+        self, grant: ZohoGrant | None = None, *, tier: str = "scale",
+        account: str = "zoho@fiscobridge.example",
     ) -> tuple[DemoIntegration, ZohoGrant]:
         """A Zoho-connected integration with a sandbox certificate, made active."""
         grant = grant or await zoho_grant(self.zoho, self.client)
@@ -76,7 +77,7 @@ class ZohoPipeline:
 
         made = await demo_integration(
             self.pipeline.store, self.pipeline.kafka, self.pipeline.stack.home / "sandbox-ca",
-            tier="scale", account="zoho@fiscobridge.example", connect=connect,
+            tier=tier, account=account, connect=connect,
         )
         # The customer maps the fiscal data onto the invoice and the credit note custom
         # fields of the organization, as the portal's settings do.
@@ -141,6 +142,7 @@ async def zoho_pipeline(
         **stack.env,
         port_variable("poller"): str(stack.ports["poller"]),
         "FISCOBRIDGE_POLLER_INTERVAL_SCALE": "1",
+        "FISCOBRIDGE_POLLER_INTERVAL_TRIAL": "1",
         # Polls every second to keep the test short; budgets are tested in integration.
         "FISCOBRIDGE_POLLER_ZOHO_BUDGET": "false",
         "FISCOBRIDGE_POLLER_TICK": "0.2",
@@ -433,6 +435,63 @@ async def test_one_organization_is_fiscalized_by_one_integration_from_its_start(
     ledger = await zp.pipeline.ledger({first.oib, second.fiscal_settings["oib"]})
     reported = Counter(entry["oib"] for entry in ledger)
     assert reported == {first.oib: HISTORY, second.fiscal_settings["oib"]: 1}
+
+
+async def test_invoices_past_the_plans_limit_are_fiscalized_once_the_plan_allows_them(
+    zoho_pipeline: ZohoPipeline,
+) -> None:
+    """Issued invoices refused before they were signed for a cause on FiscoBridge's side
+    (past the trial's monthly limit) were still issued: once the operator raises the plan
+    (`fiscobridge accounts set-tier`), each is read again from Zoho, where nothing changed
+    about it, and fiscalized once. The poller polls a growth integration every 5 minutes
+    but reads them within its refetch gap (runtime/store/refetch.py). The CIS sandbox's
+    ledger is the witness: every invoice once, numbers 1.. without a gap."""
+    zp = zoho_pipeline
+    store = zp.pipeline.store
+    account = "trial-zoho@fiscobridge.example"
+    made, grant = await zp.integration(tier="trial", account=account)
+    watcher = StatusWatcher(zp.pipeline.kafka)
+    await watcher.start(since_ms=int(time.time() * 1000) - 1000)
+    try:
+        await asyncio.sleep(1.1)  # Zoho stamps whole seconds: created after the start
+        created = [(await zp.zoho.create_invoice(grant.organization_id,
+                                                 customer_name=f"Kupac {n}"))["invoice_id"]
+                   for n in range(TRIAL_LIMIT + 2)]
+        keys = {(made.uid, i) for i in created}
+        missing = await watcher.wait_for(keys, timeout=120)
+        assert not missing, await where_stuck(zp.pipeline, watcher, made.uid,
+                                              {i for _, i in missing})
+        blocked = {i for (uid, i), (status, _) in watcher.outcomes.final.items()
+                   if uid == made.uid and status.state is InvoiceState.BLOCKED}
+        assert len(blocked) == 2 and len(fiscalized(watcher.outcomes.all, made.uid)) == \
+            TRIAL_LIMIT
+        assert {s.reason_code for s in watcher.outcomes.all if s.integration_uid == made.uid
+                and s.state is InvoiceState.BLOCKED} == {"license_limit"}
+
+        async def journal_shows_them_blocked() -> bool:
+            rows = [await store.journal.get(made.uid, i) for i in blocked]
+            return all(r is not None and r.state is InvoiceState.BLOCKED for r in rows)
+
+        deadline = time.monotonic() + 30
+        while not await journal_shows_them_blocked():
+            assert time.monotonic() < deadline, "the journal never showed the blocks"
+            await asyncio.sleep(0.2)
+        output = await cli(zp.pipeline, "accounts", "set-tier", "--account", account,
+                           "--tier", "growth", "--reason", "e2e")
+        assert "Trial" in output and "Growth" in output, output
+        await until(lambda: set(fiscalized(watcher.outcomes.all, made.uid)) == set(created),
+                    timeout=120)
+        await asyncio.sleep(3)  # let a second reading of them show itself
+    finally:
+        await watcher.stop()
+    assert set(fiscalized(watcher.outcomes.all, made.uid).values()) == {1}
+    ledger = await zp.pipeline.ledger({made.oib})
+    assert len(ledger) == TRIAL_LIMIT + 2
+    numbers = sorted(int(str(e["invoice_number"]).split("/")[0]) for e in ledger)
+    assert numbers == list(range(1, TRIAL_LIMIT + 3))
+    # The two were issued when first seen, not when let through: subsequent deliveries.
+    assert sum(bool(e["nak_dost"]) for e in ledger) == 2
+    assert await store.refetch.requested() == {}
 
 
 async def test_every_shape_zoho_sends_is_fiscalized_with_zohos_own_total(

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -23,18 +25,33 @@ from lxml import etree
 from pydantic import SecretStr
 
 from fiscal.hr_cis.authority import HrCisAuthority
-from fiscal.hr_cis.settings import FiscalSettings
+from fiscal.hr_cis.settings import FiscalSettings, TaxTreatment
 from fiscal.hr_cis.soap import F73_NS
 from runtime.settings import KafkaSettings
-from schemas.events import Channel, InvoiceReceived, InvoiceSigned, InvoiceState, InvoiceStatus
-from schemas.invoice import Customer, Invoice, Payment, PaymentMethod, SourceStatus
+from schemas.events import (
+    Channel,
+    InvoiceReceived,
+    InvoiceRef,
+    InvoiceSigned,
+    InvoiceState,
+    InvoiceStatus,
+)
+from schemas.invoice import (
+    Customer,
+    Invoice,
+    Payment,
+    PaymentMethod,
+    SourceStatus,
+    TaxLine,
+    UntaxedLine,
+)
 from schemas.topics import INVOICES_SIGNED, INVOICES_STATUS
 from services.fiscalizer.app import Fiscalizer
 from services.fiscalizer.directory import IntegrationDirectory, IntegrationView
 from services.fiscalizer.pending import Batch, Pending
 from services.fiscalizer.rules import Trigger
 from services.fiscalizer.settings import FiscalizerSettings
-from tests.factories import ZAGREB, make_invoice
+from tests.factories import ZAGREB, make_invoice, make_line
 from tests.fixtures.certs import Pfx
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -255,6 +272,69 @@ async def test_dat_vrijeme_is_when_it_left_draft_also_when_only_paid_invoices_ar
     assert racun(signed).findtext(f"{TNS}DatVrijeme") == "25.11.2026T15:05:07"
     assert (signed.attempt, signed.subsequent_delivery) == (1, True)
     assert racun(signed).findtext(f"{TNS}NakDost") == "true"
+
+
+async def test_refused_before_signing_then_let_through_keeps_when_it_was_first_seen(
+    run: Run, fiscal_settings: FiscalSettings,
+) -> None:
+    """Blocked (the integration inactive) or rejected by the fiscal record (an amount
+    without VAT the tax mapping does not name) when first seen out of draft: it was
+    issued then all the same. Once let through (reconnected, the mapping set), the same
+    version read again (runtime/store/refetch.py) is signed with that first moment, as a
+    subsequent delivery (NakDost), not as an invoice issued now."""
+    uid = run.integration("hr-held", fiscal_settings)
+    first_seen = datetime(2026, 11, 25, 14, 5, 7, tzinfo=UTC)
+    later = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+    inactive = invoice()
+    run.integrations[uid] = replace(run.integrations[uid], status="inactive")
+    _, value = await run.received(uid, inactive, first_seen)
+    assert InvoiceStatus.from_json(value).reason_code == "integration_inactive"
+    run.integrations[uid] = replace(run.integrations[uid], status="active")
+    signed = await run.signed(uid, inactive, later)
+    assert racun(signed).findtext(f"{TNS}DatVrijeme") == "25.11.2026T15:05:07"
+    assert signed.subsequent_delivery and racun(signed).findtext(f"{TNS}NakDost") == "true"
+
+    untaxed = invoice(
+        lines=(make_line("Kava", "1", "100.00", "25"), make_line("Tečaj", "1", "40.00", "0")),
+        taxes=(TaxLine(rate=Decimal(25), base=Decimal("100.00"), amount=Decimal("25.00"),
+                       tax_id="4600001"),),
+        untaxed=(UntaxedLine(base=Decimal("40.00"), tax_id="4600009", name="PDV 0"),),
+        subtotal=Decimal("140.00"), tax_total=Decimal("25.00"),
+    )
+    _, value = await run.received(uid, untaxed, first_seen)
+    assert InvoiceStatus.from_json(value).reason_code == "untaxed_amount_unmapped"
+    mapped = fiscal_settings.model_copy(
+        update={"tax_mapping": {"4600009": TaxTreatment(category="exempt")}})
+    run.integration(uid, mapped)
+    signed = await run.signed(uid, untaxed, later)
+    assert racun(signed).findtext(f"{TNS}DatVrijeme") == "25.11.2026T15:05:07"
+    assert racun(signed).findtext(f"{TNS}IznosOslobPdv") == "40.00"
+    assert signed.subsequent_delivery
+
+
+async def test_a_document_the_mapping_blocked_keeps_when_the_poller_first_saw_it(
+    run: Run, fiscal_settings: FiscalSettings,
+) -> None:
+    """Shown blocked by the poller (Zoho's document could not be mapped): the fiscalizer
+    notes that moment from the status, and the corrected version is signed with it."""
+    uid = run.integration("hr-mapped", fiscal_settings)
+    document = invoice()
+    shown = datetime(2026, 11, 25, 14, 5, 7, tzinfo=UTC)
+    blocked = InvoiceStatus(integration_uid=uid, invoice=InvoiceRef.of(document),
+                            state=InvoiceState.BLOCKED, reason_code="totals_mismatch",
+                            message="cannot be fiscalized as it is", occurred_at=shown)
+    assert await run.fiscalizer._on_status(blocked.to_json(), run.batch) == []
+    run.batch.commit_event(None)
+    corrected = document.model_copy(
+        update={"last_modified_at": datetime(2026, 11, 26, 7, tzinfo=UTC)})
+    signed = await run.signed(uid, corrected, datetime(2026, 11, 26, 8, tzinfo=UTC))
+    assert racun(signed).findtext(f"{TNS}DatVrijeme") == "25.11.2026T15:05:07"
+    assert signed.subsequent_delivery
+    # A status of an integration this fiscalizer does not know notes nothing.
+    stranger = blocked.model_copy(update={"integration_uid": "nobody"})
+    assert await run.fiscalizer._on_status(stranger.to_json(), run.batch) == []
+    assert run.fiscalizer._entry(run.batch, "nobody", document.source_id) is None
 
 
 # --- N1: signed once, through a crash ---------------------------------------------------

@@ -22,6 +22,7 @@ from services.portal.web import (
     invoices,
     plans,
     read_options,
+    tax_mapping,
     writeback,
     zoho_connect,
 )
@@ -63,7 +64,8 @@ def create_app(portal: Portal) -> FastAPI:
     # POST /integrations.
     for router in (create.router, auth.router, account.router, certificates.router,
                    dashboard.router, integrations.router, invoices.router, plans.router,
-                   read_options.router, writeback.router, zoho_connect.router):
+                   read_options.router, tax_mapping.router, writeback.router,
+                   zoho_connect.router):
         app.include_router(router)
     if portal.ready is not None:
         app.router.routes.extend(routes(portal.ready))

@@ -7,9 +7,11 @@ Each method is shown with the payment code it is reported to the tax authority a
 (G/K/T/O), from the integration's fiscal settings.
 
 Saving validates through connectors.zoho.mapping.MappingOptions and stores the result,
-as `fiscobridge integrations read-options` does. No event is announced: the poller reads
-the options from the store at every poll and ingest within its integration cache time.
-Bad input is refused with what is wrong, and nothing is changed.
+as `fiscobridge integrations read-options` does, then announces `settings_changed`: the
+poller reads the options from the store at every poll and ingest within its integration
+cache time, and documents that were refused before they were signed are read again with
+them (runtime/store/refetch.py). Bad input is refused with what is wrong, and nothing is
+changed.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from pydantic import ValidationError
 from connectors.zoho.mapping import DEFAULT_PAYMENT_MODES, MappingOptions, payment_mode_key
 from fiscal.hr_cis.settings import DEFAULT_PAYMENT_METHODS, FiscalSettings
 from runtime.store import IntegrationRecord, IntegrationStatus
+from schemas.events import IntegrationEvent, IntegrationEventKind
 from schemas.invoice import PaymentMethod
-from services.portal.web.context import log, portal_of, render
+from services.portal.web.context import announce, log, portal_of, render
 from services.portal.web.sessions import session_of
 
 router = APIRouter()
@@ -243,6 +246,15 @@ async def save_read_options(request: Request, uid: str) -> Response:
     if stored is None:
         return _page(request, record, form, problems, 400)
     await portal.store.integrations.set_zoho_read_options(uid, stored)
+    await announce(
+        portal,
+        IntegrationEvent(integration_uid=uid, kind=IntegrationEventKind.SETTINGS_CHANGED,
+                         reason="read options set by the owner in the portal",
+                         details={"zoho_read_options": stored}),
+        failure="The read options were saved and apply from the next poll; invoices that "
+                "waited for them are read again once they are saved again: save them again "
+                "in a minute.",
+    )
     log.info("read options set", extra={"integration_uid": uid, "options": sorted(stored)})
     session_of(request).flash(
         "Read options saved. The next poll reads invoices with them, and webhooks within"

@@ -12,21 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from connectors.zoho.client import ZohoBooksClient
 from connectors.zoho.errors import ZohoError
-from connectors.zoho.oauth import AccessTokenProvider, TokenSet
-from connectors.zoho.ratelimit import RateLimiter
 from connectors.zoho.writeback import CREDIT_NOTE_PREFIX, ROLES
 from runtime.store import IntegrationRecord, IntegrationStatus
 from runtime.writeback_mapping import set_mapping
 from schemas.events import IntegrationEvent
 from services.portal.web.context import Portal, announce, log, portal_of, render
 from services.portal.web.sessions import session_of
+from services.portal.web.zoho_books import books_client
 
 router = APIRouter()
 
@@ -46,27 +43,10 @@ async def _choices(
     portal: Portal, record: IntegrationRecord
 ) -> tuple[dict[str, list[Choice]] | None, str | None]:
     """The organization's custom fields per module, or None and why they are not listed."""
-    if record.status is not IntegrationStatus.ACTIVE or not (
-            record.zoho_organization_id and record.zoho_api_domain
-            and record.zoho_accounts_server):
-        return None, "The integration is not connected to Zoho Books"
-    grant = await portal.store.tokens.get(record.uid)
-    if portal.oauth is None or grant is None:
-        return None, "FiscoBridge holds no Zoho Books authorization for this integration"
+    client = await books_client(portal, record)
+    if isinstance(client, str):
+        return None, client
     uid = record.uid
-
-    async def persist(tokens: TokenSet) -> None:
-        await portal.store.tokens.set_access(uid, tokens.access_token, tokens.expires_at)
-
-    provider = AccessTokenProvider(
-        portal.oauth,
-        TokenSet(access_token=grant.access_token or "", refresh_token=grant.refresh_token,
-                 api_domain=record.zoho_api_domain,
-                 expires_at=grant.access_expires_at or datetime.now(UTC)),
-        record.zoho_accounts_server, on_refresh=persist,
-    )
-    client = ZohoBooksClient(portal.http, record.zoho_api_domain, record.zoho_organization_id,
-                             provider, RateLimiter(per_minute=10))
     try:
         listed = {"invoice": await client.invoice_custom_fields(),
                   "creditnote": await client.credit_note_custom_fields()}

@@ -113,7 +113,8 @@ def test_a_charge_outside_the_lines_needs_the_mapping_to_say_what_it_is(
 ) -> None:
     rounded = mixed(charges=(Charge(kind=ChargeKind.ROUNDING, amount=D("-0.02")),),
                     total=D("179.98"))
-    with pytest.raises(InvoiceRejected, match="charge:rounding") as caught:
+    with pytest.raises(InvoiceRejected, match=r"a rounding of -0\.02 EUR outside its lines.*"
+                       r"Tax mapping page") as caught:
         fiscal_record(rounded, with_(fiscal_settings, tax_mapping=MAPPING))
     assert caught.value.code == "charge_unmapped"
     placed = {**MAPPING, "charge:rounding": TaxTreatment(category="not_subject")}

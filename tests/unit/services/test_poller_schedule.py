@@ -147,9 +147,13 @@ def test_a_request_to_read_documents_again_makes_it_due_soon_but_not_through_a_h
     gap = timedelta(seconds=30)
     schedule.attempted("x", T0, not_before=T0 + 60 * MIN)  # the call budget's stretch
     asked = {"x": T0 + MIN}
-    assert schedule.due([x], T0 + MIN, requested=asked, min_gap=gap) == [x]
-    assert schedule.due([x], T0 + 10 * timedelta(seconds=1), requested=asked,
-                        min_gap=gap) == []  # asked after the poll, but within the gap
+    assert schedule.due([x], T0 + MIN + gap, requested=asked, min_gap=gap) == [x]
+    # Not before every service has seen the change that let them through.
+    assert schedule.due([x], T0 + MIN + gap / 2, requested=asked, min_gap=gap) == []
+    soon = {"x": T0 + timedelta(seconds=1)}  # asked just after the poll
+    assert schedule.due([x], T0 + gap, requested=soon, min_gap=gap) == []
+    assert schedule.due([x], T0 + gap + timedelta(seconds=1), requested=soon,
+                        min_gap=gap) == [x]
     assert schedule.due([x], T0 + 2 * MIN, requested={"x": T0 - MIN}, min_gap=gap) == []
     assert schedule.due([x], T0 + 2 * MIN) == []  # no request: the stretch stands
     # The poll that read them: requests older than it make nothing due.
