@@ -42,6 +42,11 @@ class SourceStatus(StrEnum):
     OTHER = "other"
 
 
+# The storno of a fiscalized invoice (one voided after it was fiscalized) is a document
+# of its own, keyed by the invoice's source id and this suffix; every stage reads it so.
+STORNO_SUFFIX = ":storno"
+
+
 class DocumentKind(StrEnum):
     INVOICE = "invoice"
     CREDIT_NOTE = "credit_note"

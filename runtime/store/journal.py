@@ -39,6 +39,7 @@ from runtime.store.projection import cents
 from runtime.store.repository import InvalidInput, Repository
 from runtime.store.types import UtcDateTime
 from schemas.events import InvoiceState
+from schemas.invoice import STORNO_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -129,9 +130,6 @@ class HistoryStep(StrEnum):
     EDITED = "edited"  # changed in the source after it was fiscalized
 
 
-# The storno of a fiscalized invoice is its own document, keyed by the invoice's source
-# id and this suffix (the fiscalizer's rule); its history belongs on the invoice's page.
-STORNO_SUFFIX = ":storno"
 
 
 @dataclass(frozen=True)

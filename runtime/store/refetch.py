@@ -28,13 +28,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from runtime.store.models import JournalEntry, RefetchRequest
 from runtime.store.repository import Repository
 from schemas.events import InvoiceState
-from schemas.invoice import DocumentKind
+from schemas.invoice import STORNO_SUFFIX, DocumentKind
 
 # Shown so, and never signed: what was refused before a signature existed.
 STUCK_STATES = (InvoiceState.BLOCKED.value, InvoiceState.REJECTED.value)
-# The fiscalizer keys the storno of a voided invoice apart from its invoice this way;
-# reading the voided invoice again is what makes its storno again.
-STORNO_SUFFIX = ":storno"
 REASON_LENGTH = 200
 
 

@@ -19,7 +19,7 @@ from schemas.events import (
     InvoiceStatus,
     SubmissionKind,
 )
-from schemas.invoice import CreditedInvoice, DocumentKind, Invoice, SourceStatus
+from schemas.invoice import STORNO_SUFFIX, CreditedInvoice, DocumentKind, Invoice, SourceStatus
 
 
 class Phase(StrEnum):
@@ -235,7 +235,6 @@ class HeldChange:
 
 Decision = Sign | Report | Skip | Storno | CheckChange | ResignChange | Hold | Repeat | Seen
 
-STORNO_SUFFIX = ":storno"
 
 
 def storno_of(invoice: Invoice) -> Invoice:

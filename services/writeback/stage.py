@@ -63,12 +63,11 @@ from fiscal.authorities import DEFAULT_AUTHORITY, Authorities, authority_of
 from runtime.store.integrations import IntegrationRecord
 from runtime.store.writeback import WriteBackOutcome
 from schemas.events import InvoiceState, InvoiceStatus, WriteBackState, WriteBackStatus
-from schemas.invoice import DocumentKind
+from schemas.invoice import STORNO_SUFFIX, DocumentKind
 from services.writeback.sessions import NotConnected
 
 log = logging.getLogger("fiscobridge.writeback")
 
-STORNO_SUFFIX = ":storno"  # the fiscalizer keys a storno apart from its invoice this way
 NO_MAPPING = "no custom fields mapped"
 NO_CREDIT_NOTE_MAPPING = "no credit note custom fields mapped"
 MAPPING_WAITS = (NO_MAPPING, NO_CREDIT_NOTE_MAPPING)
