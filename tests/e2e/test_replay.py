@@ -119,9 +119,11 @@ async def test_replaying_a_thousand_fiscalized_invoices_twice_reports_none_again
         await watcher.stop()
     mine = [s for s in watcher.outcomes.all if s.integration_uid in uids]
     states = Counter(s.state for s in mine)
-    assert states == {InvoiceState.DUPLICATE: 2000}, states  # nothing signed, nothing reported
-    assert Counter((s.integration_uid, s.invoice.source_id) for s in mine) == {
-        k: 2 for k in invoices}
+    # Nothing signed, nothing reported: each replayed delivery is a duplicate, said once
+    # per delivery or more (a fiscalizer that reads a partition again says it again).
+    assert set(states) == {InvoiceState.DUPLICATE}, states
+    per_invoice = Counter((s.integration_uid, s.invoice.source_id) for s in mine)
+    assert set(per_invoice) == set(invoices) and min(per_invoice.values()) >= 2, per_invoice
     ledger = await pipeline.ledger({m.oib for m in made})
     keys = [(e["oib"], e["br_ozn_rac"]) for e in ledger]
     assert len(keys) == 1000 and len(set(keys)) == 1000
