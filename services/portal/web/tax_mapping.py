@@ -53,8 +53,8 @@ CHARGE_LABELS = {
     ChargeKind.DISCOUNT_AFTER_TAX: "Discount after tax",
 }
 # Rows for tax ids typed by hand (when Zoho cannot list the taxes, or for a tax it no
-# longer lists). Every row is two form fields (three for a typed one); the CSRF guard
-# parses at most 50.
+# longer lists), and at most this many listed taxes: every row is two form fields (three
+# for a typed one), and the CSRF guard parses at most 50.
 BLANK_ROWS = 2
 MAX_TAX_ROWS = 18
 MAX_ID_LENGTH = 40
@@ -105,7 +105,7 @@ async def _taxes(portal: Portal, record: IntegrationRecord) -> tuple[list[Row] |
 def rows_of(taxes: list[Row] | None, mapping: Mapping[str, Any]) -> list[Row]:
     """Every row the form shows: the listed taxes, taxes mapped but not listed, no tax,
     and the charges."""
-    rows = list(taxes or [])
+    rows = list(taxes or [])[:MAX_TAX_ROWS]
     known = {r.key for r in rows}
     special = {UNTAXED_KEY} | {f"charge:{kind.value}" for kind in ChargeKind}
     for key in sorted(mapping):
@@ -115,6 +115,13 @@ def rows_of(taxes: list[Row] | None, mapping: Mapping[str, Any]) -> list[Row]:
     rows.append(Row(UNTAXED_KEY, "Amounts without any tax", "zero"))
     rows += [Row(f"charge:{kind.value}", label, "charge") for kind, label in CHARGE_LABELS.items()]
     return rows
+
+
+async def _rows(portal: Portal, record: IntegrationRecord, mapping: Mapping[str, Any]
+                ) -> tuple[list[Row], str | None]:
+    """The form's rows, and why Zoho's taxes are not listed (None: they are)."""
+    taxes, unlisted = await _taxes(portal, record)
+    return rows_of(taxes, mapping), unlisted
 
 
 def form_values(mapping: Mapping[str, Any]) -> dict[str, str]:
@@ -222,9 +229,8 @@ async def tax_mapping_page(request: Request, uid: str) -> Response:
     record = await portal.owned_integration(request, uid)
     _require_hr_cis(record)
     mapping = record.fiscal_settings.get("tax_mapping") or {}
-    taxes, unlisted = await _taxes(portal, record)
-    return _page(request, record, rows_of(taxes, mapping)[:MAX_TAX_ROWS + 4],
-                 form_values(mapping), unlisted)
+    rows, unlisted = await _rows(portal, record, mapping)
+    return _page(request, record, rows, form_values(mapping), unlisted)
 
 
 @router.post("/integrations/{uid}/tax-mapping")
@@ -233,8 +239,7 @@ async def save_tax_mapping(request: Request, uid: str) -> Response:
     record = await portal.owned_integration(request, uid)
     _require_hr_cis(record)
     current: dict[str, Any] = record.fiscal_settings.get("tax_mapping") or {}
-    taxes, unlisted = await _taxes(portal, record)
-    rows = rows_of(taxes, current)[:MAX_TAX_ROWS + 4]
+    rows, unlisted = await _rows(portal, record, current)
     if record.status is IntegrationStatus.REMOVED:
         return _page(request, record, rows, form_values(current), unlisted,
                      {"": "A removed integration fiscalizes nothing; nothing was changed."}, 409)
