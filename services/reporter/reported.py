@@ -10,12 +10,16 @@ outcomes of partition p of the other.
 
 Fiscalized invoices are remembered too: a fiscalizer that crashed may sign an invoice
 a second time (a new message id), and a fiscalized invoice must never be sent again.
+Both messages may be in hand at once, so an invoice is submitted by one of them at a
+time (`Turns`): the second asks only once the first's outcome is remembered.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import timedelta
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -49,6 +53,31 @@ class Recent:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+
+class Turns:
+    """One holder per key at a time; the others wait in arrival order."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, holders and waiters
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._held.get(key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._held[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._held[key]
+            if users == 1:
+                del self._held[key]
+            else:
+                self._held[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._held)
 
 
 def invoice_key(integration_uid: str, source_id: str) -> str:

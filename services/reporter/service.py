@@ -36,7 +36,7 @@ from schemas.events import InvoiceSigned, InvoiceState, SubmissionKind
 from schemas.topics import INVOICES_RETRY, INVOICES_SIGNED, INVOICES_STATUS
 from services.reporter.backoff import Backoff
 from services.reporter.outcome import decide, first_late
-from services.reporter.reported import Recent, invoice_key, published_outcomes
+from services.reporter.reported import Recent, Turns, invoice_key, published_outcomes
 from services.reporter.settings import ReporterSettings
 from services.reporter.submit import Submitter
 from services.reporter.trust import answer_verifier, cis_tls_context
@@ -71,6 +71,7 @@ class Reporter:
             cap=settings.retry_cap,
         )
         self._deadlines: dict[str, Deadline] = {}
+        self._turns = Turns()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.lookup: AIOKafkaConsumer | None = None
@@ -157,8 +158,15 @@ class Reporter:
         PROCESSED.labels("dead_letter").inc()
 
     async def _handle(self, seen: Recent | None, signed: InvoiceSigned) -> None:
+        invoice = invoice_key(signed.integration_uid, signed.invoice.source_id)
+        # Two messages of one invoice in hand (a fiscalizer that signed it again after a
+        # crash) must not both reach the authority: the second waits for the first's
+        # outcome, and is skipped if that fiscalized the invoice.
+        async with self._turns.turn(invoice):
+            await self._submit(seen, invoice, signed)
+
+    async def _submit(self, seen: Recent | None, invoice: str, signed: InvoiceSigned) -> None:
         with log_context(integration_uid=signed.integration_uid, event_id=signed.event_id):
-            invoice = invoice_key(signed.integration_uid, signed.invoice.source_id)
             # A change is of a fiscalized invoice: only its own message id says it was sent.
             fiscalized = invoice in seen if seen is not None and \
                 signed.kind is SubmissionKind.INVOICE else False

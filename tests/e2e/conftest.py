@@ -126,7 +126,6 @@ async def open_pipeline(
             "FISCOBRIDGE_FISCALIZER_LIMIT_TRIAL": str(TRIAL_LIMIT),
             "FISCOBRIDGE_REPORTER_RETRY_BASE": "0.2",
             "FISCOBRIDGE_REPORTER_RETRY_CAP": "2",
-            "FISCOBRIDGE_REPORTER_TIMEOUT": "3",
             **(extra_env or {}),
         },
     )

@@ -134,15 +134,25 @@ async def test_c_system_errors_are_retried_as_subsequent_deliveries(pipeline: Pi
     finally:
         await pipeline.faults(s006=0)
     assert report.states == {"fiscalized": 200}
-    retried = {s.invoice.number for s in report.statuses
-               if s.integration_uid == made.uid and s.state is InvoiceState.RETRYING}
+    retrying = [s for s in report.statuses
+                if s.integration_uid == made.uid and s.state is InvoiceState.RETRYING]
+    retried = {s.fiscal_number for s in retrying}
     assert retried, "with 30% s006 some invoices must have been retried"
+    # A submission left unanswered (a timeout on a loaded machine) may have been recorded
+    # by the authority: sent again, that invoice may be in its ledger twice, the bound of
+    # at least once. An answered s006 recorded nothing, so every other invoice is there
+    # exactly once: first deliveries plain, the retried ones as subsequent deliveries.
+    unanswered = {s.fiscal_number for s in retrying if s.reason_code in ("timeout", "connection")}
     ledger = await pipeline.ledger({made.oib})
-    assert len(ledger) == 200 and len(set(_ledger_keys(ledger))) == 200
-    later = [e for e in ledger if e["nak_dost"]]
-    assert len(later) == len(retried)
-    first = [e for e in ledger if not e["nak_dost"]]
-    assert len(first) == 200 - len(retried)
+    keys = _ledger_keys(ledger)
+    assert len(set(keys)) == 200
+    by_number: dict[object, list[bool]] = {}
+    for e in ledger:
+        by_number.setdefault(e["invoice_number"], []).append(bool(e["nak_dost"]))
+    twice = {n for n, sent in by_number.items() if len(sent) > 1}
+    assert twice <= unanswered, (twice, Counter(s.reason_code for s in retrying))
+    answered = {n: sent for n, sent in by_number.items() if n not in unanswered}
+    assert all(sent == [n in retried] for n, sent in answered.items()), answered
 
 
 async def test_d_reporter_killed_mid_stream_loses_nothing(pipeline: Pipeline) -> None:
