@@ -22,9 +22,10 @@ faust mends it (then the workaround can go):
    have waited `StallWatch.limit` seconds with none read, or a commit has been held that
    long, for its supervisor to start it again (offsets follow outputs: nothing is lost).
 
-And two particulars: faust asks the broker to answer every fetch at the first byte
-(`fetching` sizes them like every other consumer's), and a table write takes its
-changelog partition from the event being iterated (`FaustWorker.write`).
+And three particulars: faust asks the broker to answer every fetch at the first byte
+(`fetching` sizes them like every other consumer's), a table write takes its
+changelog partition from the event being iterated (`FaustWorker.write`), and after a
+seek faust's "last offset read" is the offset to read next (`read_offset`).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class ContiguousConsumer(Consumer):
         super().__init__(*args, **kwargs)
         self._expected: dict[TP, int] = {}  # next offset after the last record handed on
         self._held_since: dict[TP, tuple[int, float]] = {}  # held commit, since when
+        self._sought: dict[TP, int] = {}  # the offset of the last seek, to read next
         hand_on = self.callback
 
         # The fetch loop hands every record to this callback (after its gap check).
@@ -98,6 +100,8 @@ class ContiguousConsumer(Consumer):
         following = message.offset + 1
         if following > self._expected.get(message.tp, -1):
             self._expected[message.tp] = following
+        if message.offset >= self._sought.get(message.tp, following):
+            del self._sought[message.tp]  # faust's read offset is a record's again
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         # faust passes (its read offset + 1, the offset of the record now arriving).
@@ -121,28 +125,51 @@ class ContiguousConsumer(Consumer):
         return offset
 
     def read_offset(self, tp: TP) -> int | None:
-        """The last offset faust read from `tp` (None: none since the assignment)."""
+        """The last offset faust read from `tp` (None: none since the assignment).
+
+        faust's own is that, except after a seek (each assignment's, or a rewind) and
+        until a record is read: then it is the offset to read next."""
         read: int | None = self._read_offset.get(tp)
+        if read is not None and self._sought.get(tp) == read:
+            return read - 1 if read > 0 else None
         return read
 
     def held_commits(self, partitions: Collection[TP]) -> dict[TP, tuple[int, int]]:
         """Those of `partitions` whose committed offset is behind records already read:
-        (committed, end of what was read or processed). Normal while a batch is in hand;
-        held for a while, it means records read never reached an agent: a hole before
-        processed ones, or the tail of the partition dropped with nothing after it to
-        show it. (A transaction marker after the last record is not read, so it holds
-        nothing.)"""
+        (committed, end of what was read, handed on or processed). Normal while a batch is
+        in hand; held for a while, it means records handed on never reached an agent: a
+        hole before processed ones, or the tail of the partition dropped with nothing
+        after it to show it. (A transaction marker after the last record is not read, so
+        it holds nothing.)
+
+        (`read_offset`, not faust's: after a seek faust's is the offset to read next, and
+        taken for the last one read, an idle partition looked one record ahead of its
+        commit for good, was read again every few seconds, and ended as a stall.)"""
         held = {}
         for tp in partitions:
             committed = self._committed_offset.get(tp)
             if committed is None:
                 continue
             acked = self._acked.get(tp)
-            read = self._read_offset.get(tp)
-            end = max(max(acked) + 1 if acked else 0, read + 1 if read is not None else 0)
+            read = self.read_offset(tp)
+            end = max(max(acked) + 1 if acked else 0, self._expected.get(tp, 0),
+                      read + 1 if read is not None else 0)
             if end > committed:
                 held[tp] = (committed, end)
         return held
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._sought[partition] = offset
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        self._sought = {tp: offset for tp, offset in self._read_offset.items()
+                        if offset is not None}
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        await super().seek_wait(partitions)
+        self._sought.update(partitions)
 
     def due_rewinds(
         self, partitions: Collection[TP], now: float, after: float
@@ -168,6 +195,7 @@ class ContiguousConsumer(Consumer):
         for tp in revoked:
             self._expected.pop(tp, None)
             self._held_since.pop(tp, None)
+            self._sought.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
 

@@ -99,15 +99,17 @@ def dlq() -> None:
 @dlq.command("list")
 @click.option("--errors/--no-errors", default=True, show_default=True,
               help="also count the open records by error type (reads them)")
-def list_(errors: bool) -> None:
+@click.option("--integration",
+              help="only this integration's records: its open ones, by error type (reads them)")
+def list_(errors: bool, integration: str | None) -> None:
     """Each dead-letter topic: open records (neither redriven nor acknowledged) and all
-    it still holds, with the open ones' error types."""
+    it still holds, with the open ones' error types; with --integration, one
+    integration's open records (what to tell that business, what to redrive for it)."""
     kafka = KafkaSettings()
     letters = asyncio.run(_letters(kafka, dlq_topics()))
     for topic, found in letters.items():
-        click.echo(f"{topic:<28} {found.open:>8} open {found.held:>8} held")
-        if errors and found.open:
-            by_error: dict[str, int] = {}
+        by_error: dict[str, int] = {}
+        if found.open and (errors or integration):
 
             def count(record: ConsumerRecord, into: dict[str, int] = by_error,
                       found: Letters = found) -> None:
@@ -115,7 +117,14 @@ def list_(errors: bool) -> None:
                     kind = headers_of(record).get(ERROR_TYPE, "(no error header)")
                     into[kind] = into.get(kind, 0) + 1
 
-            asyncio.run(scan(kafka, Selection(topic), count))
+            floors = {tp.partition: mark for tp, mark in found.marks.items()}
+            asyncio.run(scan(kafka, Selection(topic, integration=integration, floors=floors),
+                             count))
+        if integration:
+            click.echo(f"{topic:<28} {sum(by_error.values()):>8} open of {integration}")
+        else:
+            click.echo(f"{topic:<28} {found.open:>8} open {found.held:>8} held")
+        if errors:
             for kind, n in sorted(by_error.items(), key=lambda kv: -kv[1]):
                 click.echo(f"  {kind:<40} {n}")
 

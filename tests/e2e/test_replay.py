@@ -172,6 +172,12 @@ async def test_dead_letters_keep_headers_say_why_and_go_back(pipeline: Pipeline)
                                    "x-origin": "e2e"}
     listed = await cli(pipeline, "dlq", "list")
     assert INVOICES_RECEIVED.dlq in listed and item["error_type"] in listed, listed
+    # One business's letters: what to tell it, and what a redrive for it would send.
+    mine = await cli(pipeline, "dlq", "list", "--integration", made.uid)
+    assert _open(mine, INVOICES_RECEIVED.dlq) >= len(items), mine
+    assert _open(mine, INVOICES_SIGNED.dlq) >= 1 and item["error_type"] in mine, mine
+    nobody = await cli(pipeline, "dlq", "list", "--integration", "no-such-integration")
+    assert _open(nobody, INVOICES_RECEIVED.dlq) == _open(nobody, INVOICES_SIGNED.dlq) == 0
 
     counted = await cli(pipeline, "dlq", "redrive", INVOICES_RECEIVED.name, "--integration",
                         made.uid, "--dry-run", "--no-progress")

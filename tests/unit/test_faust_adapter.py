@@ -206,6 +206,71 @@ def test_a_tail_read_but_never_handed_on_holds_the_commit(app: faust.App) -> Non
     assert consumer.due_rewinds([tp], now=5.0, after=5.0) == {tp: 100}
 
 
+def _seek_nowhere(consumer: Consumer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """faust's bookkeeping of a seek, without a broker to seek on."""
+    async def seek(partition: TP, offset: int) -> None:
+        return None
+
+    async def committed() -> dict[TP, int]:
+        return {tp: 100}
+
+    monkeypatch.setattr(consumer, "_seek", seek)
+    monkeypatch.setattr(consumer, "seek_to_committed", committed)
+
+
+def test_stock_faust_sets_the_read_offset_to_the_offset_to_read_next_on_a_seek(
+    app: faust.App, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Why held_commits tells a seek's read offset from a record's: elsewhere faust's
+    # read offset is the last offset read.
+    consumer = _consumer(app, Consumer)
+    _seek_nowhere(consumer, monkeypatch)
+    asyncio.run(consumer.perform_seek())
+    assert (consumer._committed_offset[tp], consumer._read_offset[tp]) == (100, 100)
+    asyncio.run(consumer.seek(tp, 90))
+    assert consumer._read_offset[tp] == 90
+
+
+def test_an_idle_partition_after_its_assignment_holds_nothing(
+    app: faust.App, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Committed at 100, nothing after it: read again every few seconds, such a partition
+    # ended as a stall exit some 20 s after every start.
+    consumer = _consumer(app, ContiguousConsumer)
+    assert isinstance(consumer, ContiguousConsumer)
+    _seek_nowhere(consumer, monkeypatch)
+    asyncio.run(consumer.perform_seek())
+    assert consumer.held_commits([tp]) == {}
+    assert consumer.due_rewinds([tp], now=0.0, after=5.0) == {}
+    assert consumer.due_rewinds([tp], now=60.0, after=5.0) == {}
+    assert consumer.read_offset(tp) == 99  # none read yet: 100 is the next
+    # Its next record, handed on and not yet processed, holds the commit as ever.
+    _hand_on(consumer, _message(100))
+    consumer._read_offset[tp] = 100  # what the fetch loop does once it is handed on
+    assert consumer.read_offset(tp) == 100
+    assert consumer.held_commits([tp]) == {tp: (100, 101)}
+
+
+def test_a_rewound_partition_stays_held_until_the_records_are_processed(
+    app: faust.App, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = _consumer(app, ContiguousConsumer)
+    assert isinstance(consumer, ContiguousConsumer)
+    _seek_nowhere(consumer, monkeypatch)
+    asyncio.run(consumer.perform_seek())
+    for offset in range(100, 105):  # handed on, then lost before any agent
+        _hand_on(consumer, _message(offset))
+    assert consumer.due_rewinds([tp], now=0.0, after=5.0) == {}
+    assert consumer.due_rewinds([tp], now=5.0, after=5.0) == {tp: 100}
+    asyncio.run(consumer.seek(tp, 100))  # the rewind: nothing read again yet
+    assert consumer.held_commits([tp]) == {tp: (100, 105)}
+    for offset in range(100, 105):
+        _hand_on(consumer, _message(offset))
+        consumer.ack(_message(offset))
+    _commit(consumer)
+    assert consumer.held_commits([tp]) == {}
+
+
 def test_a_caught_up_partition_holds_nothing(app: faust.App) -> None:
     # Everything read was processed and committed; a transaction marker after the last
     # record is never read, so a highwater beyond it holds nothing either.
