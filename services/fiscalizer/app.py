@@ -398,14 +398,10 @@ class Fiscalizer:
             return self._check_change(batch, integration, invoice, decision.entry,
                                       decision.duplicate, now, "received")
         if isinstance(decision, Repeat):
-            assert decision.entry.signed is not None
-            self._set_entry(batch, uid, invoice.source_id,
-                            replace(decision.entry, phase=Phase.SIGNED, signed=None))
-            # Counted as the first signature was: that count went with the lost writes.
-            batch.set(self.usage, month, batch.get(self.usage, month, 0) + 1)
-            PROCESSED.labels("received", "signature_repeated").inc()
-            log.info("signature sent again", extra={"invoice_id": invoice.source_id})
-            return [Output(INVOICES_SIGNED.name, uid.encode(), decision.entry.signed.encode())]
+            if decision.entry.attempt <= 1:
+                # Counted as the first signature was: that count went with the lost writes.
+                batch.set(self.usage, month, batch.get(self.usage, month, 0) + 1)
+            return self._repeat(batch, uid, invoice.source_id, decision, "received")
         assert integration is not None and isinstance(decision, Sign)
         if decision.issued_at is None:
             # Issued when FiscoBridge first saw it out of draft (hr-fiscal-record).
@@ -414,6 +410,17 @@ class Fiscalizer:
         if decision.counts_toward_license and outputs[0].topic == INVOICES_SIGNED.name:
             batch.set(self.usage, month, batch.get(self.usage, month, 0) + 1)
         return outputs
+
+    def _repeat(self, batch: Batch, uid: str, source_id: str, repeat: Repeat,
+                kind: str) -> list[Output]:
+        signed = repeat.entry.signed
+        assert signed is not None
+        self._set_entry(batch, uid, source_id, replace(repeat.entry, phase=Phase.SIGNED,
+                                                       signed=None))
+        PROCESSED.labels(kind, "signature_repeated").inc()
+        log.info("signature sent again", extra={"invoice_id": source_id,
+                                                "attempt": repeat.entry.attempt})
+        return [Output(INVOICES_SIGNED.name, uid.encode(), signed.encode())]
 
     def _note_seen(self, batch: Batch, uid: str, invoice: Invoice, at: datetime) -> None:
         """Refused before it was signed (blocked, or rejected by the fiscal record), yet
@@ -432,6 +439,8 @@ class Fiscalizer:
             if isinstance(decision, Skip):
                 PROCESSED.labels("retry", decision.reason).inc()
                 return []
+            if isinstance(decision, Repeat):  # waited for its time before it was signed
+                return self._repeat(batch, uid, retry.invoice.source_id, decision, "retry")
             assert isinstance(decision, Sign | ResignChange)
             integration = await self.directory.get(uid)
             if integration is None:
@@ -667,18 +676,21 @@ class Fiscalizer:
             late=sign.late,
         )
         message = event.to_json()
-        if sequence is not None:
-            assert number is not None
-            # Drawn only by a signature that goes out (no gaps), and durable with that
-            # signature before it goes out (never drawn twice, never signed twice): see
-            # pending.py. The numbered entry is written before the counter, to the same
-            # changelog partition (the integration's), which keeps the order: a crash
-            # between them keeps the entry alone (_high_water reads it, the delivery read
-            # again sends its signature), never a counter past a number nobody holds.
+        if number is not None:
+            # A number is drawn only by a signature that goes out (no gaps), and is
+            # durable with that signature before it goes out (never drawn twice, never
+            # signed twice): see pending.py. So is a retry's signature under its number:
+            # the retry read again after a crash sends it again (rules.on_retry). The
+            # numbered entry is written before the counter, to the same changelog
+            # partition (the integration's), which keeps the order: a crash between them
+            # keeps the entry alone (_high_water reads it, the delivery read again sends
+            # its signature), never a counter past a number nobody holds.
             batch.set(self.states, f"{uid}:{invoice.source_id}", Entry(
                 Phase.NUMBERED, invoice.version, sign.attempt, sign.first_attempt_at,
                 number=number, issued_at=issued_at, newer=newer,
                 signed=message.decode()).to_json(), durable=True)
+        if sequence is not None:
+            assert number is not None
             batch.set(self.states, sequence, number.number, durable=True)
             self._highest[sequence] = number.number
         self._set_entry(

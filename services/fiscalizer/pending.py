@@ -20,7 +20,8 @@ and is written again with the rest when the batch settles. A fiscal number is on
 crash between its output and the changelog would otherwise let it be drawn again, for
 another invoice. The signature made under it goes with it (the numbered entry), so the
 delivery read again after such a crash sends that signature again rather than signing
-the invoice a second time.
+the invoice a second time; a retry's signature, made under the number it carries, is
+written so too, for the retry read again.
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ class Phase(StrEnum):
     # issue is when it was first seen so (Entry.issued_at), for when it is due or let
     # through; it is then signed as a subsequent delivery.
     SEEN = "seen"
-    # A number was drawn and is durable with the signature made under it (Entry.signed),
-    # which may or may not have left: the next delivery sends that signature again.
+    # Signed under its number, durably with the signature (Entry.signed), which may or
+    # may not have left: the next delivery, or the retry read again, sends it again.
     NUMBERED = "numbered"
     SIGNED = "signed"  # handed to the reporter (first or later attempt)
     FISCALIZED = "fiscalized"
@@ -217,9 +217,9 @@ class Seen:
 
 @dataclass(frozen=True)
 class Repeat:
-    """The invoice was numbered and signed, and its signature may have left before the
-    crash that lost the rest: send that signature again (`entry.signed`), and write
-    `entry` as signed (holding this delivery if it is newer)."""
+    """The invoice was signed under its number (first signature, retry or resend), and
+    the signature may have left before the crash that lost the rest: send that signature
+    again (`entry.signed`), and write `entry` as signed (holding a delivery if newer)."""
 
     entry: Entry
 
@@ -419,6 +419,11 @@ def on_retry(retry: InvoiceRetry, entry: Entry | None) -> Decision:
                     late=retry.late)
     if entry.phase is Phase.FISCALIZED:
         return Skip("already_fiscalized")
+    if entry.phase is Phase.NUMBERED and entry.signed is not None \
+            and entry.attempt == retry.attempt + 1:
+        # This retry was signed, and a crash lost the writes after its signature: that
+        # signature may be at the reporter, so it is sent again, never made a second time.
+        return Repeat(entry)
     resendable = (Phase.SIGNED, Phase.NUMBERED, Phase.FAILED, Phase.REJECTED) if retry.resend \
         else (Phase.SIGNED, Phase.NUMBERED)
     if entry.phase not in resendable:

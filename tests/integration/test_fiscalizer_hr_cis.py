@@ -32,6 +32,7 @@ from schemas.events import (
     Channel,
     InvoiceReceived,
     InvoiceRef,
+    InvoiceRetry,
     InvoiceSigned,
     InvoiceState,
     InvoiceStatus,
@@ -369,6 +370,44 @@ async def test_a_delivery_read_again_after_a_crash_sends_the_same_signature(
     topic, value = await run.received(uid, first_invoice)
     assert (topic, InvoiceStatus.from_json(value).state) == \
         (INVOICES_STATUS.name, InvoiceState.DUPLICATE)
+
+
+async def test_a_retry_read_again_after_a_crash_sends_the_same_signature(
+    run: Run, fiscal_settings: FiscalSettings,
+) -> None:
+    """Killed after a retry's signature left but before its entry reached the changelog:
+    the retry read again sends that same message (same message id), never a second
+    signature the reporter would take for another submission and report again."""
+    uid = run.integration("hr-retry-crash", fiscal_settings)
+    first = await run.signed(uid, invoice())
+    source_id = first.invoice.source_id
+    settled = run.fiscalizer._entry(run.batch, uid, source_id)
+    retry = InvoiceRetry(
+        integration_uid=uid, invoice=first.invoice, profile=first.profile,
+        protection_code=first.protection_code, attempt=1,
+        first_attempt_at=first.first_attempt_at, not_before=datetime.now(UTC),
+        reason_code="s006", message="system error", fiscal_number=first.fiscal_number)
+    [signed] = await run.fiscalizer._on_retry(retry.to_json(), run.batch)
+    run.batch.commit_event(None)
+    resigned = InvoiceSigned.from_json(signed.value or b"")
+    assert (resigned.attempt, resigned.subsequent_delivery) == (2, True)
+    survived = run.batch.take_durable()
+    assert survived, "a retry's signature must reach the changelog before it leaves"
+
+    # The restart: the first signature's writes had settled, the retry's durable ones alone.
+    run.fiscalizer._pending = Pending()
+    run.batch = run.fiscalizer._pending.batch()
+    run.batch.set(run.fiscalizer.states, f"{uid}:{source_id}", settled.to_json()
+                  if settled else None)
+    for _, table, key, value in survived:
+        run.batch.set(table, key, value)
+    run.batch.commit_event(None)
+
+    [again] = await run.fiscalizer._on_retry(retry.to_json(), run.batch)
+    run.batch.commit_event(None)
+    assert (again.topic, again.value) == (INVOICES_SIGNED.name, signed.value)
+    # Sent again once: the retry read once more is stale.
+    assert await run.fiscalizer._on_retry(retry.to_json(), run.batch) == []
 
 
 async def test_a_crash_amid_the_durable_writes_leaves_no_gap_in_the_numbers(

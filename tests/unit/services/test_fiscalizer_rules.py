@@ -194,6 +194,16 @@ def test_replayed_retry_is_skipped() -> None:
     assert on_retry(retry(1), entry(Phase.SIGNED, 2)) == Skip("stale_retry")
 
 
+def test_a_retry_read_again_after_a_crash_sends_its_signature_again() -> None:
+    # Signed as attempt 2, durably with its signature; the rest lost with the crash.
+    numbered = dataclasses.replace(entry(Phase.NUMBERED, 2), signed='{"message_id": "m2"}')
+    assert on_retry(retry(1), numbered) == Repeat(numbered)
+    # The numbered entry of the first signature: a retry of it signs attempt 2.
+    first = dataclasses.replace(entry(Phase.NUMBERED, 1), signed='{"message_id": "m1"}')
+    assert on_retry(retry(1), first) == Sign(True, 2, NOW, False)
+    assert on_retry(retry(2), numbered) == Sign(True, 3, NOW, False)
+
+
 def test_retry_after_fiscalization_is_skipped() -> None:
     assert on_retry(retry(1), entry(Phase.FISCALIZED, 1)) == Skip("already_fiscalized")
 
