@@ -133,6 +133,10 @@ class Integration(Base):
     status_event_id: Mapped[str | None] = mapped_column(String(128))
     status_event_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     tier_event_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # When the latest change that can let through invoices refused before they were
+    # signed happened (runtime.store.refetch): one refused before it but projected after
+    # it is queued when projected.
+    let_through_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # Write-back: role (fiscal_number, zki, jir, qr_url) -> the customer's Zoho invoice
     # customfield_id. NULL or empty: nothing mapped, the write-back stage waits.
     writeback_fields: Mapped[dict[str, str] | None] = mapped_column(JSON)

@@ -73,7 +73,13 @@ from runtime.store.models import (
     LicenseUsage,
     ProcessedEvent,
 )
-from runtime.store.refetch import requeue_stuck
+from runtime.store.refetch import (
+    STUCK_STATES,
+    Document,
+    document_of,
+    queue,
+    requeue_stuck,
+)
 from runtime.writeback_mapping import sets_mapping
 from schemas.events import (
     Event,
@@ -445,6 +451,33 @@ def _project_statuses(
     ]
     if counts:
         connection.execute(sql.count_usage, counts)
+    _queue_refused_around_a_change(connection, sql, entries, [e for _, e in statuses])
+
+
+def _queue_refused_around_a_change(
+    connection: Connection, sql: _Sql, entries: dict[tuple[str, str], _Entry],
+    statuses: list[InvoiceStatus],
+) -> None:
+    """An invoice shown refused before it was signed, decided before the latest change
+    that can let it through but projected after it: the change's requeue did not see it,
+    so it is queued now."""
+    stuck = [e for e in statuses
+             if e.message_id is None and e.state.value in STUCK_STATES
+             and (entry := entries.get((e.integration_uid, e.invoice.source_id))) is not None
+             and entry.state is e.state]
+    if not stuck:
+        return
+    changed = {r.uid: r.let_through_at for r in connection.execute(
+        sql.let_through, {"uids": sorted({e.integration_uid for e in stuck})})}
+    documents: dict[str, list[Document]] = {}
+    for event in stuck:
+        at = changed.get(event.integration_uid)
+        if at is not None and event.occurred_at <= at:
+            documents.setdefault(event.integration_uid, []).append(
+                document_of(event.invoice.source_id, event.invoice.kind.value))
+    now = datetime.now(UTC)
+    for uid, found in sorted(documents.items()):
+        queue(connection, uid, found, now, "refused before a change that can let it through")
 
 
 HISTORY_RECEIVED = "received"
@@ -605,6 +638,7 @@ class _Integration:
     tier_event_at: datetime | None
     starts_at: datetime | None
     zoho_organization_claim: str | None
+    let_through_at: datetime | None = None
     changed: bool = False
 
     def params(self) -> dict[str, Any]:
@@ -618,6 +652,7 @@ class _Integration:
             "b_status_event_at": self.status_event_at,
             "b_tier": self.tier,
             "b_tier_event_at": self.tier_event_at,
+            "b_let_through_at": self.let_through_at,
         }
 
 
@@ -641,19 +676,24 @@ def _project_integration_events(
             tier_event_at=r.tier_event_at,
             starts_at=r.starts_at,
             zoho_organization_claim=r.zoho_organization_claim,
+            let_through_at=r.let_through_at,
         )
         for r in stored
     }
     for i, event in changes:
         outcomes[i] = _fold_integration_event(rows.get(event.integration_uid), event)
+    now = datetime.now(UTC)
+    for _, event in changes:
+        row = rows.get(event.integration_uid)
+        if row is not None and may_let_through(event):
+            why = f"{event.kind.value}: {event.reason}" if event.reason else event.kind.value
+            requeue_stuck(connection, event.integration_uid, now, why)
+            if row.let_through_at is None or event.occurred_at > row.let_through_at:
+                row.let_through_at = event.occurred_at
+                row.changed = True
     changed = [row.params() for _, row in sorted(rows.items()) if row.changed]
     if changed:
         connection.execute(sql.update_integrations, changed)
-    now = datetime.now(UTC)
-    for _, event in changes:
-        if event.integration_uid in rows and may_let_through(event):
-            why = f"{event.kind.value}: {event.reason}" if event.reason else event.kind.value
-            requeue_stuck(connection, event.integration_uid, now, why)
 
 
 # Changes on FiscoBridge's side that can let through what was refused before it was
@@ -761,6 +801,7 @@ async def drop(session: AsyncSession) -> None:
             status_event_id=None,
             status_event_at=None,
             tier_event_at=None,
+            let_through_at=None,
         )
     )
 
@@ -811,6 +852,7 @@ class _Sql:
     count_usage: TextClause
     integrations: Select[Any]
     update_integrations: Update
+    let_through: Select[Any]
 
 
 _SQL: dict[str, _Sql] = {}
@@ -947,10 +989,13 @@ def _build(dialect: str) -> _Sql:
             i.c.tier_event_at,
             i.c.starts_at,
             i.c.zoho_organization_claim,
+            i.c.let_through_at,
         )
         .where(i.c.uid.in_(bindparam("uids", expanding=True)))
         .order_by(i.c.uid)
         .with_for_update(),
+        let_through=select(i.c.uid, i.c.let_through_at).where(
+            i.c.uid.in_(bindparam("uids", expanding=True)), i.c.let_through_at.is_not(None)),
         update_integrations=update(i)
         .where(i.c.uid == bindparam("k_uid"))
         .values(
@@ -965,6 +1010,7 @@ def _build(dialect: str) -> _Sql:
                     "tier_event_at",
                     "starts_at",
                     "zoho_organization_claim",
+                    "let_through_at",
                 )
             }
         ),

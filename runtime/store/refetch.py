@@ -8,6 +8,8 @@ document back through webhook or poll by itself. When it is on FiscoBridge's sid
 nothing in Zoho changes, so nothing would bring it back: every such change queues the
 integration's stuck documents here (`requeue_stuck`, applied with the change's event by
 runtime.store.projection), as does a person's resend of one of them (runtime.resend).
+A refusal decided before such a change but projected after it was not there to be
+queued: the projection queues it when it comes (`let_through_at`).
 
 The poller reads the queued documents of an integration by id at its next poll,
 publishes them with the poll's changes, and then `done` deletes their requests.
@@ -71,6 +73,15 @@ def _rows(uid: str, documents: Iterable[Document], at: datetime, reason: str
     ]
 
 
+def queue(connection: Connection, uid: str, documents: Iterable[Document], at: datetime,
+          reason: str) -> int:
+    """Queue `documents` of the integration; the number queued. Within the caller's
+    transaction."""
+    rows = _rows(uid, documents, at, reason)
+    _upsert(connection, rows)
+    return len(rows)
+
+
 def requeue_stuck(connection: Connection, uid: str, at: datetime, reason: str) -> int:
     """Queue every document of the integration that was refused before it was signed;
     the number queued. Within the caller's transaction."""
@@ -82,9 +93,8 @@ def requeue_stuck(connection: Connection, uid: str, at: datetime, reason: str) -
             journal.c.message_id.is_(None),
         )
     )
-    rows = _rows(uid, (document_of(r.source_invoice_id, r.kind) for r in found), at, reason)
-    _upsert(connection, rows)
-    return len(rows)
+    return queue(connection, uid, (document_of(r.source_invoice_id, r.kind) for r in found),
+                 at, reason)
 
 
 class Refetches(Repository):

@@ -28,7 +28,7 @@ async def _tables(store: Store) -> set[str]:
 
 
 async def test_revisions_form_a_sequence() -> None:
-    assert migrations.head() == "0011"
+    assert migrations.head() == "0012"
 
 
 async def test_applies_from_empty(database: Database) -> None:
@@ -38,11 +38,11 @@ async def test_applies_from_empty(database: Database) -> None:
         with pytest.raises(SchemaOutOfDate, match="fiscobridge db upgrade"):
             await store.require_schema()
         await store.migrate()
-        assert await migrations.current(store.engine) == "0011"
+        assert await migrations.current(store.engine) == "0012"
         await store.require_schema()
         assert {t.name for t in Base.metadata.sorted_tables} <= await _tables(store)
         await store.migrate()  # a second run is a no-op
-        assert await migrations.current(store.engine) == "0011"
+        assert await migrations.current(store.engine) == "0012"
     finally:
         await store.close()
 
@@ -136,7 +136,7 @@ async def test_downgrade_then_upgrade_round_trips(database: Database) -> None:
         assert await migrations.current(store.engine) == "0001"
         assert not PROJECTION_TABLES & await _tables(store)
         await store.migrate()
-        assert await migrations.current(store.engine) == "0011"
+        assert await migrations.current(store.engine) == "0012"
     finally:
         await store.close()
 

@@ -109,3 +109,41 @@ async def test_done_clears_only_requests_made_before_the_poll_started(
     assert await store.refetch.requested() == {uid: poll_started + timedelta(1)}
     assert await store.refetch.done(uid, [two], requested_before=datetime.now(UTC)) == 1
     assert await store.refetch.requested() == {}
+
+
+async def test_a_refusal_decided_before_a_change_but_projected_after_it_is_queued(
+    store: Store, uid: str
+) -> None:
+    """The change's requeue sees only what is projected by then: a refusal decided
+    before the change but projected after it is queued when projected. One decided after
+    the change was decided with it."""
+    changed_at = T0 + timedelta(hours=1)
+    await store.apply([integration_event(IntegrationEventKind.TIER_CHANGED, changed_at,
+                                         tier="growth")])
+    assert await store.refetch.requested() == {}
+
+    def at(source_id: str, when: datetime, state: InvoiceState = InvoiceState.BLOCKED,
+           ) -> InvoiceStatus:
+        return unsigned(state, source_id).model_copy(update={"occurred_at": when})
+
+    await store.apply([
+        at("100000000000001", changed_at - timedelta(seconds=3)),  # in flight meanwhile
+        at("100000000000002", changed_at - timedelta(hours=2), InvoiceState.REJECTED),
+        at("100000000000003", changed_at + timedelta(seconds=5)),  # decided with it
+        signed(InvoiceState.REJECTED, "100000000000004"),  # CIS refused it: resent, not read
+    ])
+    assert set(await store.refetch.pending(uid, limit=10)) == {
+        Document("100000000000001", DocumentKind.INVOICE),
+        Document("100000000000002", DocumentKind.INVOICE),
+    }
+    # The latest change counts, whichever order the changes are projected in.
+    later = changed_at + timedelta(hours=1)
+    await store.apply([integration_event(IntegrationEventKind.SETTINGS_CHANGED, later)])
+    await store.apply([integration_event(IntegrationEventKind.CERTIFICATE_REPLACED,
+                                         changed_at - timedelta(days=1))])
+    await store.refetch.done(uid, await store.refetch.pending(uid, limit=10),
+                             requested_before=datetime.now(UTC))
+    await store.apply([at("100000000000005", later + timedelta(seconds=1)),
+                       at("100000000000006", later - timedelta(minutes=30))])
+    assert await store.refetch.pending(uid, limit=10) == [
+        Document("100000000000006", DocumentKind.INVOICE)]
